@@ -1,0 +1,5 @@
+"""The ``taskqueue`` command."""
+
+from taskqueue.cli.main import main
+
+__all__ = ["main"]

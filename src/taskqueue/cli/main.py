@@ -1,0 +1,180 @@
+"""The ``taskqueue`` command line: the entry point and its server-side commands.
+
+Server-side commands import the server lazily, so the client side of the CLI works with the
+plain ``taskqueue`` install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+import click
+
+from taskqueue._version import __version__
+
+__all__ = ["main"]
+
+DEFAULT_DB = "taskqueue.db"
+
+
+def _db_option(function: Any) -> Any:
+    return click.option(
+        "--db",
+        envvar="TASKQUEUE_DATABASE_URL",
+        default=DEFAULT_DB,
+        show_default=True,
+        help="SQLite file path or sqlite:/// URL (env TASKQUEUE_DATABASE_URL).",
+    )(function)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _need_server() -> None:
+    try:
+        import sqlalchemy  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise click.ClickException(
+            f"the server needs extra packages ({exc.name} is missing): "
+            "pip install 'taskqueue[server]'"
+        ) from exc
+
+
+def _check_db(db: str) -> None:
+    from taskqueue.store import resolve_sqlite_path
+
+    try:
+        path = resolve_sqlite_path(db)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from exc
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--db")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="taskqueue")
+def main() -> None:
+    """taskqueue: run shell commands durably, with priorities, retries and dependencies."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@_db_option
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(0, 1024),
+              help="Tasks run at once by the embedded worker; 0 serves the API only.")
+@click.option("--lease-seconds", default=30.0, show_default=True,
+              type=click.FloatRange(1, 3600), help="How long a claim lasts between heartbeats.")
+@click.option("--drain-timeout", default=30.0, show_default=True,
+              type=click.FloatRange(0, 86400),
+              help="On SIGTERM, how long running tasks may finish before being handed back.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def server(host: str, port: int, db: str, workers: int, lease_seconds: float,
+           drain_timeout: float, log_level: str) -> None:
+    """Serve the HTTP API and run tasks, on a SQLite database it creates if needed."""
+    _need_server()
+    from taskqueue.server import ServerSettings, create_app, is_loopback
+    from taskqueue.worker import WorkerSettings
+
+    if not is_loopback(host):
+        raise click.BadParameter(
+            f"refusing to listen on {host}: this version has no authentication, so it serves "
+            "loopback addresses only (127.0.0.1, ::1, localhost)", param_hint="--host")
+    _check_db(db)
+    _setup_logging(log_level)
+    import uvicorn
+
+    settings = ServerSettings(
+        db=db, host=host, port=port, workers=workers,
+        worker=WorkerSettings(concurrency=max(workers, 1), lease_seconds=lease_seconds,
+                              drain_timeout=drain_timeout),
+    )
+    app = create_app(settings)
+    click.echo(f"taskqueue {__version__} serving http://{host}:{port} "
+               f"(database {db}, {workers} worker slot(s))", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5, lifespan="on")
+
+
+@main.command()
+@_db_option
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024),
+              help="Tasks run at once.")
+@click.option("--queue", "queues", multiple=True, default=["default"], show_default=True,
+              help="Queue to serve; repeat for several.")
+@click.option("--lease-seconds", default=30.0, show_default=True,
+              type=click.FloatRange(1, 3600))
+@click.option("--drain-timeout", default=30.0, show_default=True,
+              type=click.FloatRange(0, 86400))
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(db: str, concurrency: int, queues: tuple[str, ...], lease_seconds: float,
+           drain_timeout: float, log_level: str) -> None:
+    """Run tasks from the database, without serving the API."""
+    _need_server()
+    _check_db(db)
+    _setup_logging(log_level)
+    from taskqueue.store import Store
+    from taskqueue.worker import Worker, WorkerSettings
+
+    settings = WorkerSettings(concurrency=concurrency, queues=queues,
+                              lease_seconds=lease_seconds, drain_timeout=drain_timeout)
+
+    async def run() -> None:
+        store = Store(db)
+        store.start()
+        runner = Worker(store, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        click.echo(f"taskqueue worker {runner.worker_id} on {db} "
+                   f"(concurrency {concurrency}, queues {', '.join(queues)})", err=True)
+        try:
+            await runner.run()
+        finally:
+            await store.close()
+
+    _run_loop(run())
+
+
+def _run_loop(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@_db_option
+def db_upgrade(db: str) -> None:
+    """Create the database if needed and apply every migration."""
+    _need_server()
+    _check_db(db)
+    from taskqueue.store import Store
+
+    Store(db).migrate()
+    click.echo(f"database {db} is up to date")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

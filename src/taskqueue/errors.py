@@ -1,0 +1,140 @@
+"""The exceptions taskqueue raises.
+
+::
+
+    TaskQueueError                  every error of this package
+    ├── APIError                    the server answered an error status
+    │   ├── ValidationError         400 / 422: the request was malformed (see ``details``)
+    │   ├── AuthenticationError     401
+    │   ├── AuthorizationError      403
+    │   ├── NotFoundError           404
+    │   │   ├── TaskNotFoundError
+    │   │   └── ProjectNotFoundError
+    │   ├── ConflictError           409: the request conflicts with the current state
+    │   ├── PayloadTooLargeError    413
+    │   ├── RateLimitError          429 (``retry_after`` in seconds)
+    │   └── ServerError             5xx
+    ├── TaskQueueConnectionError    the server could not be reached (alias ``ConnectionError``)
+    └── TaskQueueTimeoutError       the request or the wait timed out (alias ``TimeoutError``)
+
+Each carries ``status_code``, ``message``, ``response_data`` and ``request_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "ConflictError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProjectNotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "TaskNotFoundError",
+    "TaskQueueConnectionError",
+    "TaskQueueError",
+    "TaskQueueTimeoutError",
+    "ValidationError",
+]
+
+
+class TaskQueueError(Exception):
+    """Base of every error raised by taskqueue."""
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        response_data: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.response_data: dict[str, Any] = response_data or {}
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        text = f"[{self.status_code}] {self.message}" if self.status_code else self.message
+        if self.request_id:
+            text += f" (request {self.request_id})"
+        return text
+
+
+class APIError(TaskQueueError):
+    """The server answered with an error status."""
+
+
+class ValidationError(APIError):
+    """The request was malformed; ``details`` lists each field and why."""
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        """The field errors the server reported."""
+        error = self.response_data.get("error", {})
+        details = error.get("details", []) if isinstance(error, dict) else []
+        return details if isinstance(details, list) else []
+
+
+class AuthenticationError(APIError):
+    """No valid credentials were given (401)."""
+
+
+class AuthorizationError(APIError):
+    """The credentials do not allow this (403)."""
+
+
+class NotFoundError(APIError):
+    """The resource does not exist (404)."""
+
+
+class TaskNotFoundError(NotFoundError):
+    """No task has this id."""
+
+
+class ProjectNotFoundError(NotFoundError):
+    """No project has this id."""
+
+
+class ConflictError(APIError):
+    """The request conflicts with the resource's current state (409)."""
+
+
+class PayloadTooLargeError(APIError):
+    """The request body is larger than the server accepts (413)."""
+
+
+class RateLimitError(APIError):
+    """Too many requests (429); ``retry_after`` says how many seconds to wait."""
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = 429,
+        response_data: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code, response_data, request_id)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """The server failed (5xx)."""
+
+
+class TaskQueueConnectionError(TaskQueueError):
+    """The server could not be reached."""
+
+
+class TaskQueueTimeoutError(TaskQueueError):
+    """A request, or a wait for a task, timed out."""
+
+
+# The seed's names, kept as aliases; they do not shadow the builtins unless imported by name.
+ConnectionError = TaskQueueConnectionError  # noqa: A001
+TimeoutError = TaskQueueTimeoutError  # noqa: A001

@@ -1,0 +1,242 @@
+"""The SQLite database: one writer thread with group commit, and a reader on the event loop.
+
+Writes are functions ``fn(conn, effects) -> result`` queued to a single writer thread. The writer
+takes everything queued, runs each function inside its own SAVEPOINT of one ``BEGIN IMMEDIATE``
+transaction, commits once (one fsync for the whole group) and only then resolves each caller's
+future. So an API handler that awaited its write answers only once the write is on disk, and
+concurrent requests share the cost of a sync.
+
+A function that raises has only its own savepoint rolled back; the rest of the group commits.
+The ``effects`` object a function fills (tasks made runnable, tasks that ended...) is handed to
+``on_commit`` on the event loop after the commit, so waiters wake only for changes that are
+durable.
+
+Writes that may be lost in a power cut without breaking a promise (claims, heartbeats, output)
+are queued with ``durable=False``: a group made only of them commits with ``synchronous=NORMAL``
+and skips the fsync. A kill -9 of the process still loses none of them (they are in the WAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+__all__ = ["Effects", "SqliteDatabase", "connect", "sqlite_engine"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Most write functions applied in one transaction.
+MAX_GROUP = 1000
+#: How long a writer waits for another process's write lock before giving up, in ms.
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass
+class Effects:
+    """What a committed write changed, for the in-process listeners."""
+
+    wake: bool = False  # some task may have become runnable
+    terminal: set[str] = field(default_factory=set)  # tasks that reached a terminal status
+    changed: set[str] = field(default_factory=set)  # tasks whose status changed
+    logs: set[str] = field(default_factory=set)  # tasks that got new output
+    stop_running: set[str] = field(default_factory=set)  # running tasks whose lease was revoked
+
+    def merge(self, other: Effects) -> None:
+        """Add ``other``'s changes to these."""
+        self.wake = self.wake or other.wake
+        self.terminal |= other.terminal
+        self.changed |= other.changed
+        self.logs |= other.logs
+        self.stop_running |= other.stop_running
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection to the SQLite file at ``path`` with taskqueue's settings.
+
+    The driver is in autocommit mode: the writer begins its transactions explicitly with
+    ``BEGIN IMMEDIATE`` (the write lock up front, so a transaction never fails half-way on
+    upgrading its lock), and reads run outside transactions.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+def sqlite_engine(path: str | Path) -> Engine:
+    """A SQLAlchemy engine on the file, used for migrations only."""
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    return engine
+
+
+@dataclass
+class _Op(Generic[T]):
+    fn: Callable[[sqlite3.Connection, Effects], T]
+    durable: bool
+    future: asyncio.Future[T]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+class SqliteDatabase:
+    """A SQLite file shared by a single writer thread and a reader on the event loop."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, on_commit: Callable[[Effects], None] | None = None):
+        self.path = Path(path)
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Open the reader and start the writer thread."""
+        self._reader = connect(self.path)
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._writer_main, args=(ready,), name="taskqueue-writer", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+
+    async def close(self) -> None:
+        """Let queued writes finish, stop the writer and close every connection."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # ------------------------------------------------------------------ reads and writes
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only function on the event loop's own connection."""
+        conn = self._reader
+        if conn is None:
+            raise RuntimeError("database is not started")
+        return fn(conn)
+
+    def write(
+        self, fn: Callable[[sqlite3.Connection, Effects], T], *, durable: bool = True
+    ) -> asyncio.Future[T]:
+        """Queue a write; the future resolves once its transaction has committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, durable, future, loop))
+        return future
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _writer_main(self, ready: threading.Event) -> None:
+        conn = connect(self.path)
+        state = {"synchronous": "FULL"}
+        ready.set()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                group: list[_Op[Any]] = [first]
+                stop = False
+                while len(group) < MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    group.append(item)
+                self._apply(conn, group, state)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _apply(
+        self, conn: sqlite3.Connection, group: list[_Op[Any]], state: dict[str, str]
+    ) -> None:
+        wanted = "FULL" if any(op.durable for op in group) else "NORMAL"
+        outcomes: list[tuple[bool, Any]] = []
+        effects = Effects()
+        try:
+            if state["synchronous"] != wanted:
+                conn.execute(f"PRAGMA synchronous={wanted}")
+                state["synchronous"] = wanted
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for op in group:
+                    fx = Effects()
+                    # Each function in its own savepoint: one that raises undoes only itself.
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = op.fn(conn, fx)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        outcomes.append((False, exc))
+                    else:
+                        conn.execute("RELEASE op")
+                        outcomes.append((True, value))
+                        effects.merge(fx)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            log.warning("a group of %d write(s) failed: %s", len(group), exc)
+            outcomes = [(False, exc)] * len(group)
+            effects = Effects()
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op[Any], bool, Any]]] = {}
+        for op, (ok, value) in zip(group, outcomes):
+            by_loop.setdefault(op.loop, []).append((op, ok, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._resolve, items, effects)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def _resolve(self, items: list[tuple[_Op[Any], bool, Any]], effects: Effects) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit(effects)
+            except Exception:  # a listener must never lose a caller's answer
+                log.exception("commit listener failed")
+        for op, ok, value in items:
+            if op.future.done():
+                continue
+            if ok:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)

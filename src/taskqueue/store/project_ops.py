@@ -1,0 +1,111 @@
+"""Project writes: create, update and delete (refused while it has tasks, unless cascading)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from typing import Any
+
+from taskqueue.models import ProjectCreate, ProjectUpdate
+from taskqueue.store.database import Effects
+from taskqueue.store.errors import Conflict, InvalidInput, NotFound
+from taskqueue.store.rows import dumps, project_to_dict, to_us
+from taskqueue.store.sql import Tx, insert_rows
+from taskqueue.store.task_ops import IdempotencyRequest, emit, idempotent_replay, remember
+
+__all__ = ["create_project", "delete_project", "get_project_row", "update_project"]
+
+
+def get_project_row(conn: Tx, project_id: str) -> Any:
+    """The project's row, or raise :class:`NotFound`."""
+    row = conn.execute("SELECT * FROM projects WHERE id = ?", (project_id,)).fetchone()
+    if row is None:
+        raise NotFound("project", project_id)
+    return row
+
+
+def _name_taken(conn: Tx, name: str, other_than: str = "") -> bool:
+    return conn.execute(
+        "SELECT 1 FROM projects WHERE name = ? AND id != ?", (name, other_than)
+    ).fetchone() is not None
+
+
+def create_project(
+    conn: Tx, fx: Effects, data: ProjectCreate, now: int,
+    idem: IdempotencyRequest | None = None,
+) -> dict[str, Any]:
+    """Insert a project; names are unique."""
+    replay = idempotent_replay(conn, idem)
+    if replay is not None:
+        return dict(replay)
+    if _name_taken(conn, data.name):
+        raise Conflict(f"a project named {data.name!r} already exists")
+    row = {
+        "id": str(uuid.uuid4()),
+        "name": data.name,
+        "description": data.description,
+        "status": data.status,
+        "due_date": to_us(data.due_date) if data.due_date is not None else None,
+        "tags": dumps(data.tags),
+        "metadata": dumps(data.metadata),
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        insert_rows(conn, "projects", [row])
+    except sqlite3.IntegrityError as exc:  # pragma: no cover - a race with another process
+        raise Conflict(f"a project named {data.name!r} already exists") from exc
+    emit(conn, "project.created", now, None, row["id"], {"name": data.name})
+    result = project_to_dict(row)
+    remember(conn, idem, result, now)
+    return result
+
+
+def update_project(
+    conn: Tx, fx: Effects, project_id: str, changes: ProjectUpdate, now: int
+) -> dict[str, Any]:
+    """Change the fields given."""
+    get_project_row(conn, project_id)
+    given = changes.model_dump(exclude_unset=True)
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None and name in ("name", "status", "tags", "metadata"):
+            raise InvalidInput(f"{name} cannot be null",
+                               [{"loc": [name], "msg": "cannot be null", "type": "value_error"}])
+        if name == "name" and _name_taken(conn, value, other_than=project_id):
+            raise Conflict(f"a project named {value!r} already exists")
+        if name in ("tags", "metadata"):
+            values[name] = dumps(value)
+        elif name == "due_date":
+            values[name] = to_us(value) if value is not None else None
+        else:
+            values[name] = value
+    if values:
+        values["updated_at"] = now
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        conn.execute(f"UPDATE projects SET {assignments} WHERE id = ?",
+                     [*values.values(), project_id])
+        emit(conn, "project.updated", now, None, project_id, {"fields": sorted(given)})
+    return project_to_dict(get_project_row(conn, project_id))
+
+
+def delete_project(conn: Tx, fx: Effects, project_id: str, cascade: bool, now: int) -> None:
+    """Delete a project; with tasks only when ``cascade`` and none of them is Running."""
+    get_project_row(conn, project_id)
+    count = conn.execute("SELECT count(*) FROM tasks WHERE project_id = ?",
+                         (project_id,)).fetchone()[0]
+    if count and not cascade:
+        raise Conflict(f"the project has {count} task(s); delete them first or pass cascade=true")
+    if count:
+        running = conn.execute(
+            "SELECT count(*) FROM tasks WHERE project_id = ? AND status = 'Running'",
+            (project_id,),
+        ).fetchone()[0]
+        if running:
+            raise Conflict(f"{running} task(s) of the project are Running; cancel them first")
+        ids = [r[0] for r in conn.execute("SELECT id FROM tasks WHERE project_id = ?",
+                                          (project_id,))]
+        conn.execute("DELETE FROM tasks WHERE project_id = ?", (project_id,))
+        fx.changed.update(ids)
+    conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+    emit(conn, "project.deleted", now, None, project_id, {"tasks_deleted": count})

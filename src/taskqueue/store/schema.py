@@ -1,0 +1,176 @@
+"""The tables. Times are integer microseconds since the Unix epoch (UTC); JSON is stored as text.
+
+Integer times compare and index the same way on SQLite and PostgreSQL and cost nothing to
+convert; the wire format turns them into ISO 8601.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+__all__ = [
+    "attempts",
+    "events",
+    "idempotency_keys",
+    "metadata",
+    "output_chunks",
+    "projects",
+    "task_deps",
+    "tasks",
+]
+
+metadata = MetaData()
+
+_ID = String(36)
+_TIME = BigInteger()
+# SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text),
+    Column("status", String(50), nullable=False),
+    Column("due_date", _TIME),
+    Column("tags", Text, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("created_at", _TIME, nullable=False),
+    Column("updated_at", _TIME, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    # seq orders first-in-first-out within a priority and is the claim's tie-breaker.
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("id", _ID, nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("command", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("technical_specs", Text),
+    Column("acceptance_criteria", Text, nullable=False),
+    Column("project_id", _ID, ForeignKey("projects.id"), index=True),
+    Column("task_type", String(20), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("priority_rank", SmallInteger, nullable=False),
+    Column("dependencies", Text, nullable=False),
+    Column("timeout", Integer),
+    Column("retry_attempts", Integer, nullable=False),
+    Column("retry_delay", Float, nullable=False),
+    Column("retries_used", Integer, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("working_directory", Text),
+    Column("status", String(20), nullable=False),
+    Column("status_reason", Text),
+    Column("result", Text),
+    Column("phases", Text, nullable=False),
+    Column("current_phase", String(20)),
+    Column("ai_reviews_required", Integer, nullable=False),
+    Column("ai_reviews_completed", Integer, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("created_at", _TIME, nullable=False, index=True),
+    Column("updated_at", _TIME, nullable=False),
+    Column("queue", String(100), nullable=False),
+    Column("run_at", _TIME, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", _TIME),
+    Column("finished_at", _TIME),
+    Column("parent_id", _ID),
+    Column("input", Text),
+    Column("input_schema", Text),
+    Column("output_schema", Text),
+    Column("version", Integer),
+    Column("language", String(50)),
+    Column("code", Text),
+    Column("idempotency_key", String(255)),
+    # Lease fencing: every write of an attempt is conditional on its token.
+    Column("lease_token", String(32)),
+    Column("lease_expires_at", _TIME),
+    Column("worker_id", String(200)),
+    # How many dependencies have not Completed yet; runnable only at 0.
+    Column("waiting_on", Integer, nullable=False),
+    Index(
+        "ix_tasks_claim",
+        "queue",
+        text("priority_rank DESC"),
+        "run_at",
+        "seq",
+        sqlite_where=text("status = 'Pending' AND waiting_on = 0"),
+        postgresql_where=text("status = 'Pending' AND waiting_on = 0"),
+    ),
+    Index(
+        "ix_tasks_running_lease",
+        "lease_expires_at",
+        sqlite_where=text("status = 'Running'"),
+        postgresql_where=text("status = 'Running'"),
+    ),
+    Index("ix_tasks_status_created", "status", "created_at"),
+)
+
+task_deps = Table(
+    "task_deps",
+    metadata,
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("depends_on", _ID, primary_key=True),
+    Index("ix_task_deps_depends_on", "depends_on"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("worker_id", String(200)),
+    Column("status", String(20), nullable=False),
+    Column("started_at", _TIME, nullable=False),
+    Column("finished_at", _TIME),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", BigInteger),
+)
+
+output_chunks = Table(
+    "output_chunks",
+    metadata,
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("stream", String(10), nullable=False),
+    Column("data", Text, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", _SEQ, primary_key=True, autoincrement=True),
+    Column("type", String(50), nullable=False),
+    Column("task_id", _ID),
+    Column("project_id", _ID),
+    Column("time", _TIME, nullable=False),
+    Column("data", Text, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", _TIME, nullable=False, index=True),
+)

@@ -1,0 +1,270 @@
+"""The store: the one object the API and the workers use to read and change state.
+
+It owns the database and the in-process notifications that follow each commit: waking idle
+workers, long-polls waiting for a task to end, log followers, and workers that must stop a task
+whose lease was revoked. Across processes (a standalone worker on the same SQLite file) every
+waiter also polls, so a missed notification costs latency, never progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from taskqueue.models import ProjectCreate, ProjectUpdate, TaskCreate, TaskFilters, TaskUpdate
+from taskqueue.store import lease_ops, project_ops, queries, task_ops
+from taskqueue.store.database import Effects, SqliteDatabase, sqlite_engine
+from taskqueue.store.lease_ops import Claimed, Outcome
+from taskqueue.store.migrate import upgrade
+from taskqueue.store.rows import now_us
+from taskqueue.store.task_ops import IdempotencyRequest
+
+__all__ = ["Store", "resolve_sqlite_path"]
+
+#: How often a waiter re-reads the database in case the change came from another process.
+POLL_INTERVAL_S = 0.5
+
+
+def resolve_sqlite_path(db: str) -> Path:
+    """The SQLite file named by ``db``: a plain path or a ``sqlite:///`` URL."""
+    if "://" in db:
+        url = make_url(db)
+        if url.get_backend_name() != "sqlite":
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r}: this version runs on SQLite"
+            )
+        if not url.database or url.database == ":memory:":
+            raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
+        return Path(url.database)
+    return Path(db)
+
+
+class Store:
+    """Async access to tasks and projects on one database."""
+
+    def __init__(self, db: str | Path) -> None:
+        self.path = resolve_sqlite_path(str(db))
+        self.db = SqliteDatabase(self.path, on_commit=self._on_commit)
+        self.backend = self.db.backend
+        self.work_available = asyncio.Event()
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._log_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._stop_listeners: list[Callable[[set[str]], None]] = []
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def migrate(self) -> None:
+        """Create the database file if needed and apply every migration."""
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sqlite_engine(self.path)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+
+    def start(self) -> None:
+        """Migrate, then open the database."""
+        self.migrate()
+        self.db.start()
+
+    async def close(self) -> None:
+        """Finish queued writes and close the database."""
+        await self.db.close()
+
+    # ------------------------------------------------------------------ notifications
+
+    def _on_commit(self, fx: Effects) -> None:
+        if fx.wake:
+            self.work_available.set()
+        for task_id in fx.changed:
+            for waiter in self._waiters.get(task_id, ()):
+                waiter.set()
+        for task_id in fx.logs | fx.changed:
+            for waiter in self._log_waiters.get(task_id, ()):
+                waiter.set()
+        if fx.stop_running:
+            for listener in self._stop_listeners:
+                listener(fx.stop_running)
+
+    def on_stop_running(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener`` with the ids of running tasks whose lease was revoked here."""
+        self._stop_listeners.append(listener)
+
+    async def _wait_change(
+        self, registry: dict[str, set[asyncio.Event]], task_id: str, timeout: float
+    ) -> None:
+        event = asyncio.Event()
+        registry[task_id].add(event)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            waiters = registry[task_id]
+            waiters.discard(event)
+            if not waiters:
+                del registry[task_id]
+
+    async def wait_terminal(self, task_id: str, timeout: float) -> dict[str, Any]:
+        """The task once it is terminal, or as it is when ``timeout`` seconds have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            task = self.get_task(task_id)
+            remaining = deadline - loop.time()
+            if task["status"] in ("Completed", "Failed", "Cancelled") or remaining <= 0:
+                return task
+            await self._wait_change(self._waiters, task_id, min(remaining, POLL_INTERVAL_S))
+
+    async def wait_logs(self, task_id: str, timeout: float) -> None:
+        """Return when the task has new output or changed status, or after ``timeout``."""
+        await self._wait_change(self._log_waiters, task_id, timeout)
+
+    # ------------------------------------------------------------------ tasks
+
+    async def create_tasks(
+        self, items: Sequence[TaskCreate], idem: IdempotencyRequest | None = None
+    ) -> list[dict[str, Any]]:
+        """Create tasks atomically; later items may depend on earlier ones by ``ref``."""
+        now = now_us()
+        return await self.db.write(lambda c, fx: task_ops.create_tasks(c, fx, items, now, idem))
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """One task."""
+        return self.db.read(lambda c: queries.get_task(c, task_id))
+
+    def list_tasks(self, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
+        """A page of tasks and the number matching."""
+        return self.db.read(lambda c: queries.list_tasks(c, filters))
+
+    async def update_task(self, task_id: str, changes: TaskUpdate) -> dict[str, Any]:
+        """Change a task's fields."""
+        now = now_us()
+        return await self.db.write(lambda c, fx: task_ops.update_task(c, fx, task_id, changes, now))
+
+    async def cancel_task(self, task_id: str) -> dict[str, Any]:
+        """Cancel a task and its dependents."""
+        now = now_us()
+        return await self.db.write(lambda c, fx: task_ops.cancel_task(c, fx, task_id, now))
+
+    async def retry_task(self, task_id: str) -> dict[str, Any]:
+        """Re-queue a Failed or Cancelled task."""
+        now = now_us()
+        return await self.db.write(lambda c, fx: task_ops.retry_task(c, fx, task_id, now))
+
+    async def delete_task(self, task_id: str) -> None:
+        """Delete a task."""
+        now = now_us()
+        await self.db.write(lambda c, fx: task_ops.delete_task(c, fx, task_id, now))
+
+    def list_attempts(self, task_id: str) -> list[dict[str, Any]]:
+        """Every attempt of a task."""
+        return self.db.read(lambda c: queries.list_attempts(c, task_id))
+
+    def read_logs(
+        self, task_id: str, offset: int, limit: int, stream: str | None = None,
+        attempt: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int, str]:
+        """Output chunks from ``offset``, the next offset, and the task's status."""
+        return self.db.read(lambda c: queries.read_logs(c, task_id, offset, limit, stream, attempt))
+
+    def task_counts(self) -> dict[str, int]:
+        """Tasks per status."""
+        return self.db.read(queries.task_counts)
+
+    # ------------------------------------------------------------------ projects
+
+    async def create_project(
+        self, data: ProjectCreate, idem: IdempotencyRequest | None = None
+    ) -> dict[str, Any]:
+        """Create a project."""
+        now = now_us()
+        return await self.db.write(lambda c, fx: project_ops.create_project(c, fx, data, now, idem))
+
+    def get_project(self, project_id: str) -> dict[str, Any]:
+        """One project."""
+        return self.db.read(lambda c: queries.get_project(c, project_id))
+
+    def list_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of projects and their number."""
+        return self.db.read(lambda c: queries.list_projects(c, limit, offset))
+
+    async def update_project(self, project_id: str, changes: ProjectUpdate) -> dict[str, Any]:
+        """Change a project's fields."""
+        now = now_us()
+        return await self.db.write(
+            lambda c, fx: project_ops.update_project(c, fx, project_id, changes, now))
+
+    async def delete_project(self, project_id: str, cascade: bool) -> None:
+        """Delete a project (and its tasks, when ``cascade``)."""
+        now = now_us()
+        await self.db.write(
+            lambda c, fx: project_ops.delete_project(c, fx, project_id, cascade, now))
+
+    # ------------------------------------------------------------------ workers
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease_s: float
+    ) -> list[Claimed]:
+        """Take up to ``limit`` runnable tasks under a fresh lease."""
+        now = now_us()
+        lease_us = int(lease_s * 1_000_000)
+        return await self.db.write(
+            lambda c, fx: lease_ops.claim(c, fx, worker_id, queues, limit, lease_us, now),
+            durable=False,
+        )
+
+    def has_runnable(self, queues: Sequence[str]) -> bool:
+        """Whether a task of ``queues`` could be claimed now (a cheap read)."""
+        now = now_us()
+        return self.db.read(lambda c: queries.has_runnable(c, list(queues), now))
+
+    def has_expired_leases(self) -> bool:
+        """Whether some running task's lease has expired (a cheap read)."""
+        now = now_us()
+        return self.db.read(lambda c: queries.has_expired_leases(c, now))
+
+    async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_s: float) -> list[str]:
+        """Extend leases; the ids of tasks no longer held."""
+        now = now_us()
+        lease_us = int(lease_s * 1_000_000)
+        return await self.db.write(
+            lambda c, fx: lease_ops.heartbeat(c, fx, leases, lease_us, now), durable=False)
+
+    def lost_leases(self, leases: Sequence[tuple[str, str]]) -> list[str]:
+        """Which of these leases are no longer held (a cheap read)."""
+        return self.db.read(lambda c: lease_ops.lost_leases(c, leases))
+
+    async def append_output(
+        self, task_id: str, token: str, attempt: int, chunks: Sequence[tuple[str, str]]
+    ) -> bool:
+        """Store output of a running attempt; False if the lease is lost."""
+        return await self.db.write(
+            lambda c, fx: lease_ops.append_output(c, fx, task_id, token, attempt, chunks),
+            durable=False,
+        )
+
+    async def finish(self, task_id: str, token: str, outcome: Outcome) -> str | None:
+        """End an attempt; the task's new status, or None if the lease was lost."""
+        now = now_us()
+        return await self.db.write(
+            lambda c, fx: lease_ops.finish(c, fx, task_id, token, outcome, now, self._rng))
+
+    async def release(self, task_id: str, token: str) -> bool:
+        """Hand a held task back to the queue."""
+        now = now_us()
+        return await self.db.write(lambda c, fx: lease_ops.release(c, fx, task_id, token, now))
+
+    async def reap_expired(self) -> list[str]:
+        """Settle expired leases as failed attempts."""
+        now = now_us()
+        return await self.db.write(
+            lambda c, fx: lease_ops.reap_expired(c, fx, now, rng=self._rng))

@@ -1,0 +1,388 @@
+"""The worker: claims tasks into free slots, runs them, keeps their leases, reaps dead workers.
+
+The main loop takes as many tasks as it has free slots in one claim, then waits for whichever
+comes first: a commit that made work runnable (in-process), a freed slot, the poll interval
+(work made runnable by another process, retries coming due), or a stop. Beside it run the
+heartbeat (renews every lease held), the lease watch (notices cancels from other processes
+within ``cancel_check_interval``), and the reaper (turns expired leases of dead workers into
+failed attempts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taskqueue.store import Claimed, Outcome, Store
+from taskqueue.worker.process import OutputCapture, SpawnedProcess, drain_streams, kill_group, spawn
+
+__all__ = ["Worker", "WorkerSettings"]
+
+log = logging.getLogger(__name__)
+
+#: Largest JSON result a command may write to ``$TASKQUEUE_OUTPUT``.
+MAX_RESULT_BYTES = 1024 * 1024
+#: Output is sent to the store at least this often while a command runs...
+FLUSH_INTERVAL_S = 0.1
+#: ...or as soon as this much is waiting.
+FLUSH_BYTES = 64 * 1024
+
+
+@dataclass
+class WorkerSettings:
+    """How a worker behaves; every field has a default that suits one machine."""
+
+    concurrency: int = 8
+    queues: Sequence[str] = ("default",)
+    lease_seconds: float = 30.0
+    poll_interval: float = 0.1
+    cancel_check_interval: float = 0.5
+    kill_grace_seconds: float = 5.0
+    drain_timeout: float = 30.0
+    output_limit: int = 1024 * 1024
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
+    )
+
+
+@dataclass
+class _Run:
+    """A task this worker holds and runs."""
+
+    claimed: Claimed
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: bool = False
+    hand_back: bool = False
+    pending: list[tuple[str, str]] = field(default_factory=list)
+    pending_bytes: int = 0
+    flush_handle: asyncio.TimerHandle | None = None
+    writes: list[asyncio.Future[bool]] = field(default_factory=list)
+
+
+class Worker:
+    """Runs tasks from one store."""
+
+    def __init__(self, store: Store, settings: WorkerSettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or WorkerSettings()
+        self.running: dict[str, _Run] = {}
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._files = Path(tempfile.mkdtemp(prefix="taskqueue-worker-"))
+        self._null_input = self._files / "null.json"
+        self._null_input.write_text("null")
+        self._base_env = dict(os.environ)
+        store.on_stop_running(self._on_revoked)
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's identity, recorded on every attempt it runs."""
+        return self.settings.worker_id
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        """Claim and run tasks until :meth:`stop` is called, then drain."""
+        side = [
+            asyncio.create_task(self._heartbeat_loop(), name="taskqueue-heartbeat"),
+            asyncio.create_task(self._watch_loop(), name="taskqueue-lease-watch"),
+            asyncio.create_task(self._reap_loop(), name="taskqueue-reaper"),
+        ]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for task in side:
+                task.cancel()
+            for task in side:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(OSError):
+                self._null_input.unlink()
+                self._files.rmdir()
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` then drains and returns."""
+        self._stopping.set()
+
+    async def _claim_loop(self) -> None:
+        settings = self.settings
+        work = self.store.work_available
+        while not self._stopping.is_set():
+            free = settings.concurrency - len(self.running)
+            if free > 0:
+                work.clear()
+                try:
+                    claimed = await self.store.claim(
+                        self.worker_id, settings.queues, free, settings.lease_seconds)
+                except Exception as exc:
+                    log.warning("claim failed, retrying: %s", exc)
+                    claimed = []
+                    await self._sleep(settings.poll_interval * 10)
+                for task in claimed:
+                    self._start(task)
+                if claimed:
+                    continue
+            self._slot_freed.clear()
+            await self._wait_for_work(free > 0)
+
+    async def _wait_for_work(self, have_slots: bool) -> None:
+        waits = [asyncio.ensure_future(self._stopping.wait()),
+                 asyncio.ensure_future(self._slot_freed.wait())]
+        if have_slots:
+            waits.append(asyncio.ensure_future(self.store.work_available.wait()))
+        deadline = time.monotonic() + self.settings.poll_interval
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                done, _ = await asyncio.wait(waits, timeout=max(remaining, 0),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done or not have_slots:
+                    return
+                # Poll: work made runnable by another process, or a retry that came due.
+                if self.store.has_runnable(self.settings.queues):
+                    return
+                deadline = time.monotonic() + self.settings.poll_interval
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _start(self, claimed: Claimed) -> None:
+        run = _Run(claimed)
+        self.running[claimed.id] = run
+        task = asyncio.create_task(self._execute(run), name=f"taskqueue-task-{claimed.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ one task
+
+    async def _execute(self, run: _Run) -> None:
+        claimed = run.claimed
+        try:
+            try:
+                outcome = await self._run_command(run)
+            except Exception as exc:  # a spawn failure is the task's failure, not the worker's
+                log.warning("task %s could not run: %s", claimed.id, exc)
+                outcome = Outcome(False, error=f"could not start the command: {exc}")
+            self._flush(run)
+            if run.writes:
+                results = await asyncio.gather(*run.writes, return_exceptions=True)
+                if any(r is False for r in results):
+                    run.lost = True
+            if run.lost:
+                log.info("task %s: lease lost, result dropped", claimed.id)
+            elif run.hand_back:
+                await self.store.release(claimed.id, claimed.lease_token)
+            else:
+                await self.store.finish(claimed.id, claimed.lease_token, outcome)
+        except Exception:
+            log.exception("task %s: could not record its end; its lease will expire", claimed.id)
+        finally:
+            self.running.pop(claimed.id, None)
+            self._slot_freed.set()
+
+    def _environment(self, claimed: Claimed, input_path: str, output_path: str) -> dict[str, str]:
+        env = dict(self._base_env)
+        env.update(claimed.environment)
+        env["TASKQUEUE_TASK_ID"] = claimed.id
+        env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
+        env["TASKQUEUE_INPUT"] = input_path
+        env["TASKQUEUE_OUTPUT"] = output_path
+        return env
+
+    async def _run_command(self, run: _Run) -> Outcome:
+        claimed = run.claimed
+        settings = self.settings
+        cwd = claimed.working_directory
+        if cwd is not None and not os.path.isdir(cwd):
+            return Outcome(False, error=f"working_directory {cwd!r} is not a directory")
+        stem = self._files / f"{claimed.id}-{claimed.attempt}"
+        output_path = f"{stem}.out.json"
+        if claimed.input is None:
+            input_path, stdin_path = str(self._null_input), os.devnull
+        else:
+            input_path = stdin_path = f"{stem}.in.json"
+            Path(input_path).write_text(json.dumps(claimed.input))
+        captures = (
+            OutputCapture("stdout", settings.output_limit, lambda s, t: self._sink(run, s, t)),
+            OutputCapture("stderr", settings.output_limit, lambda s, t: self._sink(run, s, t)),
+        )
+        started = time.monotonic()
+        try:
+            process = spawn(claimed.command,
+                            self._environment(claimed, input_path, output_path),
+                            stdin_path, captures, cwd)
+            timed_out = await self._wait_process(run, process, claimed.timeout)
+            exit_code = process.exited.result()
+            await drain_streams(process, 2.0)
+            duration_ms = int((time.monotonic() - started) * 1000)
+            output, output_error = _read_output(output_path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(output_path)
+            if input_path != str(self._null_input):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(input_path)
+        error: str | None = None
+        if timed_out:
+            error = f"timed out after {claimed.timeout}s"
+        elif exit_code < 0:
+            error = f"killed by signal {-exit_code}"
+        elif exit_code != 0:
+            error = f"exit code {exit_code}"
+        elif output_error is not None:
+            error = output_error
+        return Outcome(
+            success=error is None, exit_code=exit_code, output=output, error=error,
+            stdout_tail=captures[0].summary_tail(), stderr_tail=captures[1].summary_tail(),
+            duration_ms=duration_ms,
+        )
+
+    async def _wait_process(self, run: _Run, process: SpawnedProcess, timeout: int | None) -> bool:
+        """Wait for the command to exit; kill its group on timeout or stop. True if timed out."""
+        stop = asyncio.ensure_future(run.stop.wait())
+        try:
+            done, _ = await asyncio.wait({process.exited, stop}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if process.exited in done:
+            return False
+        await self._terminate(process)
+        return not run.stop.is_set()
+
+    async def _terminate(self, process: SpawnedProcess) -> None:
+        kill_group(process.pid, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.exited), self.settings.kill_grace_seconds)
+        if not process.exited.done():
+            kill_group(process.pid, signal.SIGKILL)
+            await process.exited
+
+    # ------------------------------------------------------------------ output
+
+    def _sink(self, run: _Run, stream: str, text: str) -> None:
+        run.pending.append((stream, text))
+        run.pending_bytes += len(text)
+        if run.pending_bytes >= FLUSH_BYTES:
+            self._flush(run)
+        elif run.flush_handle is None:
+            loop = asyncio.get_running_loop()
+            run.flush_handle = loop.call_later(FLUSH_INTERVAL_S, self._flush, run)
+
+    def _flush(self, run: _Run) -> None:
+        if run.flush_handle is not None:
+            run.flush_handle.cancel()
+            run.flush_handle = None
+        if not run.pending or run.lost:
+            return
+        chunks, run.pending, run.pending_bytes = run.pending, [], 0
+        claimed = run.claimed
+        # Writes are applied in the order they are queued, so chunks keep their order
+        # without waiting for each other.
+        future = self.store.append_output(claimed.id, claimed.lease_token, claimed.attempt, chunks)
+        run.writes.append(asyncio.ensure_future(future))
+        run.writes = [w for w in run.writes if not w.done() or w.result() is False]
+
+    # ------------------------------------------------------------------ leases
+
+    def _lose(self, task_id: str) -> None:
+        run = self.running.get(task_id)
+        if run is not None and not run.lost:
+            run.lost = True
+            run.stop.set()
+
+    def _on_revoked(self, task_ids: set[str]) -> None:
+        for task_id in task_ids & self.running.keys():
+            self._lose(task_id)
+
+    def _leases(self) -> list[tuple[str, str]]:
+        return [(r.claimed.id, r.claimed.lease_token) for r in self.running.values()
+                if not r.lost]
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            leases = self._leases()
+            if not leases:
+                continue
+            try:
+                lost = await self.store.heartbeat(leases, self.settings.lease_seconds)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for task_id in lost:
+                self._lose(task_id)
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cancel_check_interval)
+            leases = self._leases()
+            if not leases:
+                continue
+            try:
+                lost = self.store.lost_leases(leases)
+            except Exception as exc:  # pragma: no cover - a locked or vanished database file
+                log.warning("lease check failed: %s", exc)
+                continue
+            for task_id in lost:
+                self._lose(task_id)
+
+    async def _reap_loop(self) -> None:
+        interval = min(5.0, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.store.has_expired_leases():
+                    reaped = await self.store.reap_expired()
+                    if reaped:
+                        log.warning("reaped %d task(s) whose worker stopped responding",
+                                    len(reaped))
+            except Exception as exc:
+                log.warning("reaper failed: %s", exc)
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def _drain(self) -> None:
+        """Let running tasks finish up to the drain timeout, then hand back the rest."""
+        if self._tasks:
+            log.info("draining %d running task(s), up to %ss", len(self._tasks),
+                     self.settings.drain_timeout)
+            await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
+        for run in list(self.running.values()):
+            run.hand_back = True
+            run.stop.set()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+
+def _read_output(path: str) -> tuple[Any, str | None]:
+    """The JSON a command wrote to ``$TASKQUEUE_OUTPUT``, or an error saying why not."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None, None
+    if size > MAX_RESULT_BYTES:
+        return None, f"$TASKQUEUE_OUTPUT is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"$TASKQUEUE_OUTPUT is not valid JSON: {exc}"
