@@ -136,5 +136,5 @@ class TaskQueueTimeoutError(TaskQueueError):
 
 
 # The seed's names, kept as aliases; they do not shadow the builtins unless imported by name.
-ConnectionError = TaskQueueConnectionError  # noqa: A001
-TimeoutError = TaskQueueTimeoutError  # noqa: A001
+ConnectionError = TaskQueueConnectionError
+TimeoutError = TaskQueueTimeoutError

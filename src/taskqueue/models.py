@@ -202,7 +202,9 @@ class DependencyRef(_Input):
 
 
 #: A dependency: a task id, a batch item's ``ref``, or ``{"task_id": ...}`` / ``{"ref": ...}``.
-Dependency = Union[Annotated[Text, Field(min_length=1, max_length=200)], DependencyRef]
+Dependency = Union[  # noqa: UP007 - a runtime alias, read by pydantic
+    Annotated[Text, Field(min_length=1, max_length=200)], DependencyRef
+]
 
 
 class TaskCreate(_Input):
@@ -222,10 +224,14 @@ class TaskCreate(_Input):
     timeout: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] | None = None
     retry_attempts: Annotated[int, Field(ge=0, le=100)] = 3
     retry_delay: Annotated[float, Field(ge=0, le=24 * 3600)] = 30.0
-    environment: Annotated[dict[str, Annotated[Text, Field(max_length=32_768)]], Field(max_length=256)] = {}
+    environment: Annotated[
+        dict[str, Annotated[Text, Field(max_length=32_768)]], Field(max_length=256)
+    ] = {}
     working_directory: Annotated[Text, Field(min_length=1, max_length=4096)] | None = None
     metadata: JSONObject = {}
-    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=_QUEUE_RE.pattern)] = "default"
+    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=_QUEUE_RE.pattern)] = (
+        "default"
+    )
     run_at: UTCDateTime | None = None
     input: JSONValue = None
     ai_reviews_required: Annotated[int, Field(ge=0, le=100)] = 3
@@ -277,7 +283,9 @@ class TaskUpdate(_Input):
         | None
     ) = None
     working_directory: Annotated[Text, Field(min_length=1, max_length=4096)] | None = None
-    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=_QUEUE_RE.pattern)] | None = None
+    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=_QUEUE_RE.pattern)] | None = (
+        None
+    )
     run_at: UTCDateTime | None = None
 
     @field_validator("environment")
@@ -290,8 +298,17 @@ class TaskUpdate(_Input):
 
 #: Fields of :class:`TaskUpdate` that change how a task runs, so they apply only while Pending.
 RUN_FIELDS = frozenset(
-    {"command", "priority", "timeout", "retry_attempts", "retry_delay", "environment",
-     "working_directory", "queue", "run_at"}
+    {
+        "command",
+        "priority",
+        "timeout",
+        "retry_attempts",
+        "retry_delay",
+        "environment",
+        "working_directory",
+        "queue",
+        "run_at",
+    }
 )
 
 

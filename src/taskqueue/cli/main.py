@@ -72,17 +72,42 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @_db_option
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(0, 1024),
-              help="Tasks run at once by the embedded worker; 0 serves the API only.")
-@click.option("--lease-seconds", default=30.0, show_default=True,
-              type=click.FloatRange(1, 3600), help="How long a claim lasts between heartbeats.")
-@click.option("--drain-timeout", default=30.0, show_default=True,
-              type=click.FloatRange(0, 86400),
-              help="On SIGTERM, how long running tasks may finish before being handed back.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def server(host: str, port: int, db: str, workers: int, lease_seconds: float,
-           drain_timeout: float, log_level: str) -> None:
+@click.option(
+    "--workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(0, 1024),
+    help="Tasks run at once by the embedded worker; 0 serves the API only.",
+)
+@click.option(
+    "--lease-seconds",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="How long a claim lasts between heartbeats.",
+)
+@click.option(
+    "--drain-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0, 86400),
+    help="On SIGTERM, how long running tasks may finish before being handed back.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def server(
+    host: str,
+    port: int,
+    db: str,
+    workers: int,
+    lease_seconds: float,
+    drain_timeout: float,
+    log_level: str,
+) -> None:
     """Serve the HTTP API and run tasks, on a SQLite database it creates if needed."""
     _need_server()
     from taskqueue.server import ServerSettings, create_app, is_loopback
@@ -91,37 +116,72 @@ def server(host: str, port: int, db: str, workers: int, lease_seconds: float,
     if not is_loopback(host):
         raise click.BadParameter(
             f"refusing to listen on {host}: this version has no authentication, so it serves "
-            "loopback addresses only (127.0.0.1, ::1, localhost)", param_hint="--host")
+            "loopback addresses only (127.0.0.1, ::1, localhost)",
+            param_hint="--host",
+        )
     _check_db(db)
     _setup_logging(log_level)
     import uvicorn
 
     settings = ServerSettings(
-        db=db, host=host, port=port, workers=workers,
-        worker=WorkerSettings(concurrency=max(workers, 1), lease_seconds=lease_seconds,
-                              drain_timeout=drain_timeout),
+        db=db,
+        host=host,
+        port=port,
+        workers=workers,
+        worker=WorkerSettings(
+            concurrency=max(workers, 1), lease_seconds=lease_seconds, drain_timeout=drain_timeout
+        ),
     )
     app = create_app(settings)
-    click.echo(f"taskqueue {__version__} serving http://{host}:{port} "
-               f"(database {db}, {workers} worker slot(s))", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5, lifespan="on")
+    click.echo(
+        f"taskqueue {__version__} serving http://{host}:{port} "
+        f"(database {db}, {workers} worker slot(s))",
+        err=True,
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
 
 
 @main.command()
 @_db_option
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024),
-              help="Tasks run at once.")
-@click.option("--queue", "queues", multiple=True, default=["default"], show_default=True,
-              help="Queue to serve; repeat for several.")
-@click.option("--lease-seconds", default=30.0, show_default=True,
-              type=click.FloatRange(1, 3600))
-@click.option("--drain-timeout", default=30.0, show_default=True,
-              type=click.FloatRange(0, 86400))
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def worker(db: str, concurrency: int, queues: tuple[str, ...], lease_seconds: float,
-           drain_timeout: float, log_level: str) -> None:
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Tasks run at once.",
+)
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    default=["default"],
+    show_default=True,
+    help="Queue to serve; repeat for several.",
+)
+@click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--drain-timeout", default=30.0, show_default=True, type=click.FloatRange(0, 86400))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def worker(
+    db: str,
+    concurrency: int,
+    queues: tuple[str, ...],
+    lease_seconds: float,
+    drain_timeout: float,
+    log_level: str,
+) -> None:
     """Run tasks from the database, without serving the API."""
     _need_server()
     _check_db(db)
@@ -129,8 +189,12 @@ def worker(db: str, concurrency: int, queues: tuple[str, ...], lease_seconds: fl
     from taskqueue.store import Store
     from taskqueue.worker import Worker, WorkerSettings
 
-    settings = WorkerSettings(concurrency=concurrency, queues=queues,
-                              lease_seconds=lease_seconds, drain_timeout=drain_timeout)
+    settings = WorkerSettings(
+        concurrency=concurrency,
+        queues=queues,
+        lease_seconds=lease_seconds,
+        drain_timeout=drain_timeout,
+    )
 
     async def run() -> None:
         store = Store(db)
@@ -139,8 +203,11 @@ def worker(db: str, concurrency: int, queues: tuple[str, ...], lease_seconds: fl
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
-        click.echo(f"taskqueue worker {runner.worker_id} on {db} "
-                   f"(concurrency {concurrency}, queues {', '.join(queues)})", err=True)
+        click.echo(
+            f"taskqueue worker {runner.worker_id} on {db} "
+            f"(concurrency {concurrency}, queues {', '.join(queues)})",
+            err=True,
+        )
         try:
             await runner.run()
         finally:
@@ -177,4 +244,3 @@ def db_upgrade(db: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

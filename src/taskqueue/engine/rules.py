@@ -51,7 +51,7 @@ _ALLOWED: Final[dict[TaskStatus, frozenset[TaskStatus]]] = {
 }
 
 
-class InvalidTransition(Exception):  # noqa: N818 - the name says what it is
+class InvalidTransition(Exception):
     """A state change the rules forbid."""
 
     def __init__(self, current: TaskStatus, target: TaskStatus) -> None:
@@ -93,9 +93,10 @@ def backoff_delay(
         raise ValueError("retry_number starts at 1")
     if base_delay <= 0:
         return 0.0
-    ideal = min(cap, base_delay * 2 ** min(retry_number - 1, 62))
+    ideal = min(cap, base_delay * 2.0 ** min(retry_number - 1, 62))
     half = ideal / 2
-    return half + (rng or random).uniform(0, half)
+    jitter: float = (rng or random).uniform(0, half)
+    return half + jitter
 
 
 @dataclass(frozen=True)

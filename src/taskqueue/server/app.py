@@ -8,6 +8,7 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -69,8 +70,11 @@ class LoopbackHostMiddleware:
             if host and not is_loopback(hostname):
                 state = scope.get("state") or {}
                 response = error_response(
-                    403, f"Host {host[:100]!r} is not a loopback name; this server only answers "
-                    "requests addressed to localhost", state.get("request_id"))
+                    403,
+                    f"Host {host[:100]!r} is not a loopback name; this server only answers "
+                    "requests addressed to localhost",
+                    state.get("request_id"),
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

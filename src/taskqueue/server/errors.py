@@ -91,12 +91,17 @@ def error_response(
             "request_id": request_id,
         }
     }
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers=dict(headers or {}))
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
 
 
-def validation_details(exc: pydantic.ValidationError, prefix: tuple[str, ...] = ()) -> list[
-        dict[str, Any]]:
+def validation_details(
+    exc: pydantic.ValidationError, prefix: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """Pydantic's errors as ``{"loc", "msg", "type"}``, without echoing the (maybe huge) input."""
     return [
         {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
@@ -113,26 +118,33 @@ def _summary(details: list[dict[str, Any]]) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, request_id_of(request.scope), exc.details,
-                          exc.headers)
+    return error_response(
+        exc.status, exc.message, request_id_of(request.scope), exc.details, exc.headers
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = {404: "no such endpoint", 405: "method not allowed"}.get(
-        exc.status_code, str(exc.detail))
+        exc.status_code, str(exc.detail)
+    )
     if exc.status_code == 404 and request.url.path.startswith("/api/"):
         message = f"no endpoint {request.method} {request.url.path}"
-    return error_response(exc.status_code, message, request_id_of(request.scope),
-                          headers=exc.headers)
+    return error_response(
+        exc.status_code, message, request_id_of(request.scope), headers=exc.headers
+    )
 
 
 async def _pydantic_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, pydantic.ValidationError)
     details = validation_details(exc)
     if any(d["type"] == "json_invalid" for d in details):
-        return error_response(400, f"the body is not valid JSON: {details[0]['msg']}",
-                              request_id_of(request.scope), details)
+        return error_response(
+            400,
+            f"the body is not valid JSON: {details[0]['msg']}",
+            request_id_of(request.scope),
+            details,
+        )
     return error_response(422, _summary(details), request_id_of(request.scope), details)
 
 
@@ -144,8 +156,9 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Conflict):
         return error_response(409, exc.message, rid)
     if isinstance(exc, InvalidInput):
-        return error_response(422, _summary(exc.details) if exc.details else exc.message, rid,
-                              exc.details)
+        return error_response(
+            422, _summary(exc.details) if exc.details else exc.message, rid, exc.details
+        )
     return error_response(400, exc.message, rid)  # pragma: no cover - no other subclasses
 
 
@@ -167,6 +180,7 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI call."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -193,6 +207,7 @@ class RequestIdMiddleware:
             log.exception("request %s failed", request_id)
             if started:
                 raise
-            response = error_response(500, "internal error; the server log has the details",
-                                      request_id)
+            response = error_response(
+                500, "internal error; the server log has the details", request_id
+            )
             await response(scope, receive, send_with_id)

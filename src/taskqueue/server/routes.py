@@ -38,11 +38,16 @@ _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 MAX_WAIT_S = 300.0
 
 
-def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-                  ) -> Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """A JSON response, serialised with orjson."""
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
-                    headers=dict(headers) if headers else None)
+    return Response(
+        orjson.dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers) if headers else None,
+    )
 
 
 def store_of(request: Request) -> Store:
@@ -55,8 +60,9 @@ async def read_body(request: Request) -> bytes:
     """The request body, refusing non-JSON content types and bodies over the limit."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
-        raise ApiError(415, "send the body as JSON with the header "
-                            "'Content-Type: application/json'")
+        raise ApiError(
+            415, "send the body as JSON with the header 'Content-Type: application/json'"
+        )
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -87,9 +93,11 @@ def parse_query(request: Request, model: type[M], allowed: frozenset[str] | None
     params: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
         if key in params:
-            raise ApiError(422, f"query parameter {key!r} is given more than once",
-                           [{"loc": ["query", key], "msg": "given more than once",
-                             "type": "duplicate"}])
+            raise ApiError(
+                422,
+                f"query parameter {key!r} is given more than once",
+                [{"loc": ["query", key], "msg": "given more than once", "type": "duplicate"}],
+            )
         params[key] = value
     try:
         return model.model_validate(params)
@@ -106,9 +114,11 @@ def path_id(request: Request, name: str) -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         shown = raw if len(raw) <= 60 else raw[:60] + "..."
-        raise ApiError(422, f"{name} {shown!r} is not a valid UUID",
-                       [{"loc": ["path", name], "msg": "not a valid UUID",
-                         "type": "uuid_parsing"}]) from None
+        raise ApiError(
+            422,
+            f"{name} {shown!r} is not a valid UUID",
+            [{"loc": ["path", name], "msg": "not a valid UUID", "type": "uuid_parsing"}],
+        ) from None
 
 
 def idempotency(request: Request, body: bytes) -> IdempotencyRequest | None:
@@ -117,9 +127,11 @@ def idempotency(request: Request, body: bytes) -> IdempotencyRequest | None:
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY_RE.match(key):
-        raise ApiError(422, "Idempotency-Key must be 1 to 255 printable ASCII characters",
-                       [{"loc": ["header", "Idempotency-Key"], "msg": "invalid",
-                         "type": "value_error"}])
+        raise ApiError(
+            422,
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            [{"loc": ["header", "Idempotency-Key"], "msg": "invalid", "type": "value_error"}],
+        )
     digest = hashlib.sha256(body).hexdigest()
     return IdempotencyRequest(key=f"{request.url.path}:{key}", request_hash=digest)
 
@@ -158,14 +170,22 @@ async def health(request: Request) -> Response:
     store = store_of(request)
     counts = store.task_counts()
     workers = request.app.state.worker_count
-    return json_response({"status": "ok", "version": __version__, "database": store.backend,
-                          "workers": workers, "tasks": counts})
+    return json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "database": store.backend,
+            "workers": workers,
+            "tasks": counts,
+        }
+    )
 
 
 async def root(request: Request) -> Response:
     """``GET /``: what this server is."""
-    return json_response({"name": "taskqueue", "version": __version__, "api": "/api",
-                          "openapi": "/openapi.json"})
+    return json_response(
+        {"name": "taskqueue", "version": __version__, "api": "/api", "openapi": "/openapi.json"}
+    )
 
 
 # ---------------------------------------------------------------------------------- tasks
@@ -175,8 +195,11 @@ async def create_task(request: Request) -> Response:
     """``POST /api/tasks``."""
     item, body = await parse_body(request, TaskCreate)
     if item.ref is not None:
-        raise ApiError(422, "ref: only items of POST /api/tasks/batch have refs",
-                       [{"loc": ["ref"], "msg": "only for batch items", "type": "value_error"}])
+        raise ApiError(
+            422,
+            "ref: only items of POST /api/tasks/batch have refs",
+            [{"loc": ["ref"], "msg": "only for batch items", "type": "value_error"}],
+        )
     tasks = await store_of(request).create_tasks([item], idempotency(request, body))
     return json_response(tasks[0], 201)
 
@@ -192,8 +215,9 @@ async def list_tasks(request: Request) -> Response:
     """``GET /api/tasks`` with seed 001's TaskFilters."""
     filters = parse_query(request, TaskFilters)
     page, total = store_of(request).list_tasks(filters)
-    return json_response({"tasks": page, "total": total, "limit": filters.limit,
-                          "offset": filters.offset})
+    return json_response(
+        {"tasks": page, "total": total, "limit": filters.limit, "offset": filters.offset}
+    )
 
 
 async def get_task(request: Request) -> Response:
@@ -235,8 +259,7 @@ async def wait_task(request: Request) -> Response:
 async def task_attempts(request: Request) -> Response:
     """``GET /api/tasks/{task_id}/attempts``."""
     task_id = path_id(request, "task_id")
-    return json_response({"task_id": task_id,
-                          "attempts": store_of(request).list_attempts(task_id)})
+    return json_response({"task_id": task_id, "attempts": store_of(request).list_attempts(task_id)})
 
 
 async def task_logs(request: Request) -> Response:
@@ -244,17 +267,27 @@ async def task_logs(request: Request) -> Response:
     task_id = path_id(request, "task_id")
     query = parse_query(request, _Logs)
     store = store_of(request)
-    chunks, next_offset, status = store.read_logs(task_id, query.offset, query.limit,
-                                                  query.stream, query.attempt)
+    chunks, next_offset, status = store.read_logs(
+        task_id, query.offset, query.limit, query.stream, query.attempt
+    )
     if not query.follow:
-        return json_response({"task_id": task_id, "chunks": chunks, "next_offset": next_offset,
-                              "complete": status in _TERMINAL and len(chunks) < query.limit})
-    return StreamingResponse(_follow(store, task_id, query, chunks, next_offset, status),
-                             media_type="application/x-ndjson")
+        return json_response(
+            {
+                "task_id": task_id,
+                "chunks": chunks,
+                "next_offset": next_offset,
+                "complete": status in _TERMINAL and len(chunks) < query.limit,
+            }
+        )
+    return StreamingResponse(
+        _follow(store, task_id, query, chunks, next_offset, status),
+        media_type="application/x-ndjson",
+    )
 
 
-async def _follow(store: Store, task_id: str, query: _Logs, chunks: list[dict[str, Any]],
-                  offset: int, status: str) -> AsyncIterator[bytes]:
+async def _follow(
+    store: Store, task_id: str, query: _Logs, chunks: list[dict[str, Any]], offset: int, status: str
+) -> AsyncIterator[bytes]:
     """Chunks as they are written, one JSON object a line, then a final ``end`` line."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + query.timeout
@@ -266,13 +299,15 @@ async def _follow(store: Store, task_id: str, query: _Logs, chunks: list[dict[st
             return
         remaining = deadline - loop.time()
         if remaining <= 0:
-            yield orjson.dumps({"event": "timeout", "status": status,
-                                "next_offset": offset}) + b"\n"
+            yield (
+                orjson.dumps({"event": "timeout", "status": status, "next_offset": offset}) + b"\n"
+            )
             return
         if not chunks:
             await store.wait_logs(task_id, min(remaining, 0.5))
-        chunks, offset, status = store.read_logs(task_id, offset, query.limit, query.stream,
-                                                 query.attempt)
+        chunks, offset, status = store.read_logs(
+            task_id, offset, query.limit, query.stream, query.attempt
+        )
 
 
 # ---------------------------------------------------------------------------------- projects
@@ -289,8 +324,9 @@ async def list_projects(request: Request) -> Response:
     """``GET /api/projects``."""
     paging = parse_query(request, _Paging)
     page, total = store_of(request).list_projects(paging.limit, paging.offset)
-    return json_response({"projects": page, "total": total, "limit": paging.limit,
-                          "offset": paging.offset})
+    return json_response(
+        {"projects": page, "total": total, "limit": paging.limit, "offset": paging.offset}
+    )
 
 
 async def get_project(request: Request) -> Response:

@@ -19,6 +19,7 @@ and skips the fsync. A kill -9 of the process still loses none of them (they are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -219,13 +220,12 @@ class SqliteDatabase:
             outcomes = [(False, exc)] * len(group)
             effects = Effects()
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op[Any], bool, Any]]] = {}
-        for op, (ok, value) in zip(group, outcomes):
+        for op, (ok, value) in zip(group, outcomes, strict=True):
             by_loop.setdefault(op.loop, []).append((op, ok, value))
         for loop, items in by_loop.items():
-            try:
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._resolve, items, effects)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
     def _resolve(self, items: list[tuple[_Op[Any], bool, Any]], effects: Effects) -> None:
         if self.on_commit is not None:

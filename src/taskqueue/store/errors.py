@@ -15,7 +15,7 @@ class StoreError(Exception):
         self.message = message
 
 
-class NotFound(StoreError):  # noqa: N818 - reads as the condition it reports
+class NotFound(StoreError):
     """The task or project does not exist."""
 
     def __init__(self, kind: str, ident: str) -> None:
@@ -24,11 +24,11 @@ class NotFound(StoreError):  # noqa: N818 - reads as the condition it reports
         self.ident = ident
 
 
-class Conflict(StoreError):  # noqa: N818
+class Conflict(StoreError):
     """The change conflicts with the current state (a running task, a used name...)."""
 
 
-class InvalidInput(StoreError):  # noqa: N818
+class InvalidInput(StoreError):
     """Input that is well formed but refers to something that is not there."""
 
     def __init__(self, message: str, details: list[dict[str, Any]]) -> None:

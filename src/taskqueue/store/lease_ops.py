@@ -98,21 +98,46 @@ def claim(
     if not rows:
         return []
     rows.sort(key=lambda r: (-r["priority_rank"], r["run_at"], r["seq"]))
-    insert_rows(conn, "attempts", [
-        {"task_id": r["id"], "number": r["attempt"], "worker_id": worker_id, "status": _R,
-         "started_at": now} for r in rows
-    ])
-    emit_many(conn, [
-        {"type": "task.started", "task_id": r["id"], "project_id": r["project_id"], "time": now,
-         "data": dumps({"attempt": r["attempt"], "worker_id": worker_id})} for r in rows
-    ])
+    insert_rows(
+        conn,
+        "attempts",
+        [
+            {
+                "task_id": r["id"],
+                "number": r["attempt"],
+                "worker_id": worker_id,
+                "status": _R,
+                "started_at": now,
+            }
+            for r in rows
+        ],
+    )
+    emit_many(
+        conn,
+        [
+            {
+                "type": "task.started",
+                "task_id": r["id"],
+                "project_id": r["project_id"],
+                "time": now,
+                "data": dumps({"attempt": r["attempt"], "worker_id": worker_id}),
+            }
+            for r in rows
+        ],
+    )
     fx.changed.update(r["id"] for r in rows)
     return [
         Claimed(
-            id=r["id"], name=r["name"], command=r["command"],
-            environment=loads(r["environment"]), working_directory=r["working_directory"],
-            timeout=r["timeout"], attempt=r["attempt"], input=loads(r["input"]),
-            lease_token=token, project_id=r["project_id"],
+            id=r["id"],
+            name=r["name"],
+            command=r["command"],
+            environment=loads(r["environment"]),
+            working_directory=r["working_directory"],
+            timeout=r["timeout"],
+            attempt=r["attempt"],
+            input=loads(r["input"]),
+            lease_token=token,
+            project_id=r["project_id"],
         )
         for r in rows
     ]
@@ -128,7 +153,8 @@ def heartbeat(
     lost: list[str] = []
     for task_id, token in leases:
         cursor = conn.execute(
-            f"UPDATE tasks SET lease_expires_at = ? WHERE {_HOLDS}", (now + lease_us, task_id, token)
+            f"UPDATE tasks SET lease_expires_at = ? WHERE {_HOLDS}",
+            (now + lease_us, task_id, token),
         )
         if cursor.rowcount == 0:
             lost.append(task_id)
@@ -143,11 +169,10 @@ def lost_leases(conn: Tx, leases: Sequence[tuple[str, str]]) -> list[str]:
     current = {
         r["id"]: (r["lease_token"], r["status"])
         for r in conn.execute(
-            f"SELECT id, lease_token, status FROM tasks WHERE id IN ({marks(ids)})", ids)
+            f"SELECT id, lease_token, status FROM tasks WHERE id IN ({marks(ids)})", ids
+        )
     }
-    return [
-        task_id for task_id, token in leases if current.get(task_id) != (token, _R)
-    ]
+    return [task_id for task_id, token in leases if current.get(task_id) != (token, _R)]
 
 
 def append_output(
@@ -174,12 +199,17 @@ def append_output(
 
 
 def _fail_attempt(
-    conn: Tx, fx: Effects, row: Any, outcome: Outcome, now: int,
+    conn: Tx,
+    fx: Effects,
+    row: Any,
+    outcome: Outcome,
+    now: int,
     rng: random.Random | None,
 ) -> str:
     """Record a failed attempt and retry the task or fail it (cancelling its dependents)."""
-    decision = after_failure(row["retries_used"], row["retry_attempts"], row["retry_delay"],
-                             rng=rng)
+    decision = after_failure(
+        row["retries_used"], row["retry_attempts"], row["retry_delay"], rng=rng
+    )
     task_id, project_id, attempt = row["id"], row["project_id"], row["attempt"]
     result = _result_json(outcome)
     if isinstance(decision, Retry):
@@ -190,9 +220,19 @@ def _fail_attempt(
             " status_reason = ? WHERE id = ?",
             (decision.retries_used, now + delay_us, now, result, outcome.error, task_id),
         )
-        emit(conn, "task.retrying", now, task_id, project_id,
-             {"attempt": attempt, "delay_ms": delay_us // 1000, "error": outcome.error,
-              "exit_code": outcome.exit_code})
+        emit(
+            conn,
+            "task.retrying",
+            now,
+            task_id,
+            project_id,
+            {
+                "attempt": attempt,
+                "delay_ms": delay_us // 1000,
+                "error": outcome.error,
+                "exit_code": outcome.exit_code,
+            },
+        )
         fx.wake = fx.wake or delay_us == 0
         fx.changed.add(task_id)
         return _P
@@ -202,8 +242,14 @@ def _fail_attempt(
         " updated_at = ?, finished_at = ?, result = ?, status_reason = ? WHERE id = ?",
         (now, now, result, outcome.error, task_id),
     )
-    emit(conn, "task.failed", now, task_id, project_id,
-         {"attempt": attempt, "error": outcome.error, "exit_code": outcome.exit_code})
+    emit(
+        conn,
+        "task.failed",
+        now,
+        task_id,
+        project_id,
+        {"attempt": attempt, "error": outcome.error, "exit_code": outcome.exit_code},
+    )
     fx.terminal.add(task_id)
     fx.changed.add(task_id)
     cancel_dependents(conn, fx, [task_id], now)
@@ -211,21 +257,35 @@ def _fail_attempt(
 
 
 def _result_json(outcome: Outcome) -> str:
-    return dumps({
-        "exit_code": outcome.exit_code, "output": outcome.output,
-        "stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
-        "duration_ms": outcome.duration_ms, "error": outcome.error,
-    })
+    return dumps(
+        {
+            "exit_code": outcome.exit_code,
+            "output": outcome.output,
+            "stdout_tail": outcome.stdout_tail,
+            "stderr_tail": outcome.stderr_tail,
+            "duration_ms": outcome.duration_ms,
+            "error": outcome.error,
+        }
+    )
 
 
-_LEASE_COLUMNS = ("id, attempt, retries_used, retry_attempts, retry_delay, project_id,"
-                  " started_at, lease_token")
+_LEASE_COLUMNS = (
+    "id, attempt, retries_used, retry_attempts, retry_delay, project_id, started_at, lease_token"
+)
 
 
 def _end_attempt_row(conn: Tx, row: Any, status: str, outcome: Outcome, now: int) -> None:
-    end_attempt(conn, row["id"], row["attempt"], status, now, row["started_at"],
-                exit_code=outcome.exit_code, error=outcome.error,
-                duration_ms=outcome.duration_ms)
+    end_attempt(
+        conn,
+        row["id"],
+        row["attempt"],
+        status,
+        now,
+        row["started_at"],
+        exit_code=outcome.exit_code,
+        error=outcome.error,
+        duration_ms=outcome.duration_ms,
+    )
 
 
 def finish(
@@ -238,8 +298,9 @@ def finish(
     rng: random.Random | None = None,
 ) -> str | None:
     """End the attempt held under ``token``; the task's new status, or None if the lease is lost."""
-    row = conn.execute(f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}",
-                       (task_id, token)).fetchone()
+    row = conn.execute(
+        f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}", (task_id, token)
+    ).fetchone()
     if row is None:
         return None
     if not outcome.success:
@@ -251,13 +312,23 @@ def finish(
         " updated_at = ?, finished_at = ?, result = ?, status_reason = NULL WHERE id = ?",
         (now, now, _result_json(outcome), task_id),
     )
-    emit(conn, "task.completed", now, task_id, row["project_id"],
-         {"attempt": row["attempt"], "exit_code": outcome.exit_code,
-          "duration_ms": outcome.duration_ms})
+    emit(
+        conn,
+        "task.completed",
+        now,
+        task_id,
+        row["project_id"],
+        {
+            "attempt": row["attempt"],
+            "exit_code": outcome.exit_code,
+            "duration_ms": outcome.duration_ms,
+        },
+    )
     # Most tasks have no dependents: one indexed read settles it. (A single UPDATE ... IN
     # (subquery) lets SQLite's planner walk every Pending task through the status index.)
-    dependents = [r[0] for r in conn.execute(
-        "SELECT task_id FROM task_deps WHERE depends_on = ?", (task_id,))]
+    dependents = [
+        r[0] for r in conn.execute("SELECT task_id FROM task_deps WHERE depends_on = ?", (task_id,))
+    ]
     if dependents:
         released = conn.execute(
             f"UPDATE tasks SET waiting_on = waiting_on - 1 WHERE id IN ({marks(dependents)})"
@@ -273,26 +344,35 @@ def finish(
 
 def release(conn: Tx, fx: Effects, task_id: str, token: str, now: int) -> bool:
     """Hand a held task back to the queue (shutdown) without spending one of its retries."""
-    row = conn.execute(f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}",
-                       (task_id, token)).fetchone()
+    row = conn.execute(
+        f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}", (task_id, token)
+    ).fetchone()
     if row is None:
         return False
-    _end_attempt_row(conn, row, _F, Outcome(False, error="handed back: the worker shut down"),
-                     now)
+    _end_attempt_row(conn, row, _F, Outcome(False, error="handed back: the worker shut down"), now)
     conn.execute(
         "UPDATE tasks SET status = 'Pending', lease_token = NULL, lease_expires_at = NULL,"
         " run_at = ?, updated_at = ? WHERE id = ?",
         (now, now, task_id),
     )
-    emit(conn, "task.retrying", now, task_id, row["project_id"],
-         {"attempt": row["attempt"], "reason": "handed back at worker shutdown"})
+    emit(
+        conn,
+        "task.retrying",
+        now,
+        task_id,
+        row["project_id"],
+        {"attempt": row["attempt"], "reason": "handed back at worker shutdown"},
+    )
     fx.wake = True
     fx.changed.add(task_id)
     return True
 
 
 def reap_expired(
-    conn: Tx, fx: Effects, now: int, limit: int = 500,
+    conn: Tx,
+    fx: Effects,
+    now: int,
+    limit: int = 500,
     rng: random.Random | None = None,
 ) -> list[str]:
     """Count every expired lease (a dead worker) as a failed attempt; return the tasks reaped."""

@@ -25,13 +25,19 @@ def get_project_row(conn: Tx, project_id: str) -> Any:
 
 
 def _name_taken(conn: Tx, name: str, other_than: str = "") -> bool:
-    return conn.execute(
-        "SELECT 1 FROM projects WHERE name = ? AND id != ?", (name, other_than)
-    ).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM projects WHERE name = ? AND id != ?", (name, other_than)
+        ).fetchone()
+        is not None
+    )
 
 
 def create_project(
-    conn: Tx, fx: Effects, data: ProjectCreate, now: int,
+    conn: Tx,
+    fx: Effects,
+    data: ProjectCreate,
+    now: int,
     idem: IdempotencyRequest | None = None,
 ) -> dict[str, Any]:
     """Insert a project; names are unique."""
@@ -40,8 +46,9 @@ def create_project(
         return dict(replay)
     if _name_taken(conn, data.name):
         raise Conflict(f"a project named {data.name!r} already exists")
-    row = {
-        "id": str(uuid.uuid4()),
+    project_id = str(uuid.uuid4())
+    row: dict[str, Any] = {
+        "id": project_id,
         "name": data.name,
         "description": data.description,
         "status": data.status,
@@ -55,7 +62,7 @@ def create_project(
         insert_rows(conn, "projects", [row])
     except sqlite3.IntegrityError as exc:  # pragma: no cover - a race with another process
         raise Conflict(f"a project named {data.name!r} already exists") from exc
-    emit(conn, "project.created", now, None, row["id"], {"name": data.name})
+    emit(conn, "project.created", now, None, project_id, {"name": data.name})
     result = project_to_dict(row)
     remember(conn, idem, result, now)
     return result
@@ -70,8 +77,10 @@ def update_project(
     values: dict[str, Any] = {}
     for name, value in given.items():
         if value is None and name in ("name", "status", "tags", "metadata"):
-            raise InvalidInput(f"{name} cannot be null",
-                               [{"loc": [name], "msg": "cannot be null", "type": "value_error"}])
+            raise InvalidInput(
+                f"{name} cannot be null",
+                [{"loc": [name], "msg": "cannot be null", "type": "value_error"}],
+            )
         if name == "name" and _name_taken(conn, value, other_than=project_id):
             raise Conflict(f"a project named {value!r} already exists")
         if name in ("tags", "metadata"):
@@ -83,8 +92,9 @@ def update_project(
     if values:
         values["updated_at"] = now
         assignments = ", ".join(f"{name} = ?" for name in values)
-        conn.execute(f"UPDATE projects SET {assignments} WHERE id = ?",
-                     [*values.values(), project_id])
+        conn.execute(
+            f"UPDATE projects SET {assignments} WHERE id = ?", [*values.values(), project_id]
+        )
         emit(conn, "project.updated", now, None, project_id, {"fields": sorted(given)})
     return project_to_dict(get_project_row(conn, project_id))
 
@@ -92,8 +102,9 @@ def update_project(
 def delete_project(conn: Tx, fx: Effects, project_id: str, cascade: bool, now: int) -> None:
     """Delete a project; with tasks only when ``cascade`` and none of them is Running."""
     get_project_row(conn, project_id)
-    count = conn.execute("SELECT count(*) FROM tasks WHERE project_id = ?",
-                         (project_id,)).fetchone()[0]
+    count = conn.execute(
+        "SELECT count(*) FROM tasks WHERE project_id = ?", (project_id,)
+    ).fetchone()[0]
     if count and not cascade:
         raise Conflict(f"the project has {count} task(s); delete them first or pass cascade=true")
     if count:
@@ -103,8 +114,9 @@ def delete_project(conn: Tx, fx: Effects, project_id: str, cascade: bool, now: i
         ).fetchone()[0]
         if running:
             raise Conflict(f"{running} task(s) of the project are Running; cancel them first")
-        ids = [r[0] for r in conn.execute("SELECT id FROM tasks WHERE project_id = ?",
-                                          (project_id,))]
+        ids = [
+            r[0] for r in conn.execute("SELECT id FROM tasks WHERE project_id = ?", (project_id,))
+        ]
         conn.execute("DELETE FROM tasks WHERE project_id = ?", (project_id,))
         fx.changed.update(ids)
     conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))

@@ -89,14 +89,16 @@ def list_attempts(conn: Tx, task_id: str) -> list[dict[str, Any]]:
     """Every attempt of a task, first to last."""
     if task_status(conn, task_id) is None:
         raise NotFound("task", task_id)
-    rows = conn.execute(
-        "SELECT * FROM attempts WHERE task_id = ? ORDER BY number", (task_id,)
-    )
+    rows = conn.execute("SELECT * FROM attempts WHERE task_id = ? ORDER BY number", (task_id,))
     return [attempt_to_dict(row) for row in rows]
 
 
 def read_logs(
-    conn: Tx, task_id: str, offset: int, limit: int, stream: str | None,
+    conn: Tx,
+    task_id: str,
+    offset: int,
+    limit: int,
+    stream: str | None,
     attempt: int | None,
 ) -> tuple[list[dict[str, Any]], int, str]:
     """Output chunks from ``offset`` (a chunk seq), the offset to continue from, and the status.
@@ -123,8 +125,9 @@ def read_logs(
     if rows:
         next_offset = rows[-1]["seq"] + 1
     else:
-        last = conn.execute("SELECT max(seq) FROM output_chunks WHERE task_id = ?",
-                            (task_id,)).fetchone()[0]
+        last = conn.execute(
+            "SELECT max(seq) FROM output_chunks WHERE task_id = ?", (task_id,)
+        ).fetchone()[0]
         next_offset = offset if last is None or last < offset else last + 1
     return chunks, next_offset, status
 
@@ -137,15 +140,21 @@ def task_counts(conn: Tx) -> dict[str, int]:
 
 def has_runnable(conn: Tx, queues: list[str], now: int) -> bool:
     """Whether any task of ``queues`` could be claimed now (uses the claim's index)."""
-    return conn.execute(
-        "SELECT 1 FROM tasks WHERE status = 'Pending' AND waiting_on = 0"
-        f" AND queue IN ({marks(queues)}) AND run_at <= ? LIMIT 1",
-        (*queues, now),
-    ).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM tasks WHERE status = 'Pending' AND waiting_on = 0"
+            f" AND queue IN ({marks(queues)}) AND run_at <= ? LIMIT 1",
+            (*queues, now),
+        ).fetchone()
+        is not None
+    )
 
 
 def has_expired_leases(conn: Tx, now: int) -> bool:
     """Whether some running task's lease has expired."""
-    return conn.execute(
-        "SELECT 1 FROM tasks WHERE status = 'Running' AND lease_expires_at < ? LIMIT 1", (now,)
-    ).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM tasks WHERE status = 'Running' AND lease_expires_at < ? LIMIT 1", (now,)
+        ).fetchone()
+        is not None
+    )

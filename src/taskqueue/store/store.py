@@ -170,7 +170,11 @@ class Store:
         return self.db.read(lambda c: queries.list_attempts(c, task_id))
 
     def read_logs(
-        self, task_id: str, offset: int, limit: int, stream: str | None = None,
+        self,
+        task_id: str,
+        offset: int,
+        limit: int,
+        stream: str | None = None,
         attempt: int | None = None,
     ) -> tuple[list[dict[str, Any]], int, str]:
         """Output chunks from ``offset``, the next offset, and the task's status."""
@@ -201,13 +205,15 @@ class Store:
         """Change a project's fields."""
         now = now_us()
         return await self.db.write(
-            lambda c, fx: project_ops.update_project(c, fx, project_id, changes, now))
+            lambda c, fx: project_ops.update_project(c, fx, project_id, changes, now)
+        )
 
     async def delete_project(self, project_id: str, cascade: bool) -> None:
         """Delete a project (and its tasks, when ``cascade``)."""
         now = now_us()
         await self.db.write(
-            lambda c, fx: project_ops.delete_project(c, fx, project_id, cascade, now))
+            lambda c, fx: project_ops.delete_project(c, fx, project_id, cascade, now)
+        )
 
     # ------------------------------------------------------------------ workers
 
@@ -237,7 +243,8 @@ class Store:
         now = now_us()
         lease_us = int(lease_s * 1_000_000)
         return await self.db.write(
-            lambda c, fx: lease_ops.heartbeat(c, fx, leases, lease_us, now), durable=False)
+            lambda c, fx: lease_ops.heartbeat(c, fx, leases, lease_us, now), durable=False
+        )
 
     def lost_leases(self, leases: Sequence[tuple[str, str]]) -> list[str]:
         """Which of these leases are no longer held (a cheap read)."""
@@ -256,7 +263,8 @@ class Store:
         """End an attempt; the task's new status, or None if the lease was lost."""
         now = now_us()
         return await self.db.write(
-            lambda c, fx: lease_ops.finish(c, fx, task_id, token, outcome, now, self._rng))
+            lambda c, fx: lease_ops.finish(c, fx, task_id, token, outcome, now, self._rng)
+        )
 
     async def release(self, task_id: str, token: str) -> bool:
         """Hand a held task back to the queue."""
@@ -266,5 +274,4 @@ class Store:
     async def reap_expired(self) -> list[str]:
         """Settle expired leases as failed attempts."""
         now = now_us()
-        return await self.db.write(
-            lambda c, fx: lease_ops.reap_expired(c, fx, now, rng=self._rng))
+        return await self.db.write(lambda c, fx: lease_ops.reap_expired(c, fx, now, rng=self._rng))

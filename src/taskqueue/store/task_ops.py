@@ -122,8 +122,11 @@ def _resolve_dependencies(
     for index, item in enumerate(items):
         deps: list[str] = []
         for position, dep in enumerate(item.dependencies):
-            loc = ["tasks", index, "dependencies", position] if len(items) > 1 else [
-                "dependencies", position]
+            loc = (
+                ["tasks", index, "dependencies", position]
+                if len(items) > 1
+                else ["dependencies", position]
+            )
             task_id: str | None
             ref: str | None
             if isinstance(dep, str):
@@ -134,13 +137,23 @@ def _resolve_dependencies(
                 task_id = str(dep.task_id) if dep.task_id is not None else None
                 ref = dep.ref
                 if (task_id is None) == (ref is None):
-                    errors.append({"loc": loc, "msg": "give exactly one of task_id and ref",
-                                   "type": "value_error"})
+                    errors.append(
+                        {
+                            "loc": loc,
+                            "msg": "give exactly one of task_id and ref",
+                            "type": "value_error",
+                        }
+                    )
                     continue
             if ref is not None:
                 if ref not in refs:
-                    errors.append({"loc": loc, "msg": f"no earlier item of this batch has ref "
-                                   f"{ref!r}", "type": "unknown_reference"})
+                    errors.append(
+                        {
+                            "loc": loc,
+                            "msg": f"no earlier item of this batch has ref {ref!r}",
+                            "type": "unknown_reference",
+                        }
+                    )
                     continue
                 task_id = new_ids[refs[ref]]
             else:
@@ -151,29 +164,48 @@ def _resolve_dependencies(
         resolved.append(deps)
         if item.ref is not None:
             if item.ref in refs:
-                errors.append({"loc": ["tasks", index, "ref"], "msg": f"ref {item.ref!r} is "
-                               "used by an earlier item", "type": "duplicate_reference"})
+                errors.append(
+                    {
+                        "loc": ["tasks", index, "ref"],
+                        "msg": f"ref {item.ref!r} is used by an earlier item",
+                        "type": "duplicate_reference",
+                    }
+                )
             elif _parse_uuid(item.ref) is not None:
-                errors.append({"loc": ["tasks", index, "ref"], "msg": "a ref must not look "
-                               "like a task id", "type": "value_error"})
+                errors.append(
+                    {
+                        "loc": ["tasks", index, "ref"],
+                        "msg": "a ref must not look like a task id",
+                        "type": "value_error",
+                    }
+                )
             refs[item.ref] = index
     statuses: dict[str, str] = {}
     if existing:
         ids = list(existing)
         found = conn.execute(f"SELECT id, status FROM tasks WHERE id IN ({marks(ids)})", ids)
         statuses = {r["id"]: r["status"] for r in found}
-    for index, (item, deps) in enumerate(zip(items, resolved)):
+    for index, (item, deps) in enumerate(zip(items, resolved, strict=True)):
         for position, dep_id in enumerate(deps):
             if dep_id in existing:
-                loc = ["tasks", index, "dependencies", position] if len(items) > 1 else [
-                    "dependencies", position]
+                loc = (
+                    ["tasks", index, "dependencies", position]
+                    if len(items) > 1
+                    else ["dependencies", position]
+                )
                 status = statuses.get(dep_id)
                 if status is None:
-                    errors.append({"loc": loc, "msg": f"task {dep_id} does not exist",
-                                   "type": "not_found"})
+                    errors.append(
+                        {"loc": loc, "msg": f"task {dep_id} does not exist", "type": "not_found"}
+                    )
                 elif (reason := dependency_block_reason(dep_id, TaskStatus(status))) is not None:
-                    errors.append({"loc": loc, "msg": f"{reason}; retry it first",
-                                   "type": "dependency_failed"})
+                    errors.append(
+                        {
+                            "loc": loc,
+                            "msg": f"{reason}; retry it first",
+                            "type": "dependency_failed",
+                        }
+                    )
         del item
     if errors:
         raise InvalidInput("some dependencies cannot be used", errors)
@@ -194,11 +226,15 @@ def create_tasks(
     project_ids = {str(item.project_id) for item in items if item.project_id is not None}
     if project_ids:
         ids = list(project_ids)
-        found = {r[0] for r in conn.execute(
-            f"SELECT id FROM projects WHERE id IN ({marks(ids)})", ids)}
+        found = {
+            r[0] for r in conn.execute(f"SELECT id FROM projects WHERE id IN ({marks(ids)})", ids)
+        }
         missing = [
-            {"loc": (["tasks", i, "project_id"] if len(items) > 1 else ["project_id"]),
-             "msg": f"project {item.project_id} does not exist", "type": "not_found"}
+            {
+                "loc": (["tasks", i, "project_id"] if len(items) > 1 else ["project_id"]),
+                "msg": f"project {item.project_id} does not exist",
+                "type": "not_found",
+            }
             for i, item in enumerate(items)
             if item.project_id is not None and str(item.project_id) not in found
         ]
@@ -212,88 +248,97 @@ def create_tasks(
     event_rows: list[dict[str, Any]] = []
     key = idem.key if idem is not None else None
     now_iso = from_us(now)
-    for item, task_id, dep_ids in zip(items, new_ids, deps):
+    for item, task_id, dep_ids in zip(items, new_ids, deps, strict=True):
         waiting = sum(1 for d in dep_ids if statuses.get(d) != _C)
         project_id = str(item.project_id) if item.project_id is not None else None
         run_at = to_us(item.run_at) if item.run_at is not None else now
         # Only the columns a new task can have set; the rest default to NULL.
-        rows.append({
-            "id": task_id,
-            "name": item.name,
-            "command": item.command,
-            "description": item.description,
-            "technical_specs": item.technical_specs,
-            "acceptance_criteria": dumps(item.acceptance_criteria),
-            "project_id": project_id,
-            "task_type": item.task_type.value,
-            "priority": item.priority.value,
-            "priority_rank": PRIORITY_RANK[item.priority],
-            "dependencies": dumps(dep_ids),
-            "timeout": item.timeout,
-            "retry_attempts": item.retry_attempts,
-            "retry_delay": item.retry_delay,
-            "retries_used": 0,
-            "environment": dumps(item.environment),
-            "working_directory": item.working_directory,
-            "status": _P,
-            "phases": "[]",
-            "ai_reviews_required": item.ai_reviews_required,
-            "ai_reviews_completed": 0,
-            "metadata": dumps(item.metadata),
-            "created_at": now,
-            "updated_at": now,
-            "queue": item.queue,
-            "run_at": run_at,
-            "attempt": 0,
-            "input": dumps(item.input) if item.input is not None else None,
-            "idempotency_key": key,
-            "waiting_on": waiting,
-        })
-        wire.append({
-            "id": task_id,
-            "name": item.name,
-            "command": item.command,
-            "description": item.description,
-            "technical_specs": item.technical_specs,
-            "acceptance_criteria": item.acceptance_criteria,
-            "project_id": project_id,
-            "task_type": item.task_type.value,
-            "priority": item.priority.value,
-            "dependencies": dep_ids,
-            "timeout": item.timeout,
-            "retry_attempts": item.retry_attempts,
-            "retry_delay": item.retry_delay,
-            "environment": item.environment,
-            "working_directory": item.working_directory,
-            "status": _P,
-            "status_reason": None,
-            "result": None,
-            "phases": [],
-            "current_phase": None,
-            "ai_reviews_required": item.ai_reviews_required,
-            "ai_reviews_completed": 0,
-            "metadata": item.metadata,
-            "created_at": now_iso,
-            "updated_at": now_iso,
-            "queue": item.queue,
-            "run_at": now_iso if item.run_at is None else from_us(run_at),
-            "attempt": 0,
-            "started_at": None,
-            "finished_at": None,
-            "parent_id": None,
-            "input": item.input,
-            "input_schema": None,
-            "output_schema": None,
-            "version": None,
-            "language": None,
-            "code": None,
-            "idempotency_key": key,
-        })
+        rows.append(
+            {
+                "id": task_id,
+                "name": item.name,
+                "command": item.command,
+                "description": item.description,
+                "technical_specs": item.technical_specs,
+                "acceptance_criteria": dumps(item.acceptance_criteria),
+                "project_id": project_id,
+                "task_type": item.task_type.value,
+                "priority": item.priority.value,
+                "priority_rank": PRIORITY_RANK[item.priority],
+                "dependencies": dumps(dep_ids),
+                "timeout": item.timeout,
+                "retry_attempts": item.retry_attempts,
+                "retry_delay": item.retry_delay,
+                "retries_used": 0,
+                "environment": dumps(item.environment),
+                "working_directory": item.working_directory,
+                "status": _P,
+                "phases": "[]",
+                "ai_reviews_required": item.ai_reviews_required,
+                "ai_reviews_completed": 0,
+                "metadata": dumps(item.metadata),
+                "created_at": now,
+                "updated_at": now,
+                "queue": item.queue,
+                "run_at": run_at,
+                "attempt": 0,
+                "input": dumps(item.input) if item.input is not None else None,
+                "idempotency_key": key,
+                "waiting_on": waiting,
+            }
+        )
+        wire.append(
+            {
+                "id": task_id,
+                "name": item.name,
+                "command": item.command,
+                "description": item.description,
+                "technical_specs": item.technical_specs,
+                "acceptance_criteria": item.acceptance_criteria,
+                "project_id": project_id,
+                "task_type": item.task_type.value,
+                "priority": item.priority.value,
+                "dependencies": dep_ids,
+                "timeout": item.timeout,
+                "retry_attempts": item.retry_attempts,
+                "retry_delay": item.retry_delay,
+                "environment": item.environment,
+                "working_directory": item.working_directory,
+                "status": _P,
+                "status_reason": None,
+                "result": None,
+                "phases": [],
+                "current_phase": None,
+                "ai_reviews_required": item.ai_reviews_required,
+                "ai_reviews_completed": 0,
+                "metadata": item.metadata,
+                "created_at": now_iso,
+                "updated_at": now_iso,
+                "queue": item.queue,
+                "run_at": now_iso if item.run_at is None else from_us(run_at),
+                "attempt": 0,
+                "started_at": None,
+                "finished_at": None,
+                "parent_id": None,
+                "input": item.input,
+                "input_schema": None,
+                "output_schema": None,
+                "version": None,
+                "language": None,
+                "code": None,
+                "idempotency_key": key,
+            }
+        )
         edges.extend({"task_id": task_id, "depends_on": d} for d in dep_ids)
-        event_rows.append({
-            "type": "task.created", "task_id": task_id, "project_id": project_id,
-            "time": now, "data": '{"status":"Pending"}',
-        })
+        event_rows.append(
+            {
+                "type": "task.created",
+                "task_id": task_id,
+                "project_id": project_id,
+                "time": now,
+                "data": '{"status":"Pending"}',
+            }
+        )
         if waiting == 0:
             fx.wake = True
     insert_rows(conn, "tasks", rows)
@@ -303,9 +348,7 @@ def create_tasks(
     return wire
 
 
-def cancel_dependents(
-    conn: Tx, fx: Effects, task_ids: Iterable[str], now: int
-) -> None:
+def cancel_dependents(conn: Tx, fx: Effects, task_ids: Iterable[str], now: int) -> None:
     """Cancel, transitively, every unfinished task that depends on one of ``task_ids``."""
     frontier = list(task_ids)
     while frontier:
@@ -333,8 +376,9 @@ def cancel_dependents(
             frontier.append(dep["id"])
 
 
-def cancel_task(conn: Tx, fx: Effects, task_id: str, now: int,
-                reason: str = "cancelled by request") -> dict[str, Any]:
+def cancel_task(
+    conn: Tx, fx: Effects, task_id: str, now: int, reason: str = "cancelled by request"
+) -> dict[str, Any]:
     """Cancel a Pending or Running task (and its dependents). Cancelling again is a no-op."""
     row = get_task_row(conn, task_id)
     status = row["status"]
@@ -365,8 +409,15 @@ def check_transition_or_conflict(current: TaskStatus, target: TaskStatus) -> Non
 
 
 def end_attempt(
-    conn: Tx, task_id: str, number: int, status: str, now: int,
-    started_at: int | None, *, exit_code: int | None = None, error: str | None = None,
+    conn: Tx,
+    task_id: str,
+    number: int,
+    status: str,
+    now: int,
+    started_at: int | None,
+    *,
+    exit_code: int | None = None,
+    error: str | None = None,
     duration_ms: int | None = None,
 ) -> None:
     """Record how an attempt ended."""
@@ -388,8 +439,12 @@ def retry_task(conn: Tx, fx: Effects, task_id: str, now: int) -> dict[str, Any]:
     dep_ids: list[str] = loads(row["dependencies"])
     waiting = 0
     if dep_ids:
-        found = {r["id"]: r["status"] for r in conn.execute(
-            f"SELECT id, status FROM tasks WHERE id IN ({marks(dep_ids)})", dep_ids)}
+        found = {
+            r["id"]: r["status"]
+            for r in conn.execute(
+                f"SELECT id, status FROM tasks WHERE id IN ({marks(dep_ids)})", dep_ids
+            )
+        }
         for dep_id in dep_ids:
             status = found.get(dep_id)
             if status in (_F, _X):
@@ -408,22 +463,37 @@ def retry_task(conn: Tx, fx: Effects, task_id: str, now: int) -> dict[str, Any]:
     return task_to_dict(get_task_row(conn, task_id))
 
 
-def update_task(conn: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
-                ) -> dict[str, Any]:
+def update_task(
+    conn: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
+) -> dict[str, Any]:
     """Change a task's fields; fields that say how it runs only while it is Pending."""
     row = get_task_row(conn, task_id)
     given = changes.model_dump(exclude_unset=True)
     run_changes = sorted(set(given) & RUN_FIELDS)
     if run_changes and row["status"] != _P:
-        raise Conflict(f"{', '.join(run_changes)} can change only while the task is Pending; "
-                       f"it is {row['status']}")
+        raise Conflict(
+            f"{', '.join(run_changes)} can change only while the task is Pending; "
+            f"it is {row['status']}"
+        )
     values: dict[str, Any] = {}
     for name, value in given.items():
-        if value is None and name in ("name", "command", "metadata", "acceptance_criteria",
-                                      "environment", "priority", "run_at", "queue",
-                                      "retry_attempts", "retry_delay", "description"):
-            raise InvalidInput(f"{name} cannot be null", [
-                {"loc": [name], "msg": "cannot be null", "type": "value_error"}])
+        if value is None and name in (
+            "name",
+            "command",
+            "metadata",
+            "acceptance_criteria",
+            "environment",
+            "priority",
+            "run_at",
+            "queue",
+            "retry_attempts",
+            "retry_delay",
+            "description",
+        ):
+            raise InvalidInput(
+                f"{name} cannot be null",
+                [{"loc": [name], "msg": "cannot be null", "type": "value_error"}],
+            )
         if name == "priority":
             values["priority"] = changes.priority.value if changes.priority else None
             values["priority_rank"] = PRIORITY_RANK[changes.priority] if changes.priority else 1
@@ -437,8 +507,7 @@ def update_task(conn: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: i
         values["updated_at"] = now
         assignments = ", ".join(f"{name} = ?" for name in values)
         conn.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", [*values.values(), task_id])
-        emit(conn, "task.updated", now, task_id, row["project_id"],
-             {"fields": sorted(given)})
+        emit(conn, "task.updated", now, task_id, row["project_id"], {"fields": sorted(given)})
         if "run_at" in values or "queue" in values or "priority" in values:
             fx.wake = True
     return task_to_dict(get_task_row(conn, task_id))

@@ -73,7 +73,7 @@ class OutputCapture:
         tail = b"".join(self._ring)
         dropped = self.total - self.head_limit - min(len(tail), self.tail_limit)
         if len(tail) > self.tail_limit:
-            tail = tail[-self.tail_limit:]
+            tail = tail[-self.tail_limit :]
         if dropped > 0:
             self._sink(self.name, f"\n[... {dropped} bytes truncated ...]\n")
         self._sink(self.name, tail.decode("utf-8", errors="replace"))
@@ -129,8 +129,7 @@ def spawn(
         argv = ["/bin/sh", "-c", command]
     else:
         # posix_spawn cannot chdir; a first shell does, then becomes the command's shell.
-        argv = ["/bin/sh", "-c", 'cd -- "$1" || exit 126; exec /bin/sh -c "$2"', "sh", cwd,
-                command]
+        argv = ["/bin/sh", "-c", 'cd -- "$1" || exit 126; exec /bin/sh -c "$2"', "sh", cwd, command]
     try:
         pid = os.posix_spawn(
             "/bin/sh",

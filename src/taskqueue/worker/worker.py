@@ -88,7 +88,7 @@ class Worker:
 
     @property
     def worker_id(self) -> str:
-        """This worker's identity, recorded on every attempt it runs."""
+        """The identity of this worker, recorded on every attempt it runs."""
         return self.settings.worker_id
 
     # ------------------------------------------------------------------ main loop
@@ -126,7 +126,8 @@ class Worker:
                 work.clear()
                 try:
                     claimed = await self.store.claim(
-                        self.worker_id, settings.queues, free, settings.lease_seconds)
+                        self.worker_id, settings.queues, free, settings.lease_seconds
+                    )
                 except Exception as exc:
                     log.warning("claim failed, retrying: %s", exc)
                     claimed = []
@@ -139,16 +140,19 @@ class Worker:
             await self._wait_for_work(free > 0)
 
     async def _wait_for_work(self, have_slots: bool) -> None:
-        waits = [asyncio.ensure_future(self._stopping.wait()),
-                 asyncio.ensure_future(self._slot_freed.wait())]
+        waits = [
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(self._slot_freed.wait()),
+        ]
         if have_slots:
             waits.append(asyncio.ensure_future(self.store.work_available.wait()))
         deadline = time.monotonic() + self.settings.poll_interval
         try:
             while True:
                 remaining = deadline - time.monotonic()
-                done, _ = await asyncio.wait(waits, timeout=max(remaining, 0),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    waits, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED
+                )
                 if done or not have_slots:
                     return
                 # Poll: work made runnable by another process, or a retry that came due.
@@ -225,9 +229,13 @@ class Worker:
         )
         started = time.monotonic()
         try:
-            process = spawn(claimed.command,
-                            self._environment(claimed, input_path, output_path),
-                            stdin_path, captures, cwd)
+            process = spawn(
+                claimed.command,
+                self._environment(claimed, input_path, output_path),
+                stdin_path,
+                captures,
+                cwd,
+            )
             timed_out = await self._wait_process(run, process, claimed.timeout)
             exit_code = process.exited.result()
             await drain_streams(process, 2.0)
@@ -249,17 +257,23 @@ class Worker:
         elif output_error is not None:
             error = output_error
         return Outcome(
-            success=error is None, exit_code=exit_code, output=output, error=error,
-            stdout_tail=captures[0].summary_tail(), stderr_tail=captures[1].summary_tail(),
+            success=error is None,
+            exit_code=exit_code,
+            output=output,
+            error=error,
+            stdout_tail=captures[0].summary_tail(),
+            stderr_tail=captures[1].summary_tail(),
             duration_ms=duration_ms,
         )
 
     async def _wait_process(self, run: _Run, process: SpawnedProcess, timeout: int | None) -> bool:
         """Wait for the command to exit; kill its group on timeout or stop. True if timed out."""
-        stop = asyncio.ensure_future(run.stop.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(run.stop.wait())
+        exited: asyncio.Future[Any] = process.exited
         try:
-            done, _ = await asyncio.wait({process.exited, stop}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {exited, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stop.cancel()
         if process.exited in done:
@@ -313,8 +327,7 @@ class Worker:
             self._lose(task_id)
 
     def _leases(self) -> list[tuple[str, str]]:
-        return [(r.claimed.id, r.claimed.lease_token) for r in self.running.values()
-                if not r.lost]
+        return [(r.claimed.id, r.claimed.lease_token) for r in self.running.values() if not r.lost]
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
@@ -353,8 +366,9 @@ class Worker:
                 if self.store.has_expired_leases():
                     reaped = await self.store.reap_expired()
                     if reaped:
-                        log.warning("reaped %d task(s) whose worker stopped responding",
-                                    len(reaped))
+                        log.warning(
+                            "reaped %d task(s) whose worker stopped responding", len(reaped)
+                        )
             except Exception as exc:
                 log.warning("reaper failed: %s", exc)
 
@@ -363,8 +377,11 @@ class Worker:
     async def _drain(self) -> None:
         """Let running tasks finish up to the drain timeout, then hand back the rest."""
         if self._tasks:
-            log.info("draining %d running task(s), up to %ss", len(self._tasks),
-                     self.settings.drain_timeout)
+            log.info(
+                "draining %d running task(s), up to %ss",
+                len(self._tasks),
+                self.settings.drain_timeout,
+            )
             await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
         for run in list(self.running.values()):
             run.hand_back = True
