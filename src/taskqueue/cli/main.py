@@ -36,6 +36,8 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Migrations say what they do at INFO on every start; only their problems matter here.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _need_server() -> None:
@@ -138,7 +140,7 @@ def server(
         f"(database {db}, {workers} worker slot(s))",
         err=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -147,6 +149,10 @@ def server(
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
+    served = _quiet_exit_server()(config)
+    served.run()
+    if not served.started:
+        raise click.ClickException(f"could not serve on {host}:{port}; see the log above")
 
 
 @main.command()
@@ -214,6 +220,32 @@ def worker(
             await store.close()
 
     _run_loop(run())
+
+
+def _quiet_exit_server() -> Any:
+    import contextlib
+
+    import uvicorn
+
+    class QuietExitServer(uvicorn.Server):
+        """Uvicorn's server, exiting 0 after a graceful shutdown on SIGTERM or SIGINT.
+
+        Uvicorn re-raises the signal once it has shut down, so the process would die "killed by
+        SIGTERM" even though it drained cleanly.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            original = {
+                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return QuietExitServer
 
 
 def _run_loop(coro: Any) -> None:

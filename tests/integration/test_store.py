@@ -1,0 +1,188 @@
+"""The store on a real SQLite file, in process: lease fencing, reaping, dependency counters."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from taskqueue.models import TaskCreate, TaskUpdate
+from taskqueue.store import Conflict, NotFound, Outcome, Store
+
+T = TypeVar("T")
+
+
+def run(tmp_path: Path, body: Callable[[Store], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = Store(tmp_path / "store.db")
+        store.start()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def test_a_stale_worker_cannot_overwrite_a_newer_attempt(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        [task] = await store.create_tasks([TaskCreate(name="t", command="true", retry_delay=0)])
+        [old] = await store.claim("old", ["default"], 1, lease_s=0.05)
+        await asyncio.sleep(0.1)
+        assert store.has_expired_leases()
+        assert await store.reap_expired() == [task["id"]]
+        [new] = await store.claim("new", ["default"], 1, lease_s=30)
+        assert new.attempt == 2 and new.lease_token != old.lease_token
+        # Every write of the stale attempt finds nothing.
+        assert await store.heartbeat([(old.id, old.lease_token)], 30) == [old.id]
+        assert store.lost_leases([(old.id, old.lease_token), (new.id, new.lease_token)]) == [old.id]
+        assert await store.append_output(old.id, old.lease_token, 1, [("stdout", "x")]) is False
+        assert await store.finish(old.id, old.lease_token, Outcome(True, exit_code=0)) is None
+        assert await store.release(old.id, old.lease_token) is False
+        assert store.get_task(task["id"])["status"] == "Running"
+        assert await store.finish(new.id, new.lease_token, Outcome(True, exit_code=0)) == (
+            "Completed"
+        )
+        attempts = store.list_attempts(task["id"])
+        assert [(a["number"], a["worker_id"], a["status"]) for a in attempts] == [
+            (1, "old", "Failed"),
+            (2, "new", "Completed"),
+        ]
+
+    run(tmp_path, body)
+
+
+def test_two_claimers_never_get_the_same_task(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.create_tasks([TaskCreate(name=f"t{i}", command="true") for i in range(200)])
+        claims = await asyncio.gather(
+            *[store.claim(f"w{i}", ["default"], 7, 30) for i in range(40)]
+        )
+        ids = [c.id for batch in claims for c in batch]
+        assert len(ids) == 200
+        assert len(set(ids)) == 200
+
+    run(tmp_path, body)
+
+
+def test_failed_attempts_back_off_and_queue_filter(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        [task] = await store.create_tasks(
+            [TaskCreate(name="t", command="x", retry_delay=60, queue="q1")]
+        )
+        assert await store.claim("w", ["default"], 1, 30) == []
+        [held] = await store.claim("w", ["q1"], 1, 30)
+        status = await store.finish(
+            held.id, held.lease_token, Outcome(False, exit_code=2, error="exit code 2")
+        )
+        assert status == "Pending"
+        again = store.get_task(task["id"])
+        assert again["status_reason"] == "exit code 2"
+        assert again["run_at"] > again["updated_at"]  # 30..60 s from now
+        assert not store.has_runnable(["q1"])
+        assert await store.claim("w", ["q1"], 1, 30) == []
+
+    run(tmp_path, body)
+
+
+def test_completing_a_dependency_releases_its_dependents(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        first, second, both = await store.create_tasks(
+            [
+                TaskCreate(name="a", command="true", ref="a"),
+                TaskCreate(name="b", command="true", ref="b"),
+                TaskCreate(name="c", command="true", dependencies=["a", "b"]),
+            ]
+        )
+        claimed = await store.claim("w", ["default"], 10, 30)
+        assert sorted(c.name for c in claimed) == ["a", "b"]
+        for c in claimed:
+            assert await store.claim("w", ["default"], 10, 30) == []
+            await store.finish(c.id, c.lease_token, Outcome(True, exit_code=0))
+        [last] = await store.claim("w", ["default"], 10, 30)
+        assert last.id == both["id"]
+
+    run(tmp_path, body)
+
+
+def test_cancel_cascades_and_retry_rules(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        root, mid, leaf = await store.create_tasks(
+            [
+                TaskCreate(name="root", command="true", ref="r", queue="parked"),
+                TaskCreate(name="mid", command="true", ref="m", dependencies=["r"]),
+                TaskCreate(name="leaf", command="true", dependencies=["m"]),
+            ]
+        )
+        cancelled = await store.cancel_task(root["id"])
+        assert cancelled["status"] == "Cancelled"
+        assert store.get_task(leaf["id"])["status"] == "Cancelled"
+        assert mid["id"] in store.get_task(leaf["id"])["status_reason"]
+        assert (await store.cancel_task(root["id"]))["status"] == "Cancelled"  # idempotent
+        with pytest.raises(Conflict, match="retry it first"):
+            await store.retry_task(mid["id"])
+        retried = await store.retry_task(root["id"])
+        assert retried["status"] == "Pending"
+        assert (await store.retry_task(mid["id"]))["status"] == "Pending"
+        with pytest.raises(Conflict):
+            await store.retry_task(mid["id"])  # Pending cannot be retried
+        with pytest.raises(Conflict, match="depend on this task"):
+            await store.delete_task(root["id"])
+        with pytest.raises(Conflict, match="only while the task is Pending"):
+            await store.cancel_task(leaf["id"])
+            await store.update_task(leaf["id"], TaskUpdate(command="false"))
+        with pytest.raises(NotFound):
+            store.get_task("00000000-0000-0000-0000-000000000000")
+
+    run(tmp_path, body)
+
+
+def test_every_state_change_writes_its_event_in_the_same_transaction(tmp_path: Path) -> None:
+    async def body(store: Store) -> str:
+        [task] = await store.create_tasks([TaskCreate(name="t", command="true")])
+        [held] = await store.claim("w", ["default"], 1, 30)
+        await store.finish(held.id, held.lease_token, Outcome(True, exit_code=0))
+        return str(task["id"])
+
+    task_id = run(tmp_path, body)
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        types = [
+            r[0]
+            for r in conn.execute(
+                "SELECT type FROM events WHERE task_id = ? ORDER BY id", (task_id,)
+            )
+        ]
+    assert types == ["task.created", "task.started", "task.completed"]
+
+
+def test_a_failing_write_in_a_group_leaves_the_others_committed(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        def boom(conn: sqlite3.Connection, fx: object) -> None:
+            conn.execute("INSERT INTO events (type, time, data) VALUES ('x', 1, '{}')")
+            raise RuntimeError("boom")
+
+        good = store.create_tasks([TaskCreate(name="ok", command="true")])
+        bad = store.db.write(boom)
+        results = await asyncio.gather(good, bad, return_exceptions=True)
+        assert isinstance(results[1], RuntimeError)
+        assert store.list_tasks.__self__ is store
+        with sqlite3.connect(store.path) as conn:
+            assert conn.execute("SELECT count(*) FROM events WHERE type = 'x'").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (1,)
+
+    run(tmp_path, body)
+
+
+def test_the_database_url_forms(tmp_path: Path) -> None:
+    from taskqueue.store import resolve_sqlite_path
+
+    assert resolve_sqlite_path("sqlite:////tmp/x.db") == Path("/tmp/x.db")
+    assert resolve_sqlite_path("x.db") == Path("x.db")
+    with pytest.raises(ValueError, match="in-memory"):
+        resolve_sqlite_path("sqlite://")
+    with pytest.raises(ValueError, match="unsupported database"):
+        resolve_sqlite_path("mysql://u@h/db")
