@@ -150,8 +150,10 @@ class ProjectCreate(_Input):
     description: Annotated[Text, Field(max_length=10_000)] | None = None
     status: Annotated[Text, Field(min_length=1, max_length=50)] = "Planning"
     due_date: UTCDateTime | None = None
-    tags: Annotated[list[Annotated[Text, Field(max_length=100)]], Field(max_length=100)] = []
-    metadata: JSONObject = {}
+    tags: Annotated[list[Annotated[Text, Field(max_length=100)]], Field(max_length=100)] = Field(
+        default_factory=list
+    )
+    metadata: JSONObject = Field(default_factory=dict)
 
 
 class ProjectUpdate(_Input):
@@ -175,8 +177,8 @@ class Project(_Output):
     description: str | None = None
     status: str = "Planning"
     due_date: datetime | None = None
-    tags: list[str] = []
-    metadata: dict[str, Any] = {}
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
 
@@ -217,18 +219,18 @@ class TaskCreate(_Input):
     technical_specs: Annotated[Text, Field(max_length=100_000)] | None = None
     acceptance_criteria: Annotated[
         list[Annotated[Text, Field(max_length=10_000)]], Field(max_length=100)
-    ] = []
+    ] = Field(default_factory=list)
     task_type: TaskType = TaskType.SIMPLE
     priority: TaskPriority = TaskPriority.NORMAL
-    dependencies: Annotated[list[Dependency], Field(max_length=1000)] = []
+    dependencies: Annotated[list[Dependency], Field(max_length=1000)] = Field(default_factory=list)
     timeout: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] | None = None
     retry_attempts: Annotated[int, Field(ge=0, le=100)] = 3
     retry_delay: Annotated[float, Field(ge=0, le=24 * 3600)] = 30.0
     environment: Annotated[
         dict[str, Annotated[Text, Field(max_length=32_768)]], Field(max_length=256)
-    ] = {}
+    ] = Field(default_factory=dict)
     working_directory: Annotated[Text, Field(min_length=1, max_length=4096)] | None = None
-    metadata: JSONObject = {}
+    metadata: JSONObject = Field(default_factory=dict)
     queue: Annotated[str, Field(min_length=1, max_length=100, pattern=_QUEUE_RE.pattern)] = (
         "default"
     )
@@ -331,24 +333,24 @@ class Task(_Output):
     command: str
     description: str = ""
     technical_specs: str | None = None
-    acceptance_criteria: list[str] = []
+    acceptance_criteria: list[str] = Field(default_factory=list)
     project_id: UUID | None = None
     task_type: TaskType = TaskType.SIMPLE
     priority: TaskPriority = TaskPriority.NORMAL
-    dependencies: list[UUID] = []
+    dependencies: list[UUID] = Field(default_factory=list)
     timeout: int | None = None
     retry_attempts: int = 3
     retry_delay: float = 30
-    environment: dict[str, str] = {}
+    environment: dict[str, str] = Field(default_factory=dict)
     working_directory: str | None = None
     status: TaskStatus = TaskStatus.PENDING
     status_reason: str | None = None
     result: TaskResult | None = None
-    phases: list[dict[str, Any]] = []
+    phases: list[dict[str, Any]] = Field(default_factory=list)
     current_phase: TaskStatus | None = None
     ai_reviews_required: int = 3
     ai_reviews_completed: int = 0
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     queue: str = "default"
@@ -432,7 +434,7 @@ class Health(_Output):
     version: str
     database: str
     workers: int
-    tasks: dict[str, int] = {}
+    tasks: dict[str, int] = Field(default_factory=dict)
 
 
 class ErrorInfo(_Output):
@@ -440,7 +442,7 @@ class ErrorInfo(_Output):
 
     type: str
     message: str
-    details: list[dict[str, Any]] = []
+    details: list[dict[str, Any]] = Field(default_factory=list)
     request_id: str | None = None
 
 

@@ -8,6 +8,7 @@ than ``default``) is never claimed by the embedded worker, so it stays Pending.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -1023,7 +1024,7 @@ def test_batch_of_1000_tasks(shared: httpx.Client) -> None:
     tasks = response.json()["tasks"]
     assert [t["name"] for t in tasks] == [f"item-{i}" for i in range(1000)]
     assert len({t["id"] for t in tasks}) == 1000
-    for previous, task in zip(tasks, tasks[1:]):
+    for previous, task in itertools.pairwise(tasks):
         assert task["dependencies"] == [previous["id"]]
     valid_task(tasks[0])
     valid_task(tasks[-1])
@@ -1152,7 +1153,8 @@ def test_openapi_document_describes_every_api_path(shared: httpx.Client) -> None
             assert method in http_methods, (path, method)
             assert operation["responses"], (path, method)
             for status in operation["responses"]:
-                assert status.isdigit() and 100 <= int(status) < 600
+                assert status.isdigit()
+                assert 100 <= int(status) < 600
             params = operation.get("parameters", [])
             for param in params:
                 assert param["in"] in ("query", "header", "path", "cookie")

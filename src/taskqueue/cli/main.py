@@ -146,6 +146,8 @@ def server(
         port=port,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=5,
         lifespan="on",
     )

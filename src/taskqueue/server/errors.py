@@ -8,9 +8,10 @@ no traceback ever reaches a client.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -173,6 +174,15 @@ exception_handlers: dict[Any, Handler] = {
 }
 
 
+_REQUEST_PREFIX = os.urandom(4).hex()
+_request_counter = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    # Unique across processes (random prefix) and requests (counter), at no syscall's cost.
+    return f"{_REQUEST_PREFIX}-{next(_request_counter):x}"
+
+
 class RequestIdMiddleware:
     """Outermost layer: a request id for every request, and a JSON 500 for any crash."""
 
@@ -189,7 +199,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        request_id = given if given and _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID_RE.match(given) else _next_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = False

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from typing import Any
 
 from taskqueue.models import ProjectCreate, ProjectUpdate
 from taskqueue.store.database import Effects
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound
+from taskqueue.store.ids import new_id
 from taskqueue.store.rows import dumps, project_to_dict, to_us
 from taskqueue.store.sql import Tx, insert_rows
 from taskqueue.store.task_ops import IdempotencyRequest, emit, idempotent_replay, remember
@@ -46,7 +46,7 @@ def create_project(
         return dict(replay)
     if _name_taken(conn, data.name):
         raise Conflict(f"a project named {data.name!r} already exists")
-    project_id = str(uuid.uuid4())
+    project_id = new_id()
     row: dict[str, Any] = {
         "id": project_id,
         "name": data.name,

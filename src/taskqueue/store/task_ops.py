@@ -6,7 +6,6 @@ change in that same transaction (the outbox), so a committed change always has i
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from taskqueue.engine import PRIORITY_RANK, check_transition, dependency_block_r
 from taskqueue.models import RUN_FIELDS, TaskCreate, TaskStatus, TaskUpdate
 from taskqueue.store.database import Effects
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound
+from taskqueue.store.ids import new_id, new_token
 from taskqueue.store.rows import dumps, from_us, loads, task_to_dict, to_us
 from taskqueue.store.sql import Tx, insert_rows, marks
 
@@ -240,7 +240,7 @@ def create_tasks(
         ]
         if missing:
             raise InvalidInput("unknown project", missing)
-    new_ids = [str(uuid.uuid4()) for _ in items]
+    new_ids = [new_id() for _ in items]
     deps, statuses = _resolve_dependencies(conn, items, new_ids)
     rows: list[dict[str, Any]] = []
     wire: list[dict[str, Any]] = []
@@ -532,4 +532,4 @@ def delete_task(conn: Tx, fx: Effects, task_id: str, now: int) -> None:
 
 def new_lease_token() -> str:
     """A fresh random lease token."""
-    return secrets.token_hex(16)
+    return new_token()

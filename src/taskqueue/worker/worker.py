@@ -20,6 +20,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ class Worker:
         self._null_input = self._files / "null.json"
         self._null_input.write_text("null")
         self._base_env = dict(os.environ)
+        # Spawns run here so the GIL-free part of posix_spawn overlaps with the event loop.
+        self._spawner = ThreadPoolExecutor(max_workers=4, thread_name_prefix="taskqueue-spawn")
         store.on_stop_running(self._on_revoked)
 
     @property
@@ -109,6 +112,7 @@ class Worker:
             for task in side:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            self._spawner.shutdown(wait=True)
             with contextlib.suppress(OSError):
                 self._null_input.unlink()
                 self._files.rmdir()
@@ -229,12 +233,13 @@ class Worker:
         )
         started = time.monotonic()
         try:
-            process = spawn(
+            process = await spawn(
                 claimed.command,
                 self._environment(claimed, input_path, output_path),
                 stdin_path,
                 captures,
                 cwd,
+                self._spawner,
             )
             timed_out = await self._wait_process(run, process, claimed.timeout)
             exit_code = process.exited.result()
