@@ -66,7 +66,9 @@ _IDEMPOTENCY = _param(
 
 
 def _filters() -> list[dict[str, Any]]:
-    schema = TaskFilters.model_json_schema()
+    schema = TaskFilters.model_json_schema(
+        by_alias=False, ref_template="#/components/schemas/{model}"
+    )
     return [_param(name, "query", prop) for name, prop in schema["properties"].items()]
 
 

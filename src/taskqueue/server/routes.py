@@ -80,12 +80,12 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def parse_body(request: Request, model: type[M]) -> tuple[M, bytes]:
-    """The body validated as ``model`` (422 names each bad field), and its raw bytes."""
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The body validated as ``model`` (422 names each bad field)."""
     body = await read_body(request)
     if not body:
         raise ApiError(400, "the request has no body; send a JSON object")
-    return model.model_validate_json(body), body
+    return model.model_validate_json(body)
 
 
 def parse_query(request: Request, model: type[M], allowed: frozenset[str] | None = None) -> M:
@@ -121,8 +121,12 @@ def path_id(request: Request, name: str) -> str:
         ) from None
 
 
-def idempotency(request: Request, body: bytes) -> IdempotencyRequest | None:
-    """The request's ``Idempotency-Key``, scoped to its endpoint and bound to its body."""
+def idempotency(request: Request, data: pydantic.BaseModel) -> IdempotencyRequest | None:
+    """The request's ``Idempotency-Key``, scoped to its endpoint and bound to its content.
+
+    The content is hashed as parsed, so spacing, key order or camelCase spelling do not make
+    a repeat look like a different request.
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
@@ -132,7 +136,7 @@ def idempotency(request: Request, body: bytes) -> IdempotencyRequest | None:
             "Idempotency-Key must be 1 to 255 printable ASCII characters",
             [{"loc": ["header", "Idempotency-Key"], "msg": "invalid", "type": "value_error"}],
         )
-    digest = hashlib.sha256(body).hexdigest()
+    digest = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
     return IdempotencyRequest(key=f"{request.url.path}:{key}", request_hash=digest)
 
 
@@ -193,21 +197,21 @@ async def root(request: Request) -> Response:
 
 async def create_task(request: Request) -> Response:
     """``POST /api/tasks``."""
-    item, body = await parse_body(request, TaskCreate)
+    item = await parse_body(request, TaskCreate)
     if item.ref is not None:
         raise ApiError(
             422,
             "ref: only items of POST /api/tasks/batch have refs",
             [{"loc": ["ref"], "msg": "only for batch items", "type": "value_error"}],
         )
-    tasks = await store_of(request).create_tasks([item], idempotency(request, body))
+    tasks = await store_of(request).create_tasks([item], idempotency(request, item))
     return json_response(tasks[0], 201)
 
 
 async def create_batch(request: Request) -> Response:
     """``POST /api/tasks/batch``: all the tasks or none."""
-    batch, body = await parse_body(request, BatchTaskCreate)
-    tasks = await store_of(request).create_tasks(batch.tasks, idempotency(request, body))
+    batch = await parse_body(request, BatchTaskCreate)
+    tasks = await store_of(request).create_tasks(batch.tasks, idempotency(request, batch))
     return json_response({"tasks": tasks}, 201)
 
 
@@ -228,7 +232,7 @@ async def get_task(request: Request) -> Response:
 async def update_task(request: Request) -> Response:
     """``PUT /api/tasks/{task_id}``."""
     task_id = path_id(request, "task_id")
-    changes, _ = await parse_body(request, TaskUpdate)
+    changes = await parse_body(request, TaskUpdate)
     return json_response(await store_of(request).update_task(task_id, changes))
 
 
@@ -271,12 +275,15 @@ async def task_logs(request: Request) -> Response:
         task_id, query.offset, query.limit, query.stream, query.attempt
     )
     if not query.follow:
+        more = len(chunks) == query.limit and bool(
+            store.read_logs(task_id, next_offset, 1, query.stream, query.attempt)[0]
+        )
         return json_response(
             {
                 "task_id": task_id,
                 "chunks": chunks,
                 "next_offset": next_offset,
-                "complete": status in _TERMINAL and len(chunks) < query.limit,
+                "complete": status in _TERMINAL and not more,
             }
         )
     return StreamingResponse(
@@ -315,8 +322,8 @@ async def _follow(
 
 async def create_project(request: Request) -> Response:
     """``POST /api/projects``."""
-    data, body = await parse_body(request, ProjectCreate)
-    project = await store_of(request).create_project(data, idempotency(request, body))
+    data = await parse_body(request, ProjectCreate)
+    project = await store_of(request).create_project(data, idempotency(request, data))
     return json_response(project, 201)
 
 
@@ -337,7 +344,7 @@ async def get_project(request: Request) -> Response:
 async def update_project(request: Request) -> Response:
     """``PUT /api/projects/{project_id}``."""
     project_id = path_id(request, "project_id")
-    changes, _ = await parse_body(request, ProjectUpdate)
+    changes = await parse_body(request, ProjectUpdate)
     return json_response(await store_of(request).update_project(project_id, changes))
 
 

@@ -114,6 +114,18 @@ def delete_project(conn: Tx, fx: Effects, project_id: str, cascade: bool, now: i
         ).fetchone()[0]
         if running:
             raise Conflict(f"{running} task(s) of the project are Running; cancel them first")
+        outside = conn.execute(
+            "SELECT t.id, p.id FROM task_deps d JOIN tasks t ON t.id = d.task_id"
+            " JOIN tasks p ON p.id = d.depends_on"
+            " WHERE p.project_id = ? AND t.project_id IS NOT ?"
+            " AND t.status NOT IN ('Completed', 'Failed', 'Cancelled') LIMIT 1",
+            (project_id, project_id),
+        ).fetchone()
+        if outside is not None:
+            raise Conflict(
+                f"unfinished task {outside[0]}, outside this project, depends on task "
+                f"{outside[1]} of it; cancel or delete that task first"
+            )
         ids = [
             r[0] for r in conn.execute("SELECT id FROM tasks WHERE project_id = ?", (project_id,))
         ]

@@ -193,6 +193,11 @@ class Worker:
                 results = await asyncio.gather(*run.writes, return_exceptions=True)
                 if any(r is False for r in results):
                     run.lost = True
+                for result in results:
+                    if isinstance(result, BaseException):
+                        log.warning(
+                            "task %s: some output could not be stored: %s", claimed.id, result
+                        )
             if run.lost:
                 log.info("task %s: lease lost, result dropped", claimed.id)
             elif run.hand_back:
@@ -317,7 +322,7 @@ class Worker:
         # without waiting for each other.
         future = self.store.append_output(claimed.id, claimed.lease_token, claimed.attempt, chunks)
         run.writes.append(asyncio.ensure_future(future))
-        run.writes = [w for w in run.writes if not w.done() or w.result() is False]
+        run.writes = [w for w in run.writes if _worth_keeping(w)]
 
     # ------------------------------------------------------------------ leases
 
@@ -393,6 +398,15 @@ class Worker:
             run.stop.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
+
+
+def _worth_keeping(write: asyncio.Future[bool]) -> bool:
+    """Whether an output write still has something to say: pending, failed, or lease lost."""
+    if not write.done():
+        return True
+    if write.cancelled():
+        return False
+    return write.exception() is not None or write.result() is False
 
 
 def _read_output(path: str) -> tuple[Any, str | None]:
