@@ -7,6 +7,7 @@ Input models forbid unknown fields so a typo is an error, not a silently ignored
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
@@ -16,8 +17,10 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -98,22 +101,69 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _json_size(value: Any) -> Any:
-    import json
+_INT64 = range(-(2**63), 2**63)
+_LONG_DIGITS = re.compile(r"\d{19}")
 
+
+def _out_of_range_int(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if item not in _INT64:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _json_size(value: Any) -> Any:
     try:
-        size = len(json.dumps(value, separators=(",", ":")))
-    except (TypeError, ValueError, RecursionError) as exc:  # pragma: no cover - jiter guards depth
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise ValueError("must be plain JSON: NaN and Infinity are not JSON numbers") from exc
+    except (TypeError, RecursionError) as exc:  # pragma: no cover - jiter guards depth
         raise ValueError(f"is not serialisable JSON: {exc}") from exc
-    if size > MAX_JSON_FIELD_BYTES:
-        raise ValueError(f"is {size} bytes of JSON; the limit is {MAX_JSON_FIELD_BYTES}")
+    if len(text) > MAX_JSON_FIELD_BYTES:
+        raise ValueError(f"is {len(text)} bytes of JSON; the limit is {MAX_JSON_FIELD_BYTES}")
+    # Only a run of 19+ digits can be an integer past 64 bits; walk the value only then.
+    if _LONG_DIGITS.search(text) and _out_of_range_int(value):
+        raise ValueError("has an integer that does not fit in 64 bits")
     return value
 
 
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+def _dependency(value: Any) -> Any:
+    """One dependency: a non-empty string (task id or ref) or an object with task_id or ref."""
+    if isinstance(value, str):
+        if not 1 <= len(value) <= 200:
+            raise ValueError("a dependency string must be 1 to 200 characters")
+        return _no_nul(value)
+    if isinstance(value, dict):
+        unknown = set(value) - {"task_id", "taskId", "ref"}
+        if unknown:
+            raise ValueError(f"unknown key {sorted(unknown)[0]!r}; give task_id or ref")
+        try:
+            return DependencyRef.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}") from None
+    if isinstance(value, DependencyRef):
+        return value
+    raise ValueError('a dependency is a task id, a ref, or {"task_id": ...} / {"ref": ...}')
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
@@ -130,6 +180,7 @@ class _Input(BaseModel):
         populate_by_name=True,
         extra="forbid",
         str_max_length=1_000_000,
+        allow_inf_nan=False,
     )
 
 
@@ -204,9 +255,7 @@ class DependencyRef(_Input):
 
 
 #: A dependency: a task id, a batch item's ``ref``, or ``{"task_id": ...}`` / ``{"ref": ...}``.
-Dependency = Union[  # noqa: UP007 - a runtime alias, read by pydantic
-    Annotated[Text, Field(min_length=1, max_length=200)], DependencyRef
-]
+Dependency = Annotated[Union[str, DependencyRef], BeforeValidator(_dependency)]  # noqa: UP007
 
 
 class TaskCreate(_Input):

@@ -76,13 +76,17 @@ def task_raw(extra: bytes) -> dict[str, Any]:
 
 
 def assert_error(
-    response: httpx.Response, status: int | tuple[int, ...], loc: list[Any] | None = None
+    response: httpx.Response,
+    status: int | tuple[int, ...],
+    loc: list[Any] | None = None,
+    note: str = "",
 ) -> dict[str, Any]:
     """The response is the expected error, in the error shape; returns ``error``."""
     statuses = (status,) if isinstance(status, int) else status
     request = f"{response.request.method} {str(response.request.url)[:200]}"
     assert response.status_code in statuses, (
         f"{request}: expected {statuses}, got {response.status_code}: {response.text[:1000]}"
+        + (f"; and {note}" if note else "")
     )
     assert response.headers.get("content-type", "").startswith("application/json"), request
     assert len(response.content) < 64 * 1024, f"{request}: the error echoes its input"
@@ -122,12 +126,22 @@ def snapshot(client: httpx.Client) -> dict[str, Any]:
     return {"tasks": tasks.json(), "projects": projects.json()}
 
 
-def assert_unchanged(client: httpx.Client, before: dict[str, Any]) -> None:
-    after = snapshot(client)
+def changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What differs between two snapshots, in words ("" when nothing does)."""
     counts = (after["tasks"]["total"], after["projects"]["total"])
     expected = (before["tasks"]["total"], before["projects"]["total"])
-    assert counts == expected, f"(tasks, projects) went from {expected} to {counts}"
-    assert after == before, "a refused request changed stored data"
+    if counts != expected:
+        return f"(tasks, projects) stored went from {expected} to {counts}"
+    if after != before:
+        return "stored data changed"
+    return ""
+
+
+def assert_unchanged(client: httpx.Client, before: dict[str, Any]) -> None:
+    after = snapshot(client)
+    changed = changes(before, after)
+    assert not changed, changed
+    assert after == before
 
 
 def refused(
@@ -141,17 +155,18 @@ def refused(
     """Send one request; it must be refused with ``status`` and change nothing."""
     before = snapshot(client)
     response = client.request(method, path, **kwargs)
-    error = assert_error(response, status, loc)
-    assert_unchanged(client, before)
+    after = snapshot(client)
+    changed = changes(before, after)
+    error = assert_error(response, status, loc, note=changed)
+    assert not changed, changed
+    assert after == before
     return error
 
 
-def http_exchange(port: int, data: bytes, *, half_close: bool = False) -> tuple[int, bytes]:
+def http_exchange(port: int, data: bytes) -> tuple[int, bytes]:
     """Send raw bytes; the status and the body of the first response."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
         received = b""
         while b"\r\n\r\n" not in received:
             chunk = sock.recv(65536)
@@ -204,7 +219,7 @@ def ids(client: httpx.Client) -> dict[str, str]:
 
     ``pending`` and ``parent`` stay Pending (no worker serves their queue); ``child`` depends on
     ``parent``; ``done`` is Completed; ``project`` holds ``pending``; ``other`` is a second
-    project; an Idempotency-Key ``hostile-key`` has been used once.
+    project; the Idempotency-Key ``k-1`` has been used once.
     """
 
     def made(response: httpx.Response) -> str:
@@ -764,7 +779,7 @@ QUERY_CASES = [
     ("GET", "/api/tasks", "offset=" + "9" * 30, "offset"),
     ("GET", "/api/tasks", "offset=x", "offset"),
     ("GET", "/api/tasks", "queue=" + "q" * 101, "queue"),
-    ("GET", "/api/tasks", "queue=" + "q" * 100_000, "queue"),
+    ("GET", "/api/tasks", "queue=" + "q" * 60_000, "queue"),
     ("GET", "/api/tasks", "bogus=1", "bogus"),
     ("GET", "/api/tasks", "Status=Pending", "Status"),
     ("GET", "/api/tasks", "limit=1&limit=2", "limit"),
@@ -1366,6 +1381,12 @@ def test_overflowing_values_are_never_a_500(
         before_rows = stored_rows(scratch.db)
         before = [http.get(t).json() for t in targets]
         response = http.request(method, url, **(raw(data) if data is not None else {}))
+        rows = stored_rows(scratch.db)
+        reads = {t: http.get(t).status_code for t in targets}
+        assert response.status_code in (200, 201, 422), (
+            f"{method} {url}: {response.status_code} {response.text[:300]}; "
+            f"rows before {before_rows}, after {rows}; reading the targets back: {reads}"
+        )
         if response.status_code in (200, 201) and method != "GET":
             created = response.json()
             kind = "projects" if "/projects" in path else "tasks"
@@ -1374,7 +1395,7 @@ def test_overflowing_values_are_never_a_500(
                 assert again.status_code == 200, f"stored but unreadable: {again.text[:300]}"
         elif response.status_code != 200:
             assert_error(response, 422, loc)
-            assert stored_rows(scratch.db) == before_rows, "stored despite the error"
+            assert rows == before_rows, "stored despite the error"
             after = [http.get(t) for t in targets]
             assert [a.status_code for a in after] == [200, 200], [a.text[:300] for a in after]
             assert [a.json() for a in after] == before

@@ -36,6 +36,8 @@ _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 #: Longest a ``/wait`` or a log follow may hold a request, in seconds.
 MAX_WAIT_S = 300.0
+#: Longest a client may take to send a request body, in seconds.
+BODY_TIMEOUT_S = 30.0
 
 
 def json_response(
@@ -71,13 +73,34 @@ async def read_body(request: Request) -> bytes:
         if int(declared) > limit:
             raise ApiError(413, f"the body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+
+    async def receive_all() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(receive_all(), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s") from None
     return b"".join(chunks)
+
+
+def no_query(request: Request) -> None:
+    """Refuse query parameters on an endpoint that takes none: a typo must not pass silently."""
+    if request.scope.get("query_string"):
+        names = sorted({key for key, _ in request.query_params.multi_items()}) or ["?"]
+        raise ApiError(
+            422,
+            f"unknown query parameter {names[0]!r}: this endpoint takes none",
+            [
+                {"loc": ["query", name], "msg": "unknown parameter", "type": "extra_forbidden"}
+                for name in names
+            ],
+        )
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
@@ -110,6 +133,8 @@ def parse_query(request: Request, model: type[M], allowed: frozenset[str] | None
 def path_id(request: Request, name: str) -> str:
     """A UUID path parameter in canonical form, or 422 saying it is not one."""
     raw = request.path_params[name]
+    if raw == "batch" and name == "task_id":
+        raise ApiError(405, f"{request.method} is not allowed on /api/tasks/batch; use POST")
     try:
         return str(uuid.UUID(raw))
     except ValueError:
@@ -171,6 +196,7 @@ class _Logs(_Query):
 
 async def health(request: Request) -> Response:
     """``GET /api/health``: the server is up and its database answers."""
+    no_query(request)
     store = store_of(request)
     counts = store.task_counts()
     workers = request.app.state.worker_count
@@ -187,6 +213,7 @@ async def health(request: Request) -> Response:
 
 async def root(request: Request) -> Response:
     """``GET /``: what this server is."""
+    no_query(request)
     return json_response(
         {"name": "taskqueue", "version": __version__, "api": "/api", "openapi": "/openapi.json"}
     )
@@ -197,6 +224,7 @@ async def root(request: Request) -> Response:
 
 async def create_task(request: Request) -> Response:
     """``POST /api/tasks``."""
+    no_query(request)
     item = await parse_body(request, TaskCreate)
     if item.ref is not None:
         raise ApiError(
@@ -210,8 +238,11 @@ async def create_task(request: Request) -> Response:
 
 async def create_batch(request: Request) -> Response:
     """``POST /api/tasks/batch``: all the tasks or none."""
+    no_query(request)
     batch = await parse_body(request, BatchTaskCreate)
-    tasks = await store_of(request).create_tasks(batch.tasks, idempotency(request, batch))
+    tasks = await store_of(request).create_tasks(
+        batch.tasks, idempotency(request, batch), batch=True
+    )
     return json_response({"tasks": tasks}, 201)
 
 
@@ -226,11 +257,13 @@ async def list_tasks(request: Request) -> Response:
 
 async def get_task(request: Request) -> Response:
     """``GET /api/tasks/{task_id}``."""
+    no_query(request)
     return json_response(store_of(request).get_task(path_id(request, "task_id")))
 
 
 async def update_task(request: Request) -> Response:
     """``PUT /api/tasks/{task_id}``."""
+    no_query(request)
     task_id = path_id(request, "task_id")
     changes = await parse_body(request, TaskUpdate)
     return json_response(await store_of(request).update_task(task_id, changes))
@@ -238,17 +271,20 @@ async def update_task(request: Request) -> Response:
 
 async def delete_task(request: Request) -> Response:
     """``DELETE /api/tasks/{task_id}``."""
+    no_query(request)
     await store_of(request).delete_task(path_id(request, "task_id"))
     return Response(status_code=204)
 
 
 async def cancel_task(request: Request) -> Response:
     """``POST /api/tasks/{task_id}/cancel``."""
+    no_query(request)
     return json_response(await store_of(request).cancel_task(path_id(request, "task_id")))
 
 
 async def retry_task(request: Request) -> Response:
     """``POST /api/tasks/{task_id}/retry``: re-queue a Failed or Cancelled task."""
+    no_query(request)
     return json_response(await store_of(request).retry_task(path_id(request, "task_id")))
 
 
@@ -262,6 +298,7 @@ async def wait_task(request: Request) -> Response:
 
 async def task_attempts(request: Request) -> Response:
     """``GET /api/tasks/{task_id}/attempts``."""
+    no_query(request)
     task_id = path_id(request, "task_id")
     return json_response({"task_id": task_id, "attempts": store_of(request).list_attempts(task_id)})
 
@@ -322,6 +359,7 @@ async def _follow(
 
 async def create_project(request: Request) -> Response:
     """``POST /api/projects``."""
+    no_query(request)
     data = await parse_body(request, ProjectCreate)
     project = await store_of(request).create_project(data, idempotency(request, data))
     return json_response(project, 201)
@@ -338,11 +376,13 @@ async def list_projects(request: Request) -> Response:
 
 async def get_project(request: Request) -> Response:
     """``GET /api/projects/{project_id}``."""
+    no_query(request)
     return json_response(store_of(request).get_project(path_id(request, "project_id")))
 
 
 async def update_project(request: Request) -> Response:
     """``PUT /api/projects/{project_id}``."""
+    no_query(request)
     project_id = path_id(request, "project_id")
     changes = await parse_body(request, ProjectUpdate)
     return json_response(await store_of(request).update_project(project_id, changes))

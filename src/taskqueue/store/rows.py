@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = [
@@ -39,10 +39,13 @@ def to_us(value: datetime) -> int:
 
 
 def from_us(value: int | None) -> str | None:
-    """Integer microseconds as an ISO 8601 UTC string (None stays None)."""
+    """Integer microseconds as an ISO 8601 UTC string (None stays None).
+
+    Integer arithmetic, not a float division: exact to the microsecond at any date.
+    """
     if value is None:
         return None
-    return datetime.fromtimestamp(value / 1_000_000, timezone.utc).isoformat()
+    return (_EPOCH + timedelta(microseconds=value)).isoformat()
 
 
 def dumps(value: Any) -> str:

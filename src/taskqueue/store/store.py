@@ -131,11 +131,16 @@ class Store:
     # ------------------------------------------------------------------ tasks
 
     async def create_tasks(
-        self, items: Sequence[TaskCreate], idem: IdempotencyRequest | None = None
+        self,
+        items: Sequence[TaskCreate],
+        idem: IdempotencyRequest | None = None,
+        batch: bool = False,
     ) -> list[dict[str, Any]]:
         """Create tasks atomically; later items may depend on earlier ones by ``ref``."""
         now = now_us()
-        return await self.db.write(lambda c, fx: task_ops.create_tasks(c, fx, items, now, idem))
+        return await self.db.write(
+            lambda c, fx: task_ops.create_tasks(c, fx, items, now, idem, batch)
+        )
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         """One task."""

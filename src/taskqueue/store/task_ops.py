@@ -108,7 +108,7 @@ def _parse_uuid(value: str) -> str | None:
 
 
 def _resolve_dependencies(
-    conn: Tx, items: Sequence[TaskCreate], new_ids: list[str]
+    conn: Tx, items: Sequence[TaskCreate], new_ids: list[str], batch: bool
 ) -> tuple[list[list[str]], dict[str, str]]:
     """Each item's dependency ids, and the status of every existing task referenced.
 
@@ -123,9 +123,7 @@ def _resolve_dependencies(
         deps: list[str] = []
         for position, dep in enumerate(item.dependencies):
             loc = (
-                ["tasks", index, "dependencies", position]
-                if len(items) > 1
-                else ["dependencies", position]
+                ["tasks", index, "dependencies", position] if batch else ["dependencies", position]
             )
             task_id: str | None
             ref: str | None
@@ -190,7 +188,7 @@ def _resolve_dependencies(
             if dep_id in existing:
                 loc = (
                     ["tasks", index, "dependencies", position]
-                    if len(items) > 1
+                    if batch
                     else ["dependencies", position]
                 )
                 status = statuses.get(dep_id)
@@ -218,8 +216,12 @@ def create_tasks(
     items: Sequence[TaskCreate],
     now: int,
     idem: IdempotencyRequest | None = None,
+    batch: bool = False,
 ) -> list[dict[str, Any]]:
-    """Insert tasks (all or none), their dependency edges and their ``task.created`` events."""
+    """Insert tasks (all or none), their dependency edges and their ``task.created`` events.
+
+    ``batch`` says the items came as ``{"tasks": [...]}``, so errors locate them there.
+    """
     replay = idempotent_replay(conn, idem)
     if replay is not None:
         return list(replay)
@@ -231,7 +233,7 @@ def create_tasks(
         }
         missing = [
             {
-                "loc": (["tasks", i, "project_id"] if len(items) > 1 else ["project_id"]),
+                "loc": (["tasks", i, "project_id"] if batch else ["project_id"]),
                 "msg": f"project {item.project_id} does not exist",
                 "type": "not_found",
             }
@@ -241,7 +243,7 @@ def create_tasks(
         if missing:
             raise InvalidInput("unknown project", missing)
     new_ids = [new_id() for _ in items]
-    deps, statuses = _resolve_dependencies(conn, items, new_ids)
+    deps, statuses = _resolve_dependencies(conn, items, new_ids, batch)
     rows: list[dict[str, Any]] = []
     wire: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
