@@ -124,8 +124,8 @@ def test_kill9_of_a_worker_mid_task_is_retried_by_another(
             json={
                 "name": "survivor",
                 "retry_delay": 0,
-                "command": 'echo "attempt $TASKQUEUE_ATTEMPT"; [ "$TASKQUEUE_ATTEMPT" = 1 ] && sleep 5;'
-                " true",
+                "command": 'echo "attempt $TASKQUEUE_ATTEMPT";'
+                ' [ "$TASKQUEUE_ATTEMPT" = 1 ] && sleep 5; true',
             },
         ).json()
         first = start_worker(server.db, "--lease-seconds", "2")

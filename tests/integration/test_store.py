@@ -36,7 +36,8 @@ def test_a_stale_worker_cannot_overwrite_a_newer_attempt(tmp_path: Path) -> None
         assert store.has_expired_leases()
         assert await store.reap_expired() == [task["id"]]
         [new] = await store.claim("new", ["default"], 1, lease_s=30)
-        assert new.attempt == 2 and new.lease_token != old.lease_token
+        assert new.attempt == 2
+        assert new.lease_token != old.lease_token
         # Every write of the stale attempt finds nothing.
         assert await store.heartbeat([(old.id, old.lease_token)], 30) == [old.id]
         assert store.lost_leases([(old.id, old.lease_token), (new.id, new.lease_token)]) == [old.id]
@@ -91,7 +92,7 @@ def test_failed_attempts_back_off_and_queue_filter(tmp_path: Path) -> None:
 
 def test_completing_a_dependency_releases_its_dependents(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
-        first, second, both = await store.create_tasks(
+        _first, _second, both = await store.create_tasks(
             [
                 TaskCreate(name="a", command="true", ref="a"),
                 TaskCreate(name="b", command="true", ref="b"),
@@ -132,8 +133,8 @@ def test_cancel_cascades_and_retry_rules(tmp_path: Path) -> None:
             await store.retry_task(mid["id"])  # Pending cannot be retried
         with pytest.raises(Conflict, match="depend on this task"):
             await store.delete_task(root["id"])
+        assert (await store.cancel_task(leaf["id"]))["status"] == "Cancelled"
         with pytest.raises(Conflict, match="only while the task is Pending"):
-            await store.cancel_task(leaf["id"])
             await store.update_task(leaf["id"], TaskUpdate(command="false"))
         with pytest.raises(NotFound):
             store.get_task("00000000-0000-0000-0000-000000000000")

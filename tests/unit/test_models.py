@@ -80,7 +80,8 @@ def test_errors_read_well() -> None:
     assert str(error) == "[404] task x not found (request req-1)"
     assert str(taskqueue.TaskQueueConnectionError("refused")) == "refused"
     limited = taskqueue.RateLimitError("slow down", retry_after=2.5)
-    assert limited.retry_after == 2.5 and limited.status_code == 429
+    assert limited.retry_after == 2.5
+    assert limited.status_code == 429
     details = taskqueue.ValidationError("bad", 422, {"error": {"details": [{"loc": ["x"]}]}})
     assert details.details == [{"loc": ["x"]}]
     assert taskqueue.ValidationError("bad", 422, {"error": "nope"}).details == []

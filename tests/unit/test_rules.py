@@ -96,7 +96,8 @@ def test_backoff_stays_within_half_and_full_ideal_delay(retry: int) -> None:
 def test_backoff_grows_then_caps() -> None:
     low = random.Random(0)
     firsts = [backoff_delay(n, 1, rng=low) for n in range(1, 20)]
-    assert firsts[0] <= 1 and firsts[3] >= 4
+    assert firsts[0] <= 1
+    assert firsts[3] >= 4
     assert max(firsts) <= MAX_RETRY_DELAY_S
     assert backoff_delay(10_000, 30) <= MAX_RETRY_DELAY_S  # no overflow on huge counts
 
