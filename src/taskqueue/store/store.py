@@ -255,11 +255,14 @@ class Store:
         """Which of these leases are no longer held (a cheap read)."""
         return self.db.read(lambda c: lease_ops.lost_leases(c, leases))
 
-    async def append_output(
+    def append_output(
         self, task_id: str, token: str, attempt: int, chunks: Sequence[tuple[str, str]]
-    ) -> bool:
-        """Store output of a running attempt; False if the lease is lost."""
-        return await self.db.write(
+    ) -> asyncio.Future[bool]:
+        """Queue output of a running attempt; resolves False if the lease is lost.
+
+        Queued at once (not when awaited), so writes queued after it apply after it.
+        """
+        return self.db.write(
             lambda c, fx: lease_ops.append_output(c, fx, task_id, token, attempt, chunks),
             durable=False,
         )

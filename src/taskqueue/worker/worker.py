@@ -78,6 +78,7 @@ class Worker:
         self.store = store
         self.settings = settings or WorkerSettings()
         self.running: dict[str, _Run] = {}
+        self._active = 0  # slots taken by a running process
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,7 +126,7 @@ class Worker:
         settings = self.settings
         work = self.store.work_available
         while not self._stopping.is_set():
-            free = settings.concurrency - len(self.running)
+            free = settings.concurrency - self._active
             if free > 0:
                 work.clear()
                 try:
@@ -174,6 +175,7 @@ class Worker:
     def _start(self, claimed: Claimed) -> None:
         run = _Run(claimed)
         self.running[claimed.id] = run
+        self._active += 1
         task = asyncio.create_task(self._execute(run), name=f"taskqueue-task-{claimed.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -182,33 +184,39 @@ class Worker:
 
     async def _execute(self, run: _Run) -> None:
         claimed = run.claimed
+        holds_slot = True
         try:
             try:
                 outcome = await self._run_command(run)
             except Exception as exc:  # a spawn failure is the task's failure, not the worker's
                 log.warning("task %s could not run: %s", claimed.id, exc)
                 outcome = Outcome(False, error=f"could not start the command: {exc}")
+            # The process is gone: its slot can take the next task while the result commits.
+            # The lease stays held (heartbeats go on) until the result is on disk.
+            holds_slot = False
+            self._free_slot()
             self._flush(run)
-            if run.writes:
-                results = await asyncio.gather(*run.writes, return_exceptions=True)
-                if any(r is False for r in results):
-                    run.lost = True
-                for result in results:
-                    if isinstance(result, BaseException):
-                        log.warning(
-                            "task %s: some output could not be stored: %s", claimed.id, result
-                        )
+            # Writes apply in the order they are queued: output first, then the end of the
+            # attempt, and both fenced by the lease, so there is no need to wait in between.
             if run.lost:
                 log.info("task %s: lease lost, result dropped", claimed.id)
             elif run.hand_back:
                 await self.store.release(claimed.id, claimed.lease_token)
             else:
                 await self.store.finish(claimed.id, claimed.lease_token, outcome)
+            for result in await asyncio.gather(*run.writes, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    log.warning("task %s: some output could not be stored: %s", claimed.id, result)
         except Exception:
             log.exception("task %s: could not record its end; its lease will expire", claimed.id)
         finally:
+            if holds_slot:
+                self._free_slot()
             self.running.pop(claimed.id, None)
-            self._slot_freed.set()
+
+    def _free_slot(self) -> None:
+        self._active -= 1
+        self._slot_freed.set()
 
     def _environment(self, claimed: Claimed, input_path: str, output_path: str) -> dict[str, str]:
         env = dict(self._base_env)
@@ -321,7 +329,7 @@ class Worker:
         # Writes are applied in the order they are queued, so chunks keep their order
         # without waiting for each other.
         future = self.store.append_output(claimed.id, claimed.lease_token, claimed.attempt, chunks)
-        run.writes.append(asyncio.ensure_future(future))
+        run.writes.append(future)
         run.writes = [w for w in run.writes if _worth_keeping(w)]
 
     # ------------------------------------------------------------------ leases
