@@ -76,7 +76,7 @@ def main() -> None:
 @_db_option
 @click.option(
     "--workers",
-    default=8,
+    default=16,
     show_default=True,
     type=click.IntRange(0, 1024),
     help="Tasks run at once by the embedded worker; 0 serves the API only.",
@@ -161,7 +161,7 @@ def server(
 @_db_option
 @click.option(
     "--concurrency",
-    default=8,
+    default=16,
     show_default=True,
     type=click.IntRange(1, 1024),
     help="Tasks run at once.",

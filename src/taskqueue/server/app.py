@@ -35,7 +35,7 @@ class ServerSettings:
     db: str = "taskqueue.db"
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = 8
+    workers: int = 16
     max_body_bytes: int = 16 * 1024 * 1024
     worker: WorkerSettings = field(default_factory=WorkerSettings)
 

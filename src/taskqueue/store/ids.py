@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 
 __all__ = ["new_id", "new_token", "random_bytes"]
 
@@ -42,7 +41,8 @@ def new_id() -> str:
     value |= ((rand >> 68) & 0xFFF) << 64  # rand_a: 12 bits
     value |= 0b10 << 62  # variant
     value |= rand & ((1 << 62) - 1)  # rand_b: 62 bits
-    return str(uuid.UUID(int=value))
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def new_token() -> str:

@@ -33,7 +33,14 @@ def insert_rows(tx: Tx, table: str, rows: Sequence[dict[str, Any]]) -> None:
     """
     if not rows:
         return
-    columns = tuple(k for k in rows[0] if any(r[k] is not None for r in rows))
+    first = rows[0]
+    if len(rows) == 1:
+        columns = tuple([k for k, v in first.items() if v is not None])
+    else:
+        # Only a column that is NULL in the first row can be NULL in all of them.
+        empty = {k for k, v in first.items() if v is None}
+        empty = {k for k in empty if all(r[k] is None for r in rows)}
+        columns = tuple([k for k in first if k not in empty])
     key = (table, columns)
     sql = _INSERT_CACHE.get(key)
     if sql is None:

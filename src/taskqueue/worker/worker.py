@@ -44,7 +44,7 @@ FLUSH_BYTES = 64 * 1024
 class WorkerSettings:
     """How a worker behaves; every field has a default that suits one machine."""
 
-    concurrency: int = 8
+    concurrency: int = 16
     queues: Sequence[str] = ("default",)
     lease_seconds: float = 30.0
     poll_interval: float = 0.1
