@@ -2,11 +2,11 @@
 
 The command runs as ``/bin/sh -c COMMAND`` started with ``posix_spawn`` in a new session, so it
 leads its own process group and every process it starts can be killed together with
-``killpg``. ``posix_spawn`` (vfork + exec) is several times cheaper than ``fork`` from a large
-Python process, and exit is watched through a pidfd on the event loop, so no thread waits on a
-child. ``posix_spawn`` is called through ctypes from a small thread pool: a foreign call releases
-the GIL, so the ~0.3 ms the parent spends in vfork + exec does not stop the event loop, and
-several spawns proceed at once (``os.posix_spawn`` holds the GIL throughout).
+``killpg``. Each command is followed by one thread running :func:`run_command`: a blocking loop
+over ``poll`` on the command's two pipes and a pidfd. Blocking calls release the GIL, so the
+threads wait in parallel with the event loop and with each other; ``posix_spawn`` is called
+through ctypes for the same reason (vfork + exec costs the parent ~0.3 ms, and
+``os.posix_spawn`` holds the GIL throughout).
 
 Output is read in chunks as it comes. Each stream keeps its first ``limit/2`` bytes (streamed to
 the store while the command runs) and its last ``limit/2`` bytes (a ring, stored at the end,
@@ -16,19 +16,19 @@ holds more than ``limit`` bytes in memory.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import contextlib
 import ctypes
 import ctypes.util
+import math
 import os
+import select
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-__all__ = ["OutputCapture", "SpawnedProcess", "drain_streams", "kill_group", "spawn"]
+__all__ = ["CommandResult", "OutputCapture", "kill_group", "run_command"]
 
 #: Bytes of each stream's end kept for ``result.stdout_tail`` / ``stderr_tail``.
 TAIL_BYTES = 4096
@@ -92,16 +92,6 @@ class OutputCapture:
     def summary_tail(self) -> str:
         """The last few KiB of the stream, for the task's result."""
         return bytes(self._summary[-TAIL_BYTES:]).decode("utf-8", errors="replace")
-
-
-@dataclass
-class SpawnedProcess:
-    """A started command: its pid (also its process group id) and how to follow it."""
-
-    pid: int
-    exited: asyncio.Future[int] = field(repr=False)
-    streams_closed: asyncio.Future[None] = field(repr=False)
-    abandon_streams: Callable[[], None] = field(repr=False)
 
 
 def kill_group(pgid: int, sig: int) -> bool:
@@ -183,86 +173,111 @@ def _spawn_blocking(
     )
 
 
-async def spawn(
+def _argv(command: str, cwd: str | None) -> list[str]:
+    if cwd is None:
+        return ["/bin/sh", "-c", command]
+    # posix_spawn cannot chdir; a first shell does, then becomes the command's shell.
+    return ["/bin/sh", "-c", 'cd -- "$1" || exit 126; exec /bin/sh -c "$2"', "sh", cwd, command]
+
+
+@dataclass
+class CommandResult:
+    """How a command ended."""
+
+    exit_code: int  # negative: killed by that signal
+    timed_out: bool
+    stopped: bool  # stopped on request (cancel, lost lease, shutdown)
+
+
+def run_command(
     command: str,
     env: Mapping[str, str],
     stdin_path: str,
     captures: tuple[OutputCapture, OutputCapture],
+    *,
     cwd: str | None = None,
-    executor: Executor | None = None,
-) -> SpawnedProcess:
-    """Start ``command`` in a new process group, wiring its output to ``captures``."""
-    loop = asyncio.get_running_loop()
+    timeout: float | None = None,
+    grace: float = 5.0,
+    should_stop: Callable[[], bool] = lambda: False,
+    check_interval: float = 0.2,
+) -> CommandResult:
+    """Run ``command`` to its end, blocking; meant for a thread of its own.
+
+    On timeout or when ``should_stop()`` turns true (checked every ``check_interval``), the
+    whole process group gets SIGTERM, then SIGKILL after ``grace`` seconds. When the shell
+    exits, whatever it left running in its group is killed (while the exited shell is still a
+    zombie, so its group id cannot have been reused), and the pipes are read to their end; a
+    process that escaped the group by starting its own session may hold a pipe open, so that
+    wait is bounded too.
+    """
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    if cwd is None:
-        argv = ["/bin/sh", "-c", command]
-    else:
-        # posix_spawn cannot chdir; a first shell does, then becomes the command's shell.
-        argv = ["/bin/sh", "-c", 'cd -- "$1" || exit 126; exec /bin/sh -c "$2"', "sh", cwd, command]
     try:
-        pid = await loop.run_in_executor(
-            executor, _spawn_blocking, argv, env, stdin_path, out_w, err_w
-        )
+        pid = _spawn_blocking(_argv(command, cwd), env, stdin_path, out_w, err_w)
     except BaseException:
-        for fd in (out_r, err_r):
-            os.close(fd)
+        os.close(out_r)
+        os.close(err_r)
         raise
     finally:
         os.close(out_w)
         os.close(err_w)
     pidfd = os.pidfd_open(pid)
-    exited: asyncio.Future[int] = loop.create_future()
-    streams_closed: asyncio.Future[None] = loop.create_future()
-    open_streams = {out_r: captures[0], err_r: captures[1]}
-
-    def on_readable(fd: int) -> None:
-        try:
-            data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:  # pragma: no cover - spurious wake-up
-            return
-        except OSError:
-            data = b""
-        if data:
-            open_streams[fd].feed(data)
-            return
-        loop.remove_reader(fd)
-        os.close(fd)
-        open_streams.pop(fd).close()
-        if not open_streams and not streams_closed.done():
-            streams_closed.set_result(None)
-
-    def on_exit() -> None:
-        loop.remove_reader(pidfd)
-        # The exited leader is a zombie until reaped, so its group id cannot be reused yet:
-        # this kills exactly the processes the command left behind, nothing else.
-        kill_group(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        os.close(pidfd)
-        if not exited.done():
-            exited.set_result(_exit_code(status))
-
-    def abandon_streams() -> None:
-        for fd in list(open_streams):
-            loop.remove_reader(fd)
+    poller = select.poll()
+    streams = {out_r: captures[0], err_r: captures[1]}
+    for fd in (out_r, err_r, pidfd):
+        poller.register(fd, select.POLLIN)
+    now = time.monotonic()
+    deadline = now + timeout if timeout is not None else math.inf
+    next_check = now + check_interval
+    phase = "running"  # then "terminating" (SIGTERM sent), then "killed" (SIGKILL sent)
+    kill_at = drain_until = math.inf
+    status: int | None = None
+    timed_out = stopped = False
+    try:
+        while status is None or streams:
+            now = time.monotonic()
+            if status is None and phase == "running":
+                if now >= deadline:
+                    timed_out = True
+                elif now >= next_check:
+                    next_check = now + check_interval
+                    stopped = should_stop()
+                if timed_out or stopped:
+                    kill_group(pid, signal.SIGTERM)
+                    phase, kill_at = "terminating", now + grace
+            elif status is None and phase == "terminating" and now >= kill_at:
+                kill_group(pid, signal.SIGKILL)
+                phase = "killed"
+            elif status is not None and now >= drain_until:
+                break
+            if status is not None:
+                wake = drain_until
+            elif phase == "running":
+                wake = min(deadline, next_check)
+            elif phase == "terminating":
+                wake = kill_at
+            else:
+                wake = now + check_interval
+            for fd, _ in poller.poll(max(0.0, wake - now) * 1000):
+                if fd == pidfd:
+                    kill_group(pid, signal.SIGKILL)  # leftovers of a command that is done
+                    status = os.waitpid(pid, 0)[1]
+                    poller.unregister(pidfd)
+                    drain_until = time.monotonic() + 2.0
+                    continue
+                data = os.read(fd, _READ_SIZE)
+                if data:
+                    streams[fd].feed(data)
+                else:
+                    poller.unregister(fd)
+                    os.close(fd)
+                    streams.pop(fd).close()
+    finally:
+        for fd, capture in streams.items():
             os.close(fd)
-            open_streams.pop(fd).close()
-        if not streams_closed.done():
-            streams_closed.set_result(None)
-
-    for fd in open_streams:
-        os.set_blocking(fd, False)
-        loop.add_reader(fd, on_readable, fd)
-    loop.add_reader(pidfd, on_exit)
-    return SpawnedProcess(pid, exited, streams_closed, abandon_streams)
-
-
-async def drain_streams(process: SpawnedProcess, timeout: float) -> None:
-    """Wait for the streams to reach their end, at most ``timeout`` seconds.
-
-    A process that escaped the group (``setsid`` of its own) may hold a pipe open forever;
-    the worker stops waiting for it rather than hang.
-    """
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(asyncio.shield(process.streams_closed), timeout)
-    process.abandon_streams()
+            capture.close()
+        if status is None:  # interrupted: never leave the command behind
+            kill_group(pid, signal.SIGKILL)
+            status = os.waitpid(pid, 0)[1]
+        os.close(pidfd)
+    return CommandResult(_exit_code(status), timed_out, stopped)

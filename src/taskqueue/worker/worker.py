@@ -15,18 +15,19 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from taskqueue.store import Claimed, Outcome, Store
-from taskqueue.worker.process import OutputCapture, SpawnedProcess, drain_streams, kill_group, spawn
+from taskqueue.worker.process import OutputCapture, run_command
 
 __all__ = ["Worker", "WorkerSettings"]
 
@@ -62,11 +63,13 @@ class _Run:
     """A task this worker holds and runs."""
 
     claimed: Claimed
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    halt: threading.Event = field(default_factory=threading.Event)  # stop the command
     lost: bool = False
     hand_back: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards pending output
     pending: list[tuple[str, str]] = field(default_factory=list)
     pending_bytes: int = 0
+    flush_armed: bool = False
     flush_handle: asyncio.TimerHandle | None = None
     writes: list[asyncio.Future[bool]] = field(default_factory=list)
 
@@ -79,6 +82,7 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.running: dict[str, _Run] = {}
         self._active = 0  # slots taken by a running process
+        self._ready: deque[_Run] = deque()  # claimed, waiting for a slot
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -86,8 +90,10 @@ class Worker:
         self._null_input = self._files / "null.json"
         self._null_input.write_text("null")
         self._base_env = dict(os.environ)
-        # Spawns run here so the GIL-free part of posix_spawn overlaps with the event loop.
-        self._spawner = ThreadPoolExecutor(max_workers=4, thread_name_prefix="taskqueue-spawn")
+        # One thread follows each running command (see taskqueue.worker.process).
+        self._runners = ThreadPoolExecutor(
+            max_workers=self.settings.concurrency, thread_name_prefix="taskqueue-run"
+        )
         store.on_stop_running(self._on_revoked)
 
     @property
@@ -113,7 +119,7 @@ class Worker:
             for task in side:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            self._spawner.shutdown(wait=True)
+            self._runners.shutdown(wait=True)
             with contextlib.suppress(OSError):
                 self._null_input.unlink()
                 self._files.rmdir()
@@ -126,23 +132,26 @@ class Worker:
         settings = self.settings
         work = self.store.work_available
         while not self._stopping.is_set():
-            free = settings.concurrency - self._active
-            if free > 0:
+            wanted = settings.concurrency - self._active - len(self._ready)
+            if wanted > 0:
                 work.clear()
                 try:
                     claimed = await self.store.claim(
-                        self.worker_id, settings.queues, free, settings.lease_seconds
+                        self.worker_id, settings.queues, wanted, settings.lease_seconds
                     )
                 except Exception as exc:
                     log.warning("claim failed, retrying: %s", exc)
                     claimed = []
                     await self._sleep(settings.poll_interval * 10)
                 for task in claimed:
-                    self._start(task)
+                    run = _Run(task)
+                    self.running[task.id] = run
+                    self._ready.append(run)
+                self._start_ready()
                 if claimed:
                     continue
             self._slot_freed.clear()
-            await self._wait_for_work(free > 0)
+            await self._wait_for_work(wanted > 0)
 
     async def _wait_for_work(self, have_slots: bool) -> None:
         waits = [
@@ -172,13 +181,17 @@ class Worker:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    def _start(self, claimed: Claimed) -> None:
-        run = _Run(claimed)
-        self.running[claimed.id] = run
-        self._active += 1
-        task = asyncio.create_task(self._execute(run), name=f"taskqueue-task-{claimed.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _start_ready(self) -> None:
+        """Start claimed tasks while slots are free (cancelled ones are dropped)."""
+        while self._ready and self._active < self.settings.concurrency:
+            run = self._ready.popleft()
+            if run.lost:
+                self.running.pop(run.claimed.id, None)
+                continue
+            self._active += 1
+            task = asyncio.create_task(self._execute(run), name=f"taskqueue-task-{run.claimed.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ one task
 
@@ -216,6 +229,8 @@ class Worker:
 
     def _free_slot(self) -> None:
         self._active -= 1
+        if not self._stopping.is_set():
+            self._start_ready()
         self._slot_freed.set()
 
     def _environment(self, claimed: Claimed, input_path: str, output_path: str) -> dict[str, str]:
@@ -228,6 +243,11 @@ class Worker:
         return env
 
     async def _run_command(self, run: _Run) -> Outcome:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._runners, self._attempt_blocking, run, loop)
+
+    def _attempt_blocking(self, run: _Run, loop: asyncio.AbstractEventLoop) -> Outcome:
+        """One attempt, start to end, in a runner thread: files, the command, its result."""
         claimed = run.claimed
         settings = self.settings
         cwd = claimed.working_directory
@@ -240,23 +260,26 @@ class Worker:
         else:
             input_path = stdin_path = f"{stem}.in.json"
             Path(input_path).write_text(json.dumps(claimed.input))
+
+        def sink(stream: str, text: str) -> None:
+            self._sink(run, loop, stream, text)
+
         captures = (
-            OutputCapture("stdout", settings.output_limit, lambda s, t: self._sink(run, s, t)),
-            OutputCapture("stderr", settings.output_limit, lambda s, t: self._sink(run, s, t)),
+            OutputCapture("stdout", settings.output_limit, sink),
+            OutputCapture("stderr", settings.output_limit, sink),
         )
         started = time.monotonic()
         try:
-            process = await spawn(
+            result = run_command(
                 claimed.command,
                 self._environment(claimed, input_path, output_path),
                 stdin_path,
                 captures,
-                cwd,
-                self._spawner,
+                cwd=cwd,
+                timeout=claimed.timeout,
+                grace=settings.kill_grace_seconds,
+                should_stop=run.halt.is_set,
             )
-            timed_out = await self._wait_process(run, process, claimed.timeout)
-            exit_code = process.exited.result()
-            await drain_streams(process, 2.0)
             duration_ms = int((time.monotonic() - started) * 1000)
             output, output_error = _read_output(output_path)
         finally:
@@ -266,17 +289,17 @@ class Worker:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(input_path)
         error: str | None = None
-        if timed_out:
+        if result.timed_out:
             error = f"timed out after {claimed.timeout}s"
-        elif exit_code < 0:
-            error = f"killed by signal {-exit_code}"
-        elif exit_code != 0:
-            error = f"exit code {exit_code}"
+        elif result.exit_code < 0:
+            error = f"killed by signal {-result.exit_code}"
+        elif result.exit_code != 0:
+            error = f"exit code {result.exit_code}"
         elif output_error is not None:
             error = output_error
         return Outcome(
             success=error is None,
-            exit_code=exit_code,
+            exit_code=result.exit_code,
             output=output,
             error=error,
             stdout_tail=captures[0].summary_tail(),
@@ -284,37 +307,26 @@ class Worker:
             duration_ms=duration_ms,
         )
 
-    async def _wait_process(self, run: _Run, process: SpawnedProcess, timeout: int | None) -> bool:
-        """Wait for the command to exit; kill its group on timeout or stop. True if timed out."""
-        stop: asyncio.Future[Any] = asyncio.ensure_future(run.stop.wait())
-        exited: asyncio.Future[Any] = process.exited
-        try:
-            done, _ = await asyncio.wait(
-                {exited, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stop.cancel()
-        if process.exited in done:
-            return False
-        await self._terminate(process)
-        return not run.stop.is_set()
-
-    async def _terminate(self, process: SpawnedProcess) -> None:
-        kill_group(process.pid, signal.SIGTERM)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(process.exited), self.settings.kill_grace_seconds)
-        if not process.exited.done():
-            kill_group(process.pid, signal.SIGKILL)
-            await process.exited
-
     # ------------------------------------------------------------------ output
 
-    def _sink(self, run: _Run, stream: str, text: str) -> None:
-        run.pending.append((stream, text))
-        run.pending_bytes += len(text)
-        if run.pending_bytes >= FLUSH_BYTES:
-            self._flush(run)
-        elif run.flush_handle is None:
+    def _sink(self, run: _Run, loop: asyncio.AbstractEventLoop, stream: str, text: str) -> None:
+        """Take output from a runner thread; the event loop flushes it to the store."""
+        with run.lock:
+            run.pending.append((stream, text))
+            run.pending_bytes += len(text)
+            if run.pending_bytes >= FLUSH_BYTES:
+                action: Callable[[_Run], None] | None = self._flush
+            elif not run.flush_armed:
+                run.flush_armed = True
+                action = self._arm_flush
+            else:
+                action = None
+        if action is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(action, run)
+
+    def _arm_flush(self, run: _Run) -> None:
+        if run.flush_handle is None:
             loop = asyncio.get_running_loop()
             run.flush_handle = loop.call_later(FLUSH_INTERVAL_S, self._flush, run)
 
@@ -322,9 +334,11 @@ class Worker:
         if run.flush_handle is not None:
             run.flush_handle.cancel()
             run.flush_handle = None
-        if not run.pending or run.lost:
+        with run.lock:
+            chunks, run.pending, run.pending_bytes = run.pending, [], 0
+            run.flush_armed = False
+        if not chunks or run.lost:
             return
-        chunks, run.pending, run.pending_bytes = run.pending, [], 0
         claimed = run.claimed
         # Writes are applied in the order they are queued, so chunks keep their order
         # without waiting for each other.
@@ -338,7 +352,7 @@ class Worker:
         run = self.running.get(task_id)
         if run is not None and not run.lost:
             run.lost = True
-            run.stop.set()
+            run.halt.set()
 
     def _on_revoked(self, task_ids: set[str]) -> None:
         for task_id in task_ids & self.running.keys():
@@ -394,6 +408,16 @@ class Worker:
 
     async def _drain(self) -> None:
         """Let running tasks finish up to the drain timeout, then hand back the rest."""
+        waiting = [run for run in self._ready if not run.lost]
+        self._ready.clear()
+        if waiting:
+            log.info("handing back %d claimed task(s) that had not started", len(waiting))
+            await asyncio.gather(
+                *[self.store.release(r.claimed.id, r.claimed.lease_token) for r in waiting],
+                return_exceptions=True,
+            )
+            for run in waiting:
+                self.running.pop(run.claimed.id, None)
         if self._tasks:
             log.info(
                 "draining %d running task(s), up to %ss",
@@ -403,7 +427,7 @@ class Worker:
             await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
         for run in list(self.running.values()):
             run.hand_back = True
-            run.stop.set()
+            run.halt.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
 
