@@ -616,7 +616,7 @@ def fig_drain(quick: bool) -> Figure:
             "health_polls": polls,
             "server_cpu_seconds": round(cpu, 2),
             "server_cpu_percent": round(100 * cpu / elapsed, 1),
-            "worker_slots": 8,
+            "worker_slots": "the server default",
         }
     )
     if counts.get("Completed", 0) != count:
