@@ -31,6 +31,35 @@ def _db_option(function: Any) -> Any:
     )(function)
 
 
+def _worker_options(function: Any) -> Any:
+    """The options ``server`` and ``worker`` share: leases, draining and logging."""
+    options = [
+        click.option(
+            "--lease-seconds",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(1, 3600),
+            help="How long a claim lasts; heartbeats renew it every third of that.",
+        ),
+        click.option(
+            "--drain-timeout",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(0, 86400),
+            help="On SIGTERM, how long running tasks may finish before being handed back.",
+        ),
+        click.option(
+            "--log-level",
+            default="info",
+            show_default=True,
+            type=click.Choice(["debug", "info", "warning", "error"]),
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -81,26 +110,7 @@ def main() -> None:
     type=click.IntRange(0, 1024),
     help="Tasks run at once by the embedded worker; 0 serves the API only.",
 )
-@click.option(
-    "--lease-seconds",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(1, 3600),
-    help="How long a claim lasts between heartbeats.",
-)
-@click.option(
-    "--drain-timeout",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(0, 86400),
-    help="On SIGTERM, how long running tasks may finish before being handed back.",
-)
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@_worker_options
 def server(
     host: str,
     port: int,
@@ -174,14 +184,7 @@ def server(
     show_default=True,
     help="Queue to serve; repeat for several.",
 )
-@click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(1, 3600))
-@click.option("--drain-timeout", default=30.0, show_default=True, type=click.FloatRange(0, 86400))
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@_worker_options
 def worker(
     db: str,
     concurrency: int,
