@@ -1,6 +1,7 @@
 """taskqueue: a durable task queue with an HTTP API, workers, an async-first SDK and a CLI."""
 
 from taskqueue._version import __version__
+from taskqueue.client import NOT_GIVEN, AsyncTaskQueueClient, NotGiven, TaskQueueClient
 from taskqueue.errors import (
     APIError,
     AuthenticationError,
@@ -12,6 +13,7 @@ from taskqueue.errors import (
     RateLimitError,
     ServerError,
     TaskNotFoundError,
+    TaskQueueConfigError,
     TaskQueueConnectionError,
     TaskQueueError,
     TaskQueueTimeoutError,
@@ -36,7 +38,9 @@ from taskqueue.models import (
 )
 
 __all__ = [
+    "NOT_GIVEN",
     "APIError",
+    "AsyncTaskQueueClient",
     "Attempt",
     "AuthenticationError",
     "AuthorizationError",
@@ -45,6 +49,7 @@ __all__ = [
     "LogChunk",
     "LogPage",
     "NotFoundError",
+    "NotGiven",
     "PayloadTooLargeError",
     "Project",
     "ProjectCreate",
@@ -57,6 +62,8 @@ __all__ = [
     "TaskFilters",
     "TaskNotFoundError",
     "TaskPriority",
+    "TaskQueueClient",
+    "TaskQueueConfigError",
     "TaskQueueConnectionError",
     "TaskQueueError",
     "TaskQueueTimeoutError",

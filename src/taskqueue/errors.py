@@ -15,7 +15,8 @@
     │   ├── RateLimitError          429 (``retry_after`` in seconds)
     │   └── ServerError             5xx
     ├── TaskQueueConnectionError    the server could not be reached (alias ``ConnectionError``)
-    └── TaskQueueTimeoutError       the request or the wait timed out (alias ``TimeoutError``)
+    ├── TaskQueueTimeoutError       the request or the wait timed out (alias ``TimeoutError``)
+    └── TaskQueueConfigError        a config file or setting is wrong (names the file and line)
 
 Each carries ``status_code``, ``message``, ``response_data`` and ``request_id``.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "TaskNotFoundError",
+    "TaskQueueConfigError",
     "TaskQueueConnectionError",
     "TaskQueueError",
     "TaskQueueTimeoutError",
@@ -133,6 +135,10 @@ class TaskQueueConnectionError(TaskQueueError):
 
 class TaskQueueTimeoutError(TaskQueueError):
     """A request, or a wait for a task, timed out."""
+
+
+class TaskQueueConfigError(TaskQueueError):
+    """A configuration file or setting is wrong; the message names the file and line."""
 
 
 # The seed's names, kept as aliases; they do not shadow the builtins unless imported by name.

@@ -1,0 +1,237 @@
+"""Everything the clients do without I/O: requests, retry decisions, errors, parsing.
+
+The async client (the source) and the generated sync client are thin loops around these pure
+pieces, so the two cannot drift in behaviour.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import httpx
+import pydantic
+
+from taskqueue._version import __version__
+from taskqueue.errors import (
+    APIError,
+    AuthenticationError,
+    AuthorizationError,
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProjectNotFoundError,
+    RateLimitError,
+    ServerError,
+    TaskNotFoundError,
+    TaskQueueError,
+    ValidationError,
+)
+
+__all__ = [
+    "NOT_GIVEN",
+    "NotGiven",
+    "RequestSpec",
+    "RetryPolicy",
+    "error_from_response",
+    "parse_model",
+    "validate_input",
+]
+
+log = logging.getLogger("taskqueue.client")
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+#: Statuses worth another try: the server was busy, or failed in a way that may pass.
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+#: No wait between tries is longer than this, whatever ``Retry-After`` asks.
+MAX_RETRY_WAIT_S: Final = 60.0
+USER_AGENT: Final = f"taskqueue-python/{__version__}"
+
+
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`: "use the client's default", distinct from ``None``."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: Pass as ``timeout=`` to use the client's default; ``None`` means no timeout.
+NOT_GIVEN: Final = NotGiven()
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One API call, before any I/O."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    #: Safe to send again even if the server may have acted on it (reads, PUT, DELETE,
+    #: creates carrying an idempotency key, cancel).
+    idempotent: bool = True
+    #: "task" or "project": which not-found error a 404 becomes.
+    resource: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Extra seconds the server may hold the request (long-polls), added to the read timeout.
+    hold: float = 0.0
+
+    @staticmethod
+    def create(path: str, body: Any, resource: str | None = None) -> RequestSpec:
+        """A creating POST: one idempotency key, made now and reused by every retry."""
+        return RequestSpec(
+            "POST",
+            path,
+            json=body,
+            resource=resource,
+            headers={"Idempotency-Key": f"tq-{uuid.uuid4().hex}"},
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try again, and how long to wait first."""
+
+    max_retries: int = 3
+    backoff: float = 1.0
+
+    def should_retry(
+        self,
+        retries_done: int,
+        idempotent: bool,
+        *,
+        status: int | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        """Whether the call should be tried again after this outcome."""
+        if retries_done >= self.max_retries:
+            return False
+        if status is not None:
+            # A 429 was refused before any work; other statuses may follow partial work.
+            return status == 429 or (status in RETRY_STATUSES and idempotent)
+        if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            return True  # the request never reached the server
+        if isinstance(error, (httpx.TransportError,)):
+            return idempotent  # it may have been received and acted on
+        return False
+
+    def delay(
+        self, retries_done: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
+        """Seconds to wait before retry number ``retries_done + 1``.
+
+        ``Retry-After`` is obeyed (up to a minute); otherwise exponential backoff from
+        ``backoff`` with full jitter in its upper half.
+        """
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), MAX_RETRY_WAIT_S)
+        ideal = min(self.backoff * 2.0**retries_done, MAX_RETRY_WAIT_S)
+        return ideal / 2 + (rng or random).uniform(0, ideal / 2)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def _error_info(body: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"], body
+        return str(body.get("message") or body.get("detail") or "request failed"), body
+    return "request failed", {}
+
+
+def error_from_response(response: httpx.Response, resource: str | None = None) -> TaskQueueError:
+    """The exception an error response becomes."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = {"message": response.text[:500]}
+    message, data = _error_info(body)
+    status = response.status_code
+    request_id = response.headers.get("x-request-id")
+    args = (message, status, data, request_id)
+    if status in (400, 422):
+        return ValidationError(*args)
+    if status == 401:
+        return AuthenticationError(*args)
+    if status == 403:
+        return AuthorizationError(*args)
+    if status == 404:
+        kind = {"task": TaskNotFoundError, "project": ProjectNotFoundError}.get(
+            resource or "", NotFoundError
+        )
+        return kind(*args)
+    if status == 409:
+        return ConflictError(*args)
+    if status == 413:
+        return PayloadTooLargeError(*args)
+    if status == 429:
+        return RateLimitError(
+            *args, retry_after=parse_retry_after(response.headers.get("retry-after"))
+        )
+    if status >= 500:
+        return ServerError(*args)
+    return APIError(*args)
+
+
+def validate_input(model: type[M], data: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a request body before sending it; the JSON of the fields given.
+
+    Bad input fails here, with the same field errors the server would give, and costs no call.
+    """
+    try:
+        validated = model.model_validate(dict(data))
+    except pydantic.ValidationError as exc:
+        details = [
+            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        where = ".".join(str(p) for p in details[0]["loc"]) or "body"
+        raise ValidationError(
+            f"{where}: {details[0]['msg']}", None, {"error": {"details": details}}
+        ) from None
+    dumped: dict[str, Any] = validated.model_dump(mode="json", exclude_unset=True)
+    return dumped
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    """Parse an answer into its model (a malformed answer is an :class:`APIError`)."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise APIError(f"unexpected answer from the server: {exc.errors()[0]['msg']}") from exc
+
+
+def drop_unset(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments that were given (not :data:`NOT_GIVEN`)."""
+    return {k: v for k, v in values.items() if not isinstance(v, NotGiven)}

@@ -1,0 +1,525 @@
+"""The sync client, GENERATED from ``_async_client.py`` by ``scripts/unasync.py``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from taskqueue.client._base import (
+    NOT_GIVEN,
+    USER_AGENT,
+    NotGiven,
+    RequestSpec,
+    RetryPolicy,
+    drop_unset,
+    error_from_response,
+    parse_model,
+    parse_retry_after,
+    validate_input,
+)
+from taskqueue.client._config import resolve_config
+from taskqueue.errors import TaskQueueConnectionError, TaskQueueTimeoutError
+from taskqueue.models import (
+    TERMINAL_STATUSES,
+    Attempt,
+    BatchTaskCreate,
+    Health,
+    LogChunk,
+    LogPage,
+    Project,
+    ProjectCreate,
+    ProjectUpdate,
+    Task,
+    TaskCreate,
+    TaskFilters,
+    TaskPriority,
+    TaskStatus,
+    TaskType,
+    TaskUpdate,
+)
+
+__all__ = ["TaskQueueClient"]
+
+log = logging.getLogger("taskqueue.client")
+
+#: Longest single long-poll asked of the server; a longer wait is several of them.
+_WAIT_SLICE_S = 60.0
+
+
+def _id(value: str | UUID) -> str:
+    return str(value)
+
+
+class TaskQueueClient:
+    """Sync client for the taskqueue API: the async client's methods, blocking.
+
+    Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` /
+    ``TASKQUEUE_PROFILE``, then a profile in ``~/.config/taskqueue/config.toml``, then
+    ``./taskqueue.toml``. Use it as ``with TaskQueueClient() as client: ...`` or call
+    :meth:`close` when done; it keeps one connection pool for its whole life.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        profile: str | None = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+        headers: Mapping[str, str] | None = None,
+        max_connections: int = 100,
+        max_keepalive_connections: int = 20,
+        retry_attempts: int = 3,
+        retry_backoff: float = 1.0,
+        http2: bool = False,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        config = resolve_config(base_url, api_key, profile)
+        self.base_url = config.base_url
+        self.api_key = config.api_key
+        if isinstance(timeout, NotGiven):
+            timeout = config.timeout if config.timeout is not None else 30.0
+        self.timeout: float | None = timeout
+        self.retry = RetryPolicy(max_retries=retry_attempts, backoff=retry_backoff)
+        sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+        if self.api_key:
+            sent["Authorization"] = f"Bearer {self.api_key}"
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=sent,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_keepalive_connections,
+            ),
+            http2=http2,
+            transport=transport,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> TaskQueueClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def with_options(
+        self,
+        *,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+        retry_attempts: int | None = None,
+        retry_backoff: float | None = None,
+    ) -> TaskQueueClient:
+        """A copy with other settings that shares this client's connection pool."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        if not isinstance(timeout, NotGiven):
+            copy.timeout = timeout
+        copy.retry = RetryPolicy(
+            max_retries=self.retry.max_retries if retry_attempts is None else retry_attempts,
+            backoff=self.retry.backoff if retry_backoff is None else retry_backoff,
+        )
+        return copy
+
+    # ------------------------------------------------------------------ transport
+
+    def _timeout(self, hold: float) -> float | None:
+        return None if self.timeout is None else self.timeout + hold
+
+    def _send(self, spec: RequestSpec) -> httpx.Response:
+        retries = 0
+        while True:
+            try:
+                response = self._http.request(
+                    spec.method,
+                    spec.path,
+                    params=spec.params,
+                    json=spec.json,
+                    headers=spec.headers,
+                    timeout=self._timeout(spec.hold),
+                )
+            except httpx.TransportError as exc:
+                if not self.retry.should_retry(retries, spec.idempotent, error=exc):
+                    raise _transport_error(exc, self.base_url) from exc
+                wait = self.retry.delay(retries)
+                log.debug(
+                    "%s %s: %r; retry %d in %.2fs", spec.method, spec.path, exc, retries + 1, wait
+                )
+            else:
+                if response.status_code < 400:
+                    return response
+                if not self.retry.should_retry(
+                    retries, spec.idempotent, status=response.status_code
+                ):
+                    raise error_from_response(response, spec.resource)
+                wait = self.retry.delay(
+                    retries, parse_retry_after(response.headers.get("retry-after"))
+                )
+                log.debug(
+                    "%s %s: %d; retry %d in %.2fs",
+                    spec.method,
+                    spec.path,
+                    response.status_code,
+                    retries + 1,
+                    wait,
+                )
+            retries += 1
+            time.sleep(wait)
+
+    def _json(self, spec: RequestSpec) -> Any:
+        response = self._send(spec)
+        if response.status_code == 204:
+            return None
+        return response.json()
+
+    # ------------------------------------------------------------------ health
+
+    def get_health(self) -> Health:
+        """The server's health: version, database, workers, tasks per status."""
+        return parse_model(Health, self._json(RequestSpec("GET", "/api/health")))
+
+    # ------------------------------------------------------------------ projects
+
+    def create_project(
+        self,
+        name: str,
+        *,
+        description: str | NotGiven | None = NOT_GIVEN,
+        status: str | NotGiven = NOT_GIVEN,
+        due_date: datetime | NotGiven | None = NOT_GIVEN,
+        tags: Sequence[str] | NotGiven = NOT_GIVEN,
+        metadata: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    ) -> Project:
+        """Create a project (names are unique)."""
+        body = validate_input(
+            ProjectCreate,
+            drop_unset(
+                {
+                    "name": name,
+                    "description": description,
+                    "status": status,
+                    "due_date": due_date,
+                    "tags": tags,
+                    "metadata": metadata,
+                }
+            ),
+        )
+        data = self._json(RequestSpec.create("/api/projects", body, "project"))
+        return parse_model(Project, data)
+
+    def get_project(self, project_id: str | UUID) -> Project:
+        """One project."""
+        data = self._json(
+            RequestSpec("GET", f"/api/projects/{_id(project_id)}", resource="project")
+        )
+        return parse_model(Project, data)
+
+    def list_projects(self, *, limit: int = 100, offset: int = 0) -> list[Project]:
+        """A page of projects, oldest first."""
+        data = self._json(
+            RequestSpec("GET", "/api/projects", params={"limit": limit, "offset": offset})
+        )
+        return [parse_model(Project, p) for p in data["projects"]]
+
+    def iter_projects(self, *, page_size: int = 100) -> Iterator[Project]:
+        """Every project, a page at a time."""
+        offset = 0
+        while True:
+            page = self.list_projects(limit=page_size, offset=offset)
+            for project in page:
+                yield project
+            if len(page) < page_size:
+                return
+            offset += len(page)
+
+    def update_project(self, project_id: str | UUID, **updates: Any) -> Project:
+        """Change the fields given (name, description, status, due_date, tags, metadata)."""
+        body = validate_input(ProjectUpdate, updates)
+        data = self._json(
+            RequestSpec("PUT", f"/api/projects/{_id(project_id)}", json=body, resource="project")
+        )
+        return parse_model(Project, data)
+
+    def delete_project(self, project_id: str | UUID, *, cascade: bool = False) -> bool:
+        """Delete a project; with ``cascade=True`` its tasks too. True when deleted."""
+        params = {"cascade": "true"} if cascade else None
+        self._json(
+            RequestSpec(
+                "DELETE", f"/api/projects/{_id(project_id)}", params=params, resource="project"
+            )
+        )
+        return True
+
+    # ------------------------------------------------------------------ tasks
+
+    def create_task(
+        self,
+        name: str,
+        command: str,
+        project_id: str | UUID | None = None,
+        *,
+        priority: TaskPriority | str | NotGiven = NOT_GIVEN,
+        timeout: int | NotGiven | None = NOT_GIVEN,
+        retry_attempts: int | NotGiven = NOT_GIVEN,
+        retry_delay: float | NotGiven = NOT_GIVEN,
+        environment: Mapping[str, str] | NotGiven = NOT_GIVEN,
+        working_directory: str | NotGiven | None = NOT_GIVEN,
+        dependencies: Sequence[str | UUID] | NotGiven = NOT_GIVEN,
+        description: str | NotGiven = NOT_GIVEN,
+        metadata: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        input: Any | NotGiven = NOT_GIVEN,
+        queue: str | NotGiven = NOT_GIVEN,
+        run_at: datetime | NotGiven | None = NOT_GIVEN,
+        **fields: Any,
+    ) -> Task:
+        """Create a task. ``timeout`` is the task's own, in seconds; other fields by name.
+
+        The request carries an ``Idempotency-Key``, so a retried call never makes two tasks.
+        """
+        given = drop_unset(
+            {
+                "name": name,
+                "command": command,
+                "project_id": str(project_id) if project_id is not None else None,
+                "priority": priority,
+                "timeout": timeout,
+                "retry_attempts": retry_attempts,
+                "retry_delay": retry_delay,
+                "environment": environment,
+                "working_directory": working_directory,
+                "dependencies": [str(d) for d in dependencies]
+                if not isinstance(dependencies, NotGiven)
+                else dependencies,
+                "description": description,
+                "metadata": metadata,
+                "input": input,
+                "queue": queue,
+                "run_at": run_at,
+                **fields,
+            }
+        )
+        if given.get("project_id") is None:
+            given.pop("project_id", None)
+        body = validate_input(TaskCreate, given)
+        data = self._json(RequestSpec.create("/api/tasks", body, "task"))
+        return parse_model(Task, data)
+
+    def create_tasks(self, tasks_data: Sequence[Mapping[str, Any]]) -> list[Task]:
+        """Create many tasks in one request, all or none.
+
+        Items may carry a ``ref``; later items may list earlier refs in ``dependencies``.
+        """
+        body = validate_input(BatchTaskCreate, {"tasks": [dict(t) for t in tasks_data]})
+        data = self._json(RequestSpec.create("/api/tasks/batch", body, "task"))
+        return [parse_model(Task, t) for t in data["tasks"]]
+
+    def get_task(self, task_id: str | UUID) -> Task:
+        """One task."""
+        data = self._json(RequestSpec("GET", f"/api/tasks/{_id(task_id)}", resource="task"))
+        return parse_model(Task, data)
+
+    def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        project_id: str | UUID | None = None,
+        priority: TaskPriority | str | None = None,
+        task_type: TaskType | str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        """A page of tasks matching the filters (seed TaskFilters), oldest first."""
+        filters = validate_input(
+            TaskFilters,
+            {
+                k: v
+                for k, v in {
+                    "status": status,
+                    "project_id": project_id,
+                    "priority": priority,
+                    "task_type": task_type,
+                    "queue": queue,
+                    "created_after": created_after,
+                    "created_before": created_before,
+                    "limit": limit,
+                    "offset": offset,
+                }.items()
+                if v is not None
+            },
+        )
+        data = self._json(RequestSpec("GET", "/api/tasks", params=filters))
+        return [parse_model(Task, t) for t in data["tasks"]]
+
+    def iter_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        project_id: str | UUID | None = None,
+        priority: TaskPriority | str | None = None,
+        task_type: TaskType | str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Task]:
+        """Every task matching the filters, a page at a time."""
+        offset = 0
+        while True:
+            page = self.list_tasks(
+                status=status,
+                project_id=project_id,
+                priority=priority,
+                task_type=task_type,
+                queue=queue,
+                created_after=created_after,
+                created_before=created_before,
+                limit=page_size,
+                offset=offset,
+            )
+            for task in page:
+                yield task
+            if len(page) < page_size:
+                return
+            offset += len(page)
+
+    def update_task(self, task_id: str | UUID, **updates: Any) -> Task:
+        """Change a task's fields (run fields only while it is Pending)."""
+        body = validate_input(TaskUpdate, updates)
+        data = self._json(
+            RequestSpec("PUT", f"/api/tasks/{_id(task_id)}", json=body, resource="task")
+        )
+        return parse_model(Task, data)
+
+    def cancel_task(self, task_id: str | UUID) -> Task:
+        """Cancel a Pending or Running task and its dependents."""
+        data = self._json(RequestSpec("POST", f"/api/tasks/{_id(task_id)}/cancel", resource="task"))
+        return parse_model(Task, data)
+
+    def retry_task(self, task_id: str | UUID) -> Task:
+        """Re-queue a Failed or Cancelled task."""
+        data = self._json(
+            RequestSpec(
+                "POST", f"/api/tasks/{_id(task_id)}/retry", resource="task", idempotent=False
+            )
+        )
+        return parse_model(Task, data)
+
+    def delete_task(self, task_id: str | UUID) -> bool:
+        """Delete a task. True when deleted."""
+        self._json(RequestSpec("DELETE", f"/api/tasks/{_id(task_id)}", resource="task"))
+        return True
+
+    def get_attempts(self, task_id: str | UUID) -> list[Attempt]:
+        """Every attempt of a task, first to last."""
+        data = self._json(
+            RequestSpec("GET", f"/api/tasks/{_id(task_id)}/attempts", resource="task")
+        )
+        return [parse_model(Attempt, a) for a in data["attempts"]]
+
+    def get_logs(
+        self,
+        task_id: str | UUID,
+        *,
+        offset: int = 0,
+        limit: int = 1000,
+        stream: str | None = None,
+        attempt: int | None = None,
+    ) -> LogPage:
+        """Output chunks from ``offset``; continue from ``next_offset``."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if stream is not None:
+            params["stream"] = stream
+        if attempt is not None:
+            params["attempt"] = attempt
+        data = self._json(
+            RequestSpec("GET", f"/api/tasks/{_id(task_id)}/logs", params=params, resource="task")
+        )
+        return parse_model(LogPage, data)
+
+    def follow_logs(
+        self, task_id: str | UUID, *, offset: int = 0, stream: str | None = None
+    ) -> Iterator[LogChunk]:
+        """Output as the command writes it, until the task ends (reconnects where it left)."""
+        path = f"/api/tasks/{_id(task_id)}/logs"
+        reconnects = 0
+        while True:
+            params: dict[str, Any] = {"follow": "true", "offset": offset}
+            if stream is not None:
+                params["stream"] = stream
+            try:
+                with self._http.stream("GET", path, params=params, timeout=None) as reply:
+                    if reply.status_code >= 400:
+                        reply.read()
+                        raise error_from_response(reply, "task")
+                    for line in reply.iter_lines():
+                        if not line.strip():
+                            continue
+                        item = json.loads(line)
+                        if "event" in item:
+                            if item["event"] == "end":
+                                return
+                            offset = item.get("next_offset", offset)
+                            break  # server-side follow timeout: reconnect
+                        chunk = parse_model(LogChunk, item)
+                        offset = chunk.seq + 1
+                        yield chunk
+            except httpx.TransportError as exc:
+                if not self.retry.should_retry(reconnects, True, error=exc):
+                    raise _transport_error(exc, self.base_url) from exc
+                time.sleep(self.retry.delay(reconnects))
+                reconnects += 1
+
+    def wait_for_completion(self, task_id: str | UUID, timeout: float = 300) -> Task:
+        """The task once it is Completed, Failed or Cancelled.
+
+        Uses the server's long-poll (no busy loop). Raises :class:`TaskQueueTimeoutError` after
+        ``timeout`` seconds; the error's ``response_data`` holds the task as it was.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            hold = min(remaining, _WAIT_SLICE_S)
+            data = self._json(
+                RequestSpec(
+                    "GET",
+                    f"/api/tasks/{_id(task_id)}/wait",
+                    params={"timeout": round(hold, 3)},
+                    resource="task",
+                    hold=hold,
+                )
+            )
+            task = parse_model(Task, data)
+            if task.status in TERMINAL_STATUSES:
+                return task
+            if time.monotonic() >= deadline:
+                raise TaskQueueTimeoutError(
+                    f"task {task.id} is still {task.status.value} after {timeout:g}s",
+                    response_data=task.model_dump(mode="json"),
+                )
+
+
+def _transport_error(exc: httpx.TransportError, base_url: str) -> Exception:
+    if isinstance(exc, httpx.TimeoutException):
+        return TaskQueueTimeoutError(f"the request to {base_url} timed out: {exc!r}")
+    return TaskQueueConnectionError(f"cannot reach the taskqueue server at {base_url}: {exc}")
