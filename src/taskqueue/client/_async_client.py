@@ -83,6 +83,12 @@ class AsyncTaskQueueClient:
         http2: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """Connect to ``base_url`` (or the configured server).
+
+        ``timeout`` is per request in seconds (``None``: none); ``retry_attempts`` retries
+        connection errors, timeouts and 429/5xx answers with exponential backoff from
+        ``retry_backoff`` seconds, honouring ``Retry-After``; ``transport`` replaces httpx's.
+        """
         config = resolve_config(base_url, api_key, profile)
         self.base_url = config.base_url
         self.api_key = config.api_key
@@ -108,6 +114,7 @@ class AsyncTaskQueueClient:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> AsyncTaskQueueClient:
+        """Use the client as a context manager; it closes on exit."""
         return self
 
     async def __aexit__(
@@ -116,6 +123,7 @@ class AsyncTaskQueueClient:
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        """Close the client."""
         await self.close()
 
     async def close(self) -> None:

@@ -82,6 +82,12 @@ class TaskQueueClient:
         http2: bool = False,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """Connect to ``base_url`` (or the configured server).
+
+        ``timeout`` is per request in seconds (``None``: none); ``retry_attempts`` retries
+        connection errors, timeouts and 429/5xx answers with exponential backoff from
+        ``retry_backoff`` seconds, honouring ``Retry-After``; ``transport`` replaces httpx's.
+        """
         config = resolve_config(base_url, api_key, profile)
         self.base_url = config.base_url
         self.api_key = config.api_key
@@ -107,6 +113,7 @@ class TaskQueueClient:
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> TaskQueueClient:
+        """Use the client as a context manager; it closes on exit."""
         return self
 
     def __exit__(
@@ -115,6 +122,7 @@ class TaskQueueClient:
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        """Close the client."""
         self.close()
 
     def close(self) -> None:
