@@ -11,7 +11,7 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, ClassVar, Union
 from uuid import UUID
 
 from pydantic import (
@@ -175,7 +175,7 @@ UTCDateTime = Annotated[datetime, AfterValidator(_aware)]
 class _Input(BaseModel):
     """Base of request bodies: camelCase accepted, unknown fields refused."""
 
-    model_config = ConfigDict(
+    model_config: ClassVar[ConfigDict] = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
@@ -187,7 +187,9 @@ class _Input(BaseModel):
 class _Output(BaseModel):
     """Base of response bodies: lenient on input so newer servers do not break older SDKs."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config: ClassVar[ConfigDict] = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore"
+    )
 
 
 # --------------------------------------------------------------------------------------------

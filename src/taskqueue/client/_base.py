@@ -44,7 +44,7 @@ __all__ = [
     "validate_input",
 ]
 
-log = logging.getLogger("taskqueue.client")
+log: logging.Logger = logging.getLogger("taskqueue.client")
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 

@@ -4,9 +4,10 @@ Resolution order, first found wins for each setting:
 
 1. arguments given to the client;
 2. ``TASKQUEUE_URL``, ``TASKQUEUE_API_KEY`` (and ``TASKQUEUE_PROFILE`` to pick a profile);
-3. the profile in ``~/.config/taskqueue/config.toml`` (``$XDG_CONFIG_HOME`` is honoured);
-4. the profile in ``./taskqueue.toml``;
-5. the default, ``http://localhost:8080`` and no key.
+3. the profile in ``~/.config/taskqueue/config.toml`` (``$XDG_CONFIG_HOME`` is honoured), or
+   else the profile in ``./taskqueue.toml``: the profile is taken whole from the first file
+   that has it, so a project's local file never receives the user's key;
+4. the default, ``http://localhost:8080`` and no key.
 
 A config file holds profiles as tables; ``default`` is used unless another is named::
 
@@ -20,6 +21,7 @@ A config file holds profiles as tables; ``default`` is used unless another is na
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -87,8 +89,17 @@ def _profile(path: Path, data: dict[str, Any], name: str) -> dict[str, Any] | No
     for key in ("base_url", "api_key"):
         if key in section and not isinstance(section[key], str):
             raise TaskQueueConfigError(f"{path}: [{name}] {key} must be a string")
-    if "timeout" in section and not isinstance(section["timeout"], (int, float)):
-        raise TaskQueueConfigError(f"{path}: [{name}] timeout must be a number of seconds")
+    if "timeout" in section:
+        timeout = section["timeout"]
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise TaskQueueConfigError(
+                f"{path}: [{name}] timeout must be a positive number of seconds, not {timeout!r}"
+            )
     return section
 
 

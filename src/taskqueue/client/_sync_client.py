@@ -48,7 +48,7 @@ from taskqueue.models import (
 
 __all__ = ["TaskQueueClient"]
 
-log = logging.getLogger("taskqueue.client")
+log: logging.Logger = logging.getLogger("taskqueue.client")
 
 #: Longest single long-poll asked of the server; a longer wait is several of them.
 _WAIT_SLICE_S = 60.0
@@ -89,12 +89,12 @@ class TaskQueueClient:
         ``retry_backoff`` seconds, honouring ``Retry-After``; ``transport`` replaces httpx's.
         """
         config = resolve_config(base_url, api_key, profile)
-        self.base_url = config.base_url
-        self.api_key = config.api_key
+        self.base_url: str = config.base_url
+        self.api_key: str | None = config.api_key
         if isinstance(timeout, NotGiven):
             timeout = config.timeout if config.timeout is not None else 30.0
         self.timeout: float | None = timeout
-        self.retry = RetryPolicy(max_retries=retry_attempts, backoff=retry_backoff)
+        self.retry: RetryPolicy = RetryPolicy(max_retries=retry_attempts, backoff=retry_backoff)
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if self.api_key:
             sent["Authorization"] = f"Bearer {self.api_key}"

@@ -25,7 +25,7 @@ from taskqueue.worker import Worker, WorkerSettings
 
 __all__ = ["ServerSettings", "create_app", "is_loopback"]
 
-log = logging.getLogger(__name__)
+log: logging.Logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -32,7 +32,7 @@ __all__ = [
     "validation_details",
 ]
 
-log = logging.getLogger(__name__)
+log: logging.Logger = logging.getLogger(__name__)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -64,10 +64,10 @@ class ApiError(Exception):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details or []
-        self.headers = dict(headers or {})
+        self.status: int = status
+        self.message: str = message
+        self.details: list[dict[str, Any]] = details or []
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 def request_id_of(scope: Scope) -> str | None:
@@ -164,10 +164,8 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return error_response(400, exc.message, rid)  # pragma: no cover - no other subclasses
 
 
-Handler = Callable[[Request, Exception], Awaitable[Response]]
-
 #: The exception mapper: Starlette picks the handler of the nearest class.
-exception_handlers: dict[Any, Handler] = {
+exception_handlers: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_error,
     pydantic.ValidationError: _pydantic_error,

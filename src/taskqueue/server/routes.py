@@ -396,7 +396,7 @@ async def delete_project(request: Request) -> Response:
     return Response(status_code=204)
 
 
-routes = [
+routes: list[Route] = [
     Route("/", root, methods=["GET"]),
     Route("/api/health", health, methods=["GET"]),
     Route("/api/tasks", create_task, methods=["POST"]),

@@ -39,7 +39,7 @@ from sqlalchemy.pool import NullPool
 
 __all__ = ["Effects", "SqliteDatabase", "connect", "sqlite_engine"]
 
-log = logging.getLogger(__name__)
+log: logging.Logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -136,7 +136,7 @@ class SqliteDatabase:
     backend = "sqlite"
 
     def __init__(self, path: str | Path, on_commit: Callable[[Effects], None] | None = None):
-        self.path = Path(path)
+        self.path: Path = Path(path)
         self.on_commit = on_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sync_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -32,14 +32,14 @@ __all__ = [
     "tasks",
 ]
 
-metadata = MetaData()
+metadata: MetaData = MetaData()
 
 _ID = String(36)
 _TIME = BigInteger()
 # SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
-projects = Table(
+projects: Table = Table(
     "projects",
     metadata,
     Column("id", _ID, primary_key=True),
@@ -53,7 +53,7 @@ projects = Table(
     Column("updated_at", _TIME, nullable=False),
 )
 
-tasks = Table(
+tasks: Table = Table(
     "tasks",
     metadata,
     # seq orders first-in-first-out within a priority and is the claim's tie-breaker.
@@ -122,7 +122,7 @@ tasks = Table(
     Index("ix_tasks_status_created", "status", "created_at"),
 )
 
-task_deps = Table(
+task_deps: Table = Table(
     "task_deps",
     metadata,
     Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
@@ -130,7 +130,7 @@ task_deps = Table(
     Index("ix_task_deps_depends_on", "depends_on"),
 )
 
-attempts = Table(
+attempts: Table = Table(
     "attempts",
     metadata,
     Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
@@ -144,7 +144,7 @@ attempts = Table(
     Column("duration_ms", BigInteger),
 )
 
-output_chunks = Table(
+output_chunks: Table = Table(
     "output_chunks",
     metadata,
     Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
@@ -154,7 +154,7 @@ output_chunks = Table(
     Column("data", Text, nullable=False),
 )
 
-events = Table(
+events: Table = Table(
     "events",
     metadata,
     Column("id", _SEQ, primary_key=True, autoincrement=True),
@@ -165,7 +165,7 @@ events = Table(
     Column("data", Text, nullable=False),
 )
 
-idempotency_keys = Table(
+idempotency_keys: Table = Table(
     "idempotency_keys",
     metadata,
     Column("key", String(300), primary_key=True),

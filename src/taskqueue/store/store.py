@@ -49,10 +49,10 @@ class Store:
     """Async access to tasks and projects on one database."""
 
     def __init__(self, db: str | Path) -> None:
-        self.path = resolve_sqlite_path(str(db))
-        self.db = SqliteDatabase(self.path, on_commit=self._on_commit)
-        self.backend = self.db.backend
-        self.work_available = asyncio.Event()
+        self.path: Path = resolve_sqlite_path(str(db))
+        self.db: SqliteDatabase = SqliteDatabase(self.path, on_commit=self._on_commit)
+        self.backend: str = self.db.backend
+        self.work_available: asyncio.Event = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._log_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._stop_listeners: list[Callable[[set[str]], None]] = []

@@ -39,10 +39,10 @@ class OutputCapture:
     """One stream's output: a head streamed out, a bounded tail ring, and a short summary tail."""
 
     def __init__(self, name: str, limit: int, sink: Callable[[str, str], None]) -> None:
-        self.name = name
-        self.head_limit = limit - limit // 2
-        self.tail_limit = limit // 2
-        self.total = 0
+        self.name: str = name
+        self.head_limit: int = limit - limit // 2
+        self.tail_limit: int = limit // 2
+        self.total: int = 0
         self._sink = sink
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._ring: deque[bytes] = deque()

@@ -31,7 +31,7 @@ from taskqueue.worker.process import OutputCapture, run_command
 
 __all__ = ["Worker", "WorkerSettings"]
 
-log = logging.getLogger(__name__)
+log: logging.Logger = logging.getLogger(__name__)
 
 #: Largest JSON result a command may write to ``$TASKQUEUE_OUTPUT``.
 MAX_RESULT_BYTES = 1024 * 1024
@@ -39,6 +39,11 @@ MAX_RESULT_BYTES = 1024 * 1024
 FLUSH_INTERVAL_S = 0.1
 #: ...or as soon as this much is waiting.
 FLUSH_BYTES = 64 * 1024
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per worker process, readable in attempt records."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
 
 
 @dataclass
@@ -53,9 +58,7 @@ class WorkerSettings:
     kill_grace_seconds: float = 5.0
     drain_timeout: float = 30.0
     output_limit: int = 1024 * 1024
-    worker_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
-    )
+    worker_id: str = field(default_factory=default_worker_id)
 
 
 @dataclass
@@ -78,8 +81,8 @@ class Worker:
     """Runs tasks from one store."""
 
     def __init__(self, store: Store, settings: WorkerSettings | None = None) -> None:
-        self.store = store
-        self.settings = settings or WorkerSettings()
+        self.store: Store = store
+        self.settings: WorkerSettings = settings or WorkerSettings()
         self.running: dict[str, _Run] = {}
         self._active = 0  # slots taken by a running process
         self._ready: deque[_Run] = deque()  # claimed, waiting for a slot
