@@ -347,3 +347,14 @@ def test_transport_can_be_injected(live: ServerProcess) -> None:
     with TaskQueueClient(live.url, transport=Recording()) as client:
         client.get_health()
     assert seen == ["/api/health"]
+
+
+def test_http2_without_h2_is_a_clear_configuration_error() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("h2") is not None:  # pragma: no cover - h2 is not a dependency
+        with TaskQueueClient("http://127.0.0.1:1", http2=True) as client:
+            assert client._http is not None
+        return
+    with pytest.raises(taskqueue.TaskQueueConfigError, match="needs the h2 package"):
+        TaskQueueClient("http://127.0.0.1:1", http2=True)

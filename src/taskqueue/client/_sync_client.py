@@ -26,7 +26,11 @@ from taskqueue.client._base import (
     validate_input,
 )
 from taskqueue.client._config import resolve_config
-from taskqueue.errors import TaskQueueConnectionError, TaskQueueTimeoutError
+from taskqueue.errors import (
+    TaskQueueConfigError,
+    TaskQueueConnectionError,
+    TaskQueueTimeoutError,
+)
 from taskqueue.models import (
     TERMINAL_STATUSES,
     Attempt,
@@ -98,6 +102,10 @@ class TaskQueueClient:
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if self.api_key:
             sent["Authorization"] = f"Bearer {self.api_key}"
+        if http2 and not _has_h2():
+            raise TaskQueueConfigError(
+                "http2=True needs the h2 package: pip install 'httpx[http2]'"
+            )
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=sent,
@@ -525,6 +533,12 @@ class TaskQueueClient:
                     f"task {task.id} is still {task.status.value} after {timeout:g}s",
                     response_data=task.model_dump(mode="json"),
                 )
+
+
+def _has_h2() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("h2") is not None
 
 
 def _transport_error(exc: httpx.TransportError, base_url: str) -> Exception:
