@@ -358,3 +358,21 @@ def test_http2_without_h2_is_a_clear_configuration_error() -> None:
         return
     with pytest.raises(taskqueue.TaskQueueConfigError, match="needs the h2 package"):
         TaskQueueClient("http://127.0.0.1:1", http2=True)
+
+
+def test_models_dump_exactly_the_json_the_api_sends(live: ServerProcess) -> None:
+    with TaskQueueClient(live.url) as client:
+        task = client.create_task(
+            unique("json"),
+            "echo hi",
+            input={"a": [1, 2.5, None]},
+            metadata={"k": "v"},
+            environment={"A": "1"},
+        )
+        client.wait_for_completion(task.id, timeout=30)
+        project = client.create_project(unique("json-project"), tags=["x"])
+    raw_task = httpx.get(f"{live.url}/api/tasks/{task.id}", timeout=10).json()
+    raw_project = httpx.get(f"{live.url}/api/projects/{project.id}", timeout=10).json()
+    assert Task.model_validate(raw_task).model_dump(mode="json") == raw_task
+    assert Project.model_validate(raw_project).model_dump(mode="json") == raw_project
+    assert raw_task["created_at"].endswith("Z")

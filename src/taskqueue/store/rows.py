@@ -39,13 +39,14 @@ def to_us(value: datetime) -> int:
 
 
 def from_us(value: int | None) -> str | None:
-    """Integer microseconds as an ISO 8601 UTC string (None stays None).
+    """Integer microseconds as an ISO 8601 UTC string ending in ``Z`` (None stays None).
 
-    Integer arithmetic, not a float division: exact to the microsecond at any date.
+    Integer arithmetic, not a float division: exact to the microsecond at any date. The ``Z``
+    form is the one pydantic writes, so a model's JSON equals the API's.
     """
     if value is None:
         return None
-    return (_EPOCH + timedelta(microseconds=value)).isoformat()
+    return (_EPOCH + timedelta(microseconds=value)).isoformat().replace("+00:00", "Z")
 
 
 def dumps(value: Any) -> str:
