@@ -15,6 +15,9 @@ from typing import Any
 import click
 
 from taskqueue._version import __version__
+from taskqueue.cli._context import FORMATS, CliContext
+from taskqueue.cli.run import config, health, run, submit
+from taskqueue.cli.tasks import projects, tasks
 
 __all__ = ["main"]
 
@@ -95,8 +98,48 @@ def _check_db(db: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="taskqueue")
-def main() -> None:
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="Server URL (else TASKQUEUE_URL, a profile, or http://localhost:8080).",
+)
+@click.option("--api-key", default=None, help="API key (else TASKQUEUE_API_KEY or a profile).")
+@click.option("--profile", default=None, help="Profile of the config file to use.")
+@click.option(
+    "--format",
+    "-o",
+    "output",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output of commands that print data.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Tracebacks and retry decisions on errors.")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    base_url: str | None,
+    api_key: str | None,
+    profile: str | None,
+    output: str,
+    verbose: bool,
+) -> None:
     """taskqueue: run shell commands durably, with priorities, retries and dependencies."""
+    ctx.obj = CliContext(
+        base_url=base_url, api_key=api_key, profile=profile, output=output, verbose=verbose
+    )
+    if verbose:
+        logging.basicConfig(level=logging.WARNING)
+        logging.getLogger("taskqueue.client").setLevel(logging.DEBUG)
+
+
+main.add_command(tasks)
+main.add_command(projects)
+main.add_command(run)
+main.add_command(submit)
+main.add_command(health)
+main.add_command(config)
 
 
 @main.command()

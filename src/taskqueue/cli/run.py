@@ -1,0 +1,387 @@
+"""``taskqueue run``, ``submit``, ``health`` and ``config``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from taskqueue.cli._context import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliContext,
+    client_command,
+    rows_table,
+)
+from taskqueue.cli.tasks import (
+    PRIORITIES,
+    _canonical,
+    parse_env,
+    resolve_project,
+    task_table,
+    write_chunk,
+)
+from taskqueue.client import resolve_config
+from taskqueue.client._config import config_paths
+from taskqueue.errors import TaskQueueError
+from taskqueue.models import Task, TaskPriority, TaskStatus
+
+__all__ = ["config", "exit_code_of", "health", "run", "submit"]
+
+#: Exit code of a task that ran out of time (as GNU ``timeout`` does).
+EXIT_TIMED_OUT = 124
+
+
+def exit_code_of(task: Task) -> int:
+    """The exit code ``taskqueue run`` ends with: the task's own, as a shell would give it."""
+    if task.status is TaskStatus.COMPLETED:
+        return 0
+    result = task.result
+    if task.status is TaskStatus.FAILED and result is not None:
+        if result.error and result.error.startswith("timed out"):
+            return EXIT_TIMED_OUT
+        if result.exit_code is not None and result.exit_code > 0:
+            return min(result.exit_code, 255)
+        if result.exit_code is not None and result.exit_code < 0:
+            return 128 + (-result.exit_code)
+    return EXIT_FAILED
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--name", default=None, help="Task name (default: the command).")
+@click.option("--project", default=None, help="Project id or name.")
+@click.option("--priority", type=PRIORITIES, default=None)
+@click.option("--timeout", type=click.IntRange(1), default=None, help="Seconds.")
+@click.option("--retry-attempts", type=click.IntRange(0, 100), default=0, show_default=True)
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE")
+@click.option("--cwd", default=None, help="Working directory on the worker.")
+@click.option("--queue", default=None)
+@click.option("--detach", "-d", is_flag=True, help="Print the task id and return at once.")
+@client_command
+def run(
+    ctx: CliContext,
+    command: tuple[str, ...],
+    name: str | None,
+    project: str | None,
+    priority: str | None,
+    timeout: int | None,
+    retry_attempts: int,
+    env: tuple[str, ...],
+    cwd: str | None,
+    queue: str | None,
+    detach: bool,
+) -> None:
+    """Run COMMAND as a task: stream its output, exit with its exit code.
+
+    Put ``--`` before a command that has options of its own: ``taskqueue run -- ls -la``.
+    One argument is taken as a whole shell command line: ``taskqueue run 'make | tee log'``.
+    Ctrl-C cancels the task.
+    """
+    line = command[0] if len(command) == 1 else shlex.join(command)
+    client = ctx.client
+    fields: dict[str, Any] = {
+        "priority": _canonical(priority, [p.value for p in TaskPriority]),
+        "timeout": timeout,
+        "retry_attempts": retry_attempts,
+        "working_directory": cwd,
+        "queue": queue,
+    }
+    if env:
+        fields["environment"] = parse_env(env)
+    task = client.create_task(
+        name or line[:255],
+        line,
+        resolve_project(client, project),
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+    if detach:
+        ctx.emit(task, lambda: str(task.id))
+        return
+    try:
+        for chunk in client.follow_logs(task.id):
+            write_chunk(chunk)
+        done = client.wait_for_completion(task.id, timeout=3600 * 24 * 365)
+    except KeyboardInterrupt:
+        client.cancel_task(task.id)
+        click.echo(f"\ncancelled task {task.id}", err=True)
+        raise SystemExit(128 + signal.SIGINT) from None
+    if ctx.output in ("json", "yaml"):
+        ctx.emit(done)
+    elif done.status is not TaskStatus.COMPLETED:
+        reason = done.status_reason or (done.result.error if done.result else None)
+        click.echo(f"task {done.id} {done.status.value}{': ' + reason if reason else ''}", err=True)
+    raise SystemExit(exit_code_of(done))
+
+
+def _load_items(path: Path) -> list[dict[str, Any]]:
+    """The task entries of a YAML file, a JSON document, or JSON lines."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="FILE") from exc
+    data: Any
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{path}: invalid YAML: {exc}", param_hint="FILE") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = []
+            for number, raw in enumerate(text.splitlines(), 1):
+                if raw.strip():
+                    try:
+                        data.append(json.loads(raw))
+                    except ValueError as exc:
+                        raise click.BadParameter(
+                            f"{path}: line {number} is not JSON: {exc}", param_hint="FILE"
+                        ) from exc
+    if isinstance(data, dict) and "tasks" in data:
+        data = data["tasks"]
+    if not isinstance(data, list) or not data or not all(isinstance(i, dict) for i in data):
+        raise click.BadParameter(
+            f"{path}: expected a list of tasks (mappings with name and command)", param_hint="FILE"
+        )
+    return [dict(item) for item in data]
+
+
+def plan_batch(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order file entries so each comes after its dependencies, which name other entries.
+
+    Each entry's ``name`` becomes its ``ref``; a dependency that names no entry is passed on as
+    given (a task id). A cycle or a repeated name is a usage error.
+    """
+    names: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(items, 1):
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise click.BadParameter(f"entry {index} has no name", param_hint="FILE")
+        if name in names:
+            raise click.BadParameter(f"two entries are named {name!r}", param_hint="FILE")
+        deps = item.get("dependencies", item.get("depends_on", [])) or []
+        if isinstance(deps, str):
+            deps = [deps]
+        if not isinstance(deps, list):
+            raise click.BadParameter(f"{name}: dependencies must be a list", param_hint="FILE")
+        names[name] = {
+            **{k: v for k, v in item.items() if k != "depends_on"},
+            "ref": name,
+            "dependencies": deps,
+        }
+    ordered: list[dict[str, Any]] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = " -> ".join((*trail, name))
+            raise click.BadParameter(f"dependency cycle: {cycle}", param_hint="FILE")
+        state[name] = "visiting"
+        for dep in names[name]["dependencies"]:
+            if isinstance(dep, str) and dep in names:
+                visit(dep, (*trail, name))
+        state[name] = "done"
+        ordered.append(names[name])
+
+    for name in names:
+        visit(name, ())
+    return ordered
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project", default=None, help="Project id or name for entries without one.")
+@click.option("--no-wait", is_flag=True, help="Create the tasks and return.")
+@client_command
+def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool) -> None:
+    """Create every task of FILE in one request, then follow them to the end.
+
+    FILE is YAML (a list of tasks, or a mapping with ``tasks``), JSON, or JSON lines. Each task
+    has a ``name`` and a ``command``, any other task field, and ``dependencies`` naming other
+    tasks of the file (or existing task ids). Exit 1 if any task does not complete.
+    """
+    items = plan_batch(_load_items(file))
+    client = ctx.client
+    project_id = resolve_project(client, project)
+    if project_id is not None:
+        for item in items:
+            item.setdefault("project_id", project_id)
+    created = client.create_tasks(items)
+    if no_wait:
+        ctx.emit(created, lambda: task_table(created, title=f"submitted {len(created)} tasks"))
+        return
+    finished: dict[str, Task] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=ctx.err,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("running", total=len(created))
+        with ThreadPoolExecutor(max_workers=min(16, len(created))) as pool:
+            waits = [
+                pool.submit(client.wait_for_completion, t.id, 3600 * 24 * 365) for t in created
+            ]
+            for future in as_completed(waits):
+                task = future.result()
+                finished[str(task.id)] = task
+                progress.advance(bar)
+    final = [finished[str(t.id)] for t in created]
+    failed = [t for t in final if t.status is not TaskStatus.COMPLETED]
+    ctx.emit(
+        final,
+        lambda: task_table(
+            final, title=f"{len(final) - len(failed)} of {len(final)} tasks completed"
+        ),
+    )
+    if failed:
+        raise SystemExit(EXIT_FAILED)
+
+
+@click.command()
+@client_command
+def health(ctx: CliContext) -> None:
+    """Whether the server answers, and what it holds."""
+    report = ctx.client.get_health()
+
+    def table() -> Any:
+        rows = rows_table(None, ["STATUS", "VERSION", "DATABASE", "WORKERS", "TASKS"])
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(report.tasks.items())) or "none"
+        rows.add_row(report.status, report.version, report.database, str(report.workers), counts)
+        return rows
+
+    ctx.emit(report, table)
+
+
+# ------------------------------------------------------------------------------ config
+
+_SETTINGS = ("base_url", "api_key", "timeout")
+
+
+def _toml_value(key: str, value: str) -> str:
+    if key == "timeout":
+        try:
+            number = float(value)
+        except ValueError:
+            raise click.BadParameter("timeout is a number of seconds", param_hint="VALUE") from None
+        if number <= 0:
+            raise click.BadParameter("timeout must be positive", param_hint="VALUE")
+        return repr(number)
+    return json.dumps(value)  # a TOML basic string is a JSON string
+
+
+def _write_profiles(path: Path, profiles: dict[str, dict[str, Any]]) -> None:
+    lines: list[str] = []
+    for name, values in profiles.items():
+        lines.append(f"[{json.dumps(name)}]" if not name.isidentifier() else f"[{name}]")
+        for key, value in values.items():
+            rendered = repr(float(value)) if key == "timeout" else json.dumps(str(value))
+            lines.append(f"{key} = {rendered}")
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    path.chmod(0o600)  # it may hold an API key
+
+
+def _read_profiles(path: Path) -> dict[str, dict[str, Any]]:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+    return {k: dict(v) for k, v in data.items() if isinstance(v, dict)}
+
+
+@click.group()
+def config() -> None:
+    """Show and change the client's settings and profiles."""
+
+
+@config.command("show")
+@click.pass_obj
+def config_show(ctx: CliContext) -> None:
+    """The settings commands will use, and where they come from."""
+    try:
+        resolved = resolve_config(ctx.base_url, ctx.api_key, ctx.profile)
+    except TaskQueueError as exc:
+        ctx.fail(exc.message, EXIT_USAGE)
+    key = resolved.api_key
+    masked = None if key is None else (key[:4] + "…" if len(key) > 8 else "…")
+    data = {
+        "base_url": resolved.base_url,
+        "api_key": masked,
+        "timeout": resolved.timeout,
+        "profile": resolved.profile,
+        "source": resolved.source,
+        "files": [str(p) for p in config_paths()],
+    }
+    ctx.emit(
+        data,
+        lambda: "\n".join(
+            f"{k}: {v if v is not None else '-'}" for k, v in data.items() if k != "files"
+        ),
+    )
+
+
+@config.command("set")
+@click.argument("key", type=click.Choice(_SETTINGS))
+@click.argument("value")
+@click.option("--profile", "profile_name", default=None, help="Profile (default: default).")
+@click.option("--local", is_flag=True, help="Write ./taskqueue.toml instead of the user file.")
+@click.pass_obj
+def config_set(
+    ctx: CliContext, key: str, value: str, profile_name: str | None, local: bool
+) -> None:
+    """Set KEY to VALUE in a profile of the config file."""
+    name = profile_name or ctx.profile or "default"
+    path = config_paths()[1 if local else 0]
+    _toml_value(key, value)
+    profiles = _read_profiles(path)
+    profiles.setdefault(name, {})[key] = value if key != "timeout" else float(value)
+    _write_profiles(path, profiles)
+    click.echo(f"set {key} in profile {name} of {path}")
+
+
+@config.command("profiles")
+@click.pass_obj
+def config_profiles(ctx: CliContext) -> None:
+    """The profiles of each config file."""
+    found = [
+        {
+            "file": str(path),
+            "profile": name,
+            **{k: ("…" if k == "api_key" else v) for k, v in values.items()},
+        }
+        for path in config_paths()
+        for name, values in _read_profiles(path).items()
+    ]
+
+    def table() -> Any:
+        rows = rows_table(None, ["PROFILE", "BASE URL", "FILE"])
+        for item in found:
+            rows.add_row(str(item["profile"]), str(item.get("base_url", "-")), item["file"])
+        return rows if found else "no profiles (taskqueue config set base_url URL)"
+
+    ctx.emit(found, table)

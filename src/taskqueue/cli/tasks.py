@@ -1,0 +1,514 @@
+"""``taskqueue tasks ...`` and ``taskqueue projects ...``: every API operation from a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.table import Table
+
+from taskqueue.cli._context import (
+    EXIT_FAILED,
+    CliContext,
+    client_command,
+    duration,
+    relative,
+    rows_table,
+    status_style,
+)
+from taskqueue.client import TaskQueueClient
+from taskqueue.models import Attempt, LogChunk, Project, Task, TaskPriority, TaskStatus, TaskType
+
+__all__ = ["projects", "tasks"]
+
+PRIORITIES = click.Choice([p.value for p in TaskPriority], case_sensitive=False)
+STATUSES = click.Choice([s.value for s in TaskStatus], case_sensitive=False)
+TYPES = click.Choice([t.value for t in TaskType], case_sensitive=False)
+
+
+def _canonical(choice: str | None, values: Sequence[str]) -> str | None:
+    if choice is None:
+        return None
+    return next(v for v in values if v.lower() == choice.lower())
+
+
+def parse_env(pairs: Sequence[str]) -> dict[str, str]:
+    """``K=V`` options as a dict; a pair without ``=`` is a usage error."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+def parse_json(text: str | None, option: str) -> Any:
+    """A JSON option's value, or a usage error naming the option."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from exc
+
+
+def resolve_project(client: TaskQueueClient, given: str | None) -> str | None:
+    """A project id from an id or a name."""
+    if given is None:
+        return None
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        pass
+    for project in client.iter_projects(page_size=1000):
+        if project.name == given:
+            return str(project.id)
+    raise click.BadParameter(f"no project is named {given!r}", param_hint="--project")
+
+
+def task_table(items: Sequence[Task], title: str | None = None) -> Table:
+    """Tasks as a table: short id, name, coloured status, priority, times, exit code."""
+    table = rows_table(
+        title, ["ID", "NAME", "STATUS", "PRIORITY", "TRY", "CREATED", "DURATION", "EXIT"]
+    )
+    for task in items:
+        result = task.result
+        table.add_row(
+            str(task.id)[:8],
+            task.name,
+            status_style(task.status.value),
+            task.priority.value,
+            str(task.attempt),
+            relative(task.created_at),
+            duration(result.duration_ms if result else None),
+            "-" if result is None or result.exit_code is None else str(result.exit_code),
+        )
+    return table
+
+
+def task_detail(task: Task) -> Table:
+    """One task as field / value rows."""
+    table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    result = task.result
+    rows = [
+        ("id", str(task.id)),
+        ("name", task.name),
+        ("command", task.command),
+        (
+            "status",
+            status_style(task.status.value)
+            + (f" ({task.status_reason})" if task.status_reason else ""),
+        ),
+        ("priority", task.priority.value),
+        ("queue", task.queue),
+        ("project", str(task.project_id) if task.project_id else "-"),
+        ("attempt", f"{task.attempt} (retries allowed: {task.retry_attempts})"),
+        ("timeout", f"{task.timeout}s" if task.timeout else "-"),
+        ("depends on", ", ".join(str(d) for d in task.dependencies) or "-"),
+        ("created", relative(task.created_at)),
+        ("started", relative(task.started_at)),
+        ("finished", relative(task.finished_at)),
+    ]
+    if result is not None:
+        rows += [("exit code", str(result.exit_code)), ("duration", duration(result.duration_ms))]
+        if result.error:
+            rows.append(("error", result.error))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def project_table(items: Sequence[Project]) -> Table:
+    """Projects as a table."""
+    table = rows_table(None, ["ID", "NAME", "STATUS", "TAGS", "CREATED"])
+    for project in items:
+        table.add_row(
+            str(project.id)[:8],
+            project.name,
+            project.status,
+            ", ".join(project.tags) or "-",
+            relative(project.created_at),
+        )
+    return table
+
+
+def attempt_table(items: Sequence[Attempt]) -> Table:
+    """Attempts as a table."""
+    table = rows_table(None, ["#", "STATUS", "WORKER", "STARTED", "DURATION", "EXIT", "ERROR"])
+    for attempt in items:
+        table.add_row(
+            str(attempt.number),
+            status_style(attempt.status.value),
+            attempt.worker_id or "-",
+            relative(attempt.started_at),
+            duration(attempt.duration_ms),
+            "-" if attempt.exit_code is None else str(attempt.exit_code),
+            attempt.error or "",
+        )
+    return table
+
+
+def write_chunk(chunk: LogChunk) -> None:
+    """A chunk of output to our stdout or stderr, as the task wrote it."""
+    stream = sys.stderr if chunk.stream == "stderr" else sys.stdout
+    stream.write(chunk.data)
+    stream.flush()
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+@click.group()
+def tasks() -> None:
+    """Create, inspect and control tasks."""
+
+
+@tasks.command("create")
+@click.argument("name", required=False)
+@click.argument("command", required=False)
+@click.option("--project-id", "--project", "project", help="Project id or name.")
+@click.option("--description", default=None)
+@click.option("--priority", type=PRIORITIES, default=None)
+@click.option("--timeout", type=click.IntRange(1), default=None, help="Seconds.")
+@click.option("--retry-attempts", type=click.IntRange(0, 100), default=None)
+@click.option("--retry-delay", type=click.FloatRange(0), default=None, help="Seconds.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE")
+@click.option("--cwd", "working_directory", default=None, help="Working directory.")
+@click.option("--depends-on", multiple=True, metavar="TASK_ID")
+@click.option("--queue", default=None)
+@click.option("--metadata", default=None, help="JSON object.")
+@click.option("--input", "input_json", default=None, help="JSON given to the command.")
+@click.option("--interactive", "-i", is_flag=True, help="Prompt for each field.")
+@client_command
+def create_task(
+    ctx: CliContext,
+    name: str | None,
+    command: str | None,
+    project: str | None,
+    description: str | None,
+    priority: str | None,
+    timeout: int | None,
+    retry_attempts: int | None,
+    retry_delay: float | None,
+    env: tuple[str, ...],
+    working_directory: str | None,
+    depends_on: tuple[str, ...],
+    queue: str | None,
+    metadata: str | None,
+    input_json: str | None,
+    interactive: bool,
+) -> None:
+    """Create a task that runs COMMAND."""
+    if interactive:
+        name = click.prompt("Name", default=name)
+        command = click.prompt("Command", default=command)
+        project = (
+            click.prompt(
+                "Project (id or name, empty for none)", default=project or "", show_default=False
+            )
+            or None
+        )
+        priority = click.prompt("Priority", type=PRIORITIES, default=priority or "Normal")
+        timeout = (
+            click.prompt(
+                "Timeout in seconds (0 for none)", type=click.IntRange(0), default=timeout or 0
+            )
+            or None
+        )
+        retry_attempts = click.prompt(
+            "Retries after the first attempt",
+            type=click.IntRange(0, 100),
+            default=3 if retry_attempts is None else retry_attempts,
+        )
+    if not name or not command:
+        raise click.UsageError("give NAME and COMMAND (or --interactive)")
+    fields: dict[str, Any] = {
+        "description": description,
+        "priority": _canonical(priority, [p.value for p in TaskPriority]),
+        "timeout": timeout,
+        "retry_attempts": retry_attempts,
+        "retry_delay": retry_delay,
+        "working_directory": working_directory,
+        "queue": queue,
+        "metadata": parse_json(metadata, "--metadata"),
+        "input": parse_json(input_json, "--input"),
+    }
+    if env:
+        fields["environment"] = parse_env(env)
+    if depends_on:
+        fields["dependencies"] = list(depends_on)
+    client = ctx.client
+    task = client.create_task(
+        name,
+        command,
+        resolve_project(client, project),
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+    ctx.emit(task, lambda: task_detail(task))
+
+
+@tasks.command("list")
+@click.option("--status", type=STATUSES, default=None)
+@click.option("--project-id", "--project", "project", help="Project id or name.")
+@click.option("--priority", type=PRIORITIES, default=None)
+@click.option("--type", "task_type", type=TYPES, default=None)
+@click.option("--queue", default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--all", "every", is_flag=True, help="Every page.")
+@client_command
+def list_tasks(
+    ctx: CliContext,
+    status: str | None,
+    project: str | None,
+    priority: str | None,
+    task_type: str | None,
+    queue: str | None,
+    limit: int,
+    offset: int,
+    every: bool,
+) -> None:
+    """List tasks, oldest first."""
+    client = ctx.client
+    filters: dict[str, Any] = {
+        "status": _canonical(status, [s.value for s in TaskStatus]),
+        "project_id": resolve_project(client, project),
+        "priority": _canonical(priority, [p.value for p in TaskPriority]),
+        "task_type": _canonical(task_type, [t.value for t in TaskType]),
+        "queue": queue,
+    }
+    if every:
+        found = list(client.iter_tasks(**filters, page_size=1000))
+    else:
+        found = client.list_tasks(**filters, limit=limit, offset=offset)
+    ctx.emit(found, lambda: task_table(found) if found else "no tasks")
+
+
+@tasks.command("get")
+@click.argument("task_id")
+@client_command
+def get_task(ctx: CliContext, task_id: str) -> None:
+    """Show one task."""
+    task = ctx.client.get_task(task_id)
+    ctx.emit(task, lambda: task_detail(task))
+
+
+@tasks.command("update")
+@click.argument("task_id")
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@click.option("--command", default=None)
+@click.option("--priority", type=PRIORITIES, default=None)
+@click.option("--timeout", type=click.IntRange(1), default=None)
+@click.option("--retry-attempts", type=click.IntRange(0, 100), default=None)
+@click.option("--queue", default=None)
+@click.option("--metadata", default=None, help="JSON object (replaces the old one).")
+@client_command
+def update_task(
+    ctx: CliContext,
+    task_id: str,
+    name: str | None,
+    description: str | None,
+    command: str | None,
+    priority: str | None,
+    timeout: int | None,
+    retry_attempts: int | None,
+    queue: str | None,
+    metadata: str | None,
+) -> None:
+    """Change a task's fields (how it runs only while it is Pending)."""
+    changes = {
+        k: v
+        for k, v in {
+            "name": name,
+            "description": description,
+            "command": command,
+            "priority": _canonical(priority, [p.value for p in TaskPriority]),
+            "timeout": timeout,
+            "retry_attempts": retry_attempts,
+            "queue": queue,
+            "metadata": parse_json(metadata, "--metadata"),
+        }.items()
+        if v is not None
+    }
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    task = ctx.client.update_task(task_id, **changes)
+    ctx.emit(task, lambda: task_detail(task))
+
+
+@tasks.command("cancel")
+@click.argument("task_id")
+@client_command
+def cancel_task(ctx: CliContext, task_id: str) -> None:
+    """Cancel a task (and its dependents); a running one is killed."""
+    task = ctx.client.cancel_task(task_id)
+    ctx.emit(task, lambda: f"cancelled {task.id}")
+
+
+@tasks.command("retry")
+@click.argument("task_id")
+@client_command
+def retry_task(ctx: CliContext, task_id: str) -> None:
+    """Re-queue a Failed or Cancelled task."""
+    task = ctx.client.retry_task(task_id)
+    ctx.emit(task, lambda: f"re-queued {task.id}")
+
+
+@tasks.command("delete")
+@click.argument("task_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@client_command
+def delete_task(ctx: CliContext, task_id: str, yes: bool) -> None:
+    """Delete a task."""
+    if not yes:
+        click.confirm(f"delete task {task_id}?", abort=True, err=True)
+    ctx.client.delete_task(task_id)
+    ctx.emit({"deleted": task_id}, lambda: f"deleted {task_id}")
+
+
+@tasks.command("wait")
+@click.argument("task_id")
+@click.option("--timeout", type=click.FloatRange(0), default=300.0, show_default=True)
+@client_command
+def wait_task(ctx: CliContext, task_id: str, timeout: float) -> None:
+    """Wait until a task ends; exit 1 if it did not complete."""
+    task = ctx.client.wait_for_completion(task_id, timeout=timeout)
+    ctx.emit(task, lambda: task_detail(task))
+    if task.status is not TaskStatus.COMPLETED:
+        raise SystemExit(EXIT_FAILED)
+
+
+@tasks.command("logs")
+@click.argument("task_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the task ends.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr"]), default=None)
+@client_command
+def task_logs(ctx: CliContext, task_id: str, follow: bool, stream: str | None) -> None:
+    """Print a task's output (stdout to stdout, stderr to stderr)."""
+    client = ctx.client
+    if follow:
+        for chunk in client.follow_logs(task_id, stream=stream):
+            write_chunk(chunk)
+        return
+    chunks: list[LogChunk] = []
+    offset = 0
+    while True:
+        page = client.get_logs(task_id, offset=offset, limit=10_000, stream=stream)
+        chunks.extend(page.chunks)
+        if not page.chunks or len(page.chunks) < 10_000:
+            break
+        offset = page.next_offset
+    if ctx.output in ("json", "yaml"):
+        ctx.emit(chunks)
+        return
+    for chunk in chunks:
+        write_chunk(chunk)
+
+
+@tasks.command("attempts")
+@click.argument("task_id")
+@client_command
+def task_attempts(ctx: CliContext, task_id: str) -> None:
+    """Every attempt of a task."""
+    found = ctx.client.get_attempts(task_id)
+    ctx.emit(found, lambda: attempt_table(found) if found else "no attempts yet")
+
+
+# ------------------------------------------------------------------------------ projects
+
+
+@click.group()
+def projects() -> None:
+    """Create and manage projects."""
+
+
+@projects.command("create")
+@click.argument("name")
+@click.option("--description", default=None)
+@click.option("--status", default=None)
+@click.option("--tag", "tags", multiple=True)
+@client_command
+def create_project(
+    ctx: CliContext, name: str, description: str | None, status: str | None, tags: tuple[str, ...]
+) -> None:
+    """Create a project."""
+    fields: dict[str, Any] = {"description": description, "status": status}
+    if tags:
+        fields["tags"] = list(tags)
+    project = ctx.client.create_project(name, **{k: v for k, v in fields.items() if v is not None})
+    ctx.emit(project, lambda: project_table([project]))
+
+
+@projects.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@client_command
+def list_projects(ctx: CliContext, limit: int, offset: int) -> None:
+    """List projects."""
+    found = ctx.client.list_projects(limit=limit, offset=offset)
+    ctx.emit(found, lambda: project_table(found) if found else "no projects")
+
+
+@projects.command("get")
+@click.argument("project")
+@client_command
+def get_project(ctx: CliContext, project: str) -> None:
+    """Show one project (by id or name)."""
+    client = ctx.client
+    found = client.get_project(resolve_project(client, project) or project)
+    ctx.emit(found, lambda: project_table([found]))
+
+
+@projects.command("update")
+@click.argument("project")
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@click.option("--status", default=None)
+@click.option("--tag", "tags", multiple=True, help="Replaces the tags.")
+@client_command
+def update_project(
+    ctx: CliContext,
+    project: str,
+    name: str | None,
+    description: str | None,
+    status: str | None,
+    tags: tuple[str, ...],
+) -> None:
+    """Change a project's fields."""
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {"name": name, "description": description, "status": status}.items()
+        if v is not None
+    }
+    if tags:
+        changes["tags"] = list(tags)
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    client = ctx.client
+    updated = client.update_project(resolve_project(client, project) or project, **changes)
+    ctx.emit(updated, lambda: project_table([updated]))
+
+
+@projects.command("delete")
+@click.argument("project")
+@click.option("--cascade", is_flag=True, help="Delete its tasks too.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@client_command
+def delete_project(ctx: CliContext, project: str, cascade: bool, yes: bool) -> None:
+    """Delete a project (by id or name)."""
+    client = ctx.client
+    project_id = resolve_project(client, project) or project
+    if not yes:
+        click.confirm(
+            f"delete project {project}{' and its tasks' if cascade else ''}?", abort=True, err=True
+        )
+    client.delete_project(project_id, cascade=cascade)
+    ctx.emit({"deleted": project_id}, lambda: f"deleted {project_id}")
