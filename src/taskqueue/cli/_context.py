@@ -125,8 +125,9 @@ class CliContext:
     def client(self) -> TaskQueueClient:
         """The SDK client, built on first use from the options, env and profiles."""
         if self._client is None:
+            # A person is waiting: retry, but give up within a few seconds.
             self._client = TaskQueueClient(
-                self.base_url, api_key=self.api_key, profile=self.profile
+                self.base_url, api_key=self.api_key, profile=self.profile, retry_backoff=0.5
             )
         return self._client
 
