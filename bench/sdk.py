@@ -148,7 +148,8 @@ def sides(i: int) -> tuple[str, str]:
 def round_line(i: int, side: str, result: dict[str, float]) -> str:
     return (
         f"    round {i + 1} {side:>4}: {result['rate']:7.1f} req/s"
-        f" ({result['requests']:,.0f} in {result['seconds']:.2f} s; client CPU"
+        f" ({result['requests']:,.0f} in {result['seconds']:.2f} s, +"
+        f"{result['requests_with_tail'] - result['requests']:,.0f} after; client CPU"
         f" {result['cpu_us_per_request']:,.0f} µs/req; server CPU"
         f" {result['server_cpu_percent']:.0f}% of one core)"
     )
@@ -175,6 +176,10 @@ def summarize(
     assert sdk.value is not None
     assert bare.value is not None
     ratio.value = sdk.value / bare.value
+    pairs = [
+        one["rate"] / other["rate"]
+        for one, other in zip(results["sdk"], results["bare"], strict=True)
+    ]
     cpu_sdk = sdk.details["median_client_cpu_us_per_request"]
     cpu_bare = bare.details["median_client_cpu_us_per_request"]
     ratio.details.update(
@@ -183,12 +188,15 @@ def summarize(
             "bare_req_per_s": round(bare.value, 1),
             "client_cpu_us_per_request": {"sdk": cpu_sdk, "bare": cpu_bare},
             "client_cpu_ratio_bare_over_sdk": round(cpu_bare / cpu_sdk, 3),
+            "round_pair_ratios": [round(r, 3) for r in pairs],
+            "median_round_pair_ratio": round(statistics.median(pairs), 3),
         }
     )
     say(
         f"  median: SDK {sdk.value:.1f} req/s, bare {bare.value:.1f} req/s,"
         f" SDK / bare {ratio.value:.3f}; client CPU per request: SDK {cpu_sdk:,.0f} µs,"
-        f" bare {cpu_bare:,.0f} µs (SDK costs {cpu_sdk - cpu_bare:+,.0f} µs)"
+        f" bare {cpu_bare:,.0f} µs (SDK costs {cpu_sdk - cpu_bare:+,.0f} µs); median of the"
+        f" round-by-round ratios {statistics.median(pairs):.3f}"
     )
 
 
@@ -233,32 +241,43 @@ def bare_limits() -> httpx.Limits:
 # ------------------------------------------------------------------------------ 1. async
 
 
+def round_result(
+    in_window: int, total: int, seconds: float, elapsed: float, cpu: float, server_cpu: float
+) -> dict[str, float]:
+    """Rate from the answers that came back inside the window; CPU over every request sent."""
+    return {
+        "requests": in_window,
+        "seconds": seconds,
+        "rate": in_window / seconds,
+        "requests_with_tail": total,
+        "seconds_with_tail": elapsed,
+        "cpu_us_per_request": cpu / max(total, 1) * 1e6,
+        "server_cpu_percent": 100 * server_cpu / elapsed,
+    }
+
+
 async def async_round(
     get: Callable[[], Awaitable[Any]], seconds: float, server: Server
 ) -> dict[str, float]:
-    count = 0
+    in_window = total = 0
 
     async def worker(deadline: float) -> None:
-        nonlocal count
+        nonlocal in_window, total
         while time.perf_counter() < deadline:
             await get()
-            count += 1
+            total += 1
+            if time.perf_counter() <= deadline:
+                in_window += 1
 
     server0, cpu0, start = server.cpu_seconds(), time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(start + seconds) for _ in range(COROUTINES)))
     elapsed = time.perf_counter() - start
     cpu, server_cpu = time.process_time() - cpu0, server.cpu_seconds() - server0
-    return {
-        "requests": count,
-        "seconds": elapsed,
-        "rate": count / elapsed,
-        "cpu_us_per_request": cpu / max(count, 1) * 1e6,
-        "server_cpu_percent": 100 * server_cpu / elapsed,
-    }
+    return round_result(in_window, total, seconds, elapsed, cpu, server_cpu)
 
 
 def step_async(server: Server, task_id: str, quick: bool, figs: dict[str, SdkFigure]) -> None:
-    rounds, seconds = (3, 1.0) if quick else (5, 3.0)
+    rounds, seconds = (3, 0.6) if quick else (5, 3.0)
     limits = bare_limits()
     say(
         f"  {rounds} rounds of {seconds:g} s per side, {COROUTINES} coroutines; limits:"
@@ -331,7 +350,7 @@ def step_async(server: Server, task_id: str, quick: bool, figs: dict[str, SdkFig
             f"  note: each AsyncTaskQueueClient request looks modules up in the import system"
             f" ({', '.join(f'{k} x{v:g}' for k, v in lookups.items())}): a module that is not"
             f" installed is never cached, so every look-up searches sys.path again"
-            f" (~{each:.0f} µs each here)"
+            f" (~{each:.0f} µs each here, ~{each * sum(lookups.values()):.0f} µs per request)"
         )
     say(f"  parsing one Task answer (parse_model): {details['parse_task_us']:.0f} µs")
 
@@ -340,21 +359,23 @@ def step_async(server: Server, task_id: str, quick: bool, figs: dict[str, SdkFig
 
 
 def thread_round(get: Callable[[], Any], seconds: float, server: Server) -> dict[str, float]:
-    counts = [0] * THREADS
+    counts = [(0, 0)] * THREADS
     errors: list[BaseException] = []
     barrier = threading.Barrier(THREADS + 1)
     deadline = [0.0]
 
     def worker(slot: int) -> None:
         barrier.wait()
-        n = 0
+        in_window = total = 0
         try:
             while time.perf_counter() < deadline[0]:
                 get()
-                n += 1
+                total += 1
+                if time.perf_counter() <= deadline[0]:
+                    in_window += 1
         except Exception as exc:
             errors.append(exc)
-        counts[slot] = n
+        counts[slot] = (in_window, total)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]
     for thread in threads:
@@ -368,18 +389,12 @@ def thread_round(get: Callable[[], Any], seconds: float, server: Server) -> dict
     cpu, server_cpu = time.process_time() - cpu0, server.cpu_seconds() - server0
     if errors:
         raise RuntimeError(f"{len(errors)} thread(s) failed: {errors[0]!r}") from errors[0]
-    count = sum(counts)
-    return {
-        "requests": count,
-        "seconds": elapsed,
-        "rate": count / elapsed,
-        "cpu_us_per_request": cpu / max(count, 1) * 1e6,
-        "server_cpu_percent": 100 * server_cpu / elapsed,
-    }
+    in_window, total = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+    return round_result(in_window, total, seconds, elapsed, cpu, server_cpu)
 
 
 def step_threads(server: Server, task_id: str, quick: bool, figs: dict[str, SdkFigure]) -> None:
-    rounds, seconds = (3, 1.0) if quick else (5, 3.0)
+    rounds, seconds = (3, 0.6) if quick else (5, 3.0)
     limits = bare_limits()
     say(
         f"  {rounds} rounds of {seconds:g} s per side, {THREADS} threads sharing one client;"
@@ -430,6 +445,8 @@ def step_threads(server: Server, task_id: str, quick: bool, figs: dict[str, SdkF
 
 RSS_SCRIPT = r"""
 import json, sys, time
+if sys.argv[3] == "block-httpx-cli":
+    sys.modules["httpx._main"] = None  # what `import httpx` costs without its CLI module
 
 def status():
     fields = {}
@@ -467,16 +484,24 @@ print(json.dumps({
     "modules": len(sys.modules),
     "third_party": sorted({n.split(".")[0] for n in sys.modules} - stdlib - {"taskqueue"}),
     "server_modules_loaded": server_modules,
+    "httpx_cli_loaded": "httpx._main" in sys.modules,
 }))
 """
 
 
-def measure_rss(python: Path, url: str) -> dict[str, Any]:
+def measure_rss(python: Path, url: str, block_httpx_cli: bool = False) -> dict[str, Any]:
     """Run RSS_SCRIPT in a fresh ``python`` (cwd and environment free of taskqueue settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQUEUE_")}
     with tempfile.TemporaryDirectory(prefix="taskqueue-bench-rss-") as cwd:
         result = subprocess.run(
-            [str(python), "-c", RSS_SCRIPT, url, ",".join(SERVER_MODULES)],
+            [
+                str(python),
+                "-c",
+                RSS_SCRIPT,
+                url,
+                ",".join(SERVER_MODULES),
+                "block-httpx-cli" if block_httpx_cli else "-",
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -521,6 +546,25 @@ def step_rss(server: Server, quick: bool, figs: dict[str, SdkFigure]) -> None:
         }
     )
     say(describe_rss(f"project venv, median of {len(runs)}", data))
+    if data["httpx_cli_loaded"]:
+        # httpx/__init__ imports its command-line tool when click, rich and pygments are
+        # importable, which they are: the SDK depends on click and rich for its own CLI.
+        blocked = measure_rss(python, server.url, block_httpx_cli=True)
+        saved = (data["rss_end"] - blocked["rss_end"]) / MB
+        slower = 1000 * (data["import_s"] - blocked["import_s"])
+        figure.details.update(
+            {
+                "httpx_cli_loaded": True,
+                "rss_without_httpx_cli_mb": round(blocked["rss_end"] / MB, 1),
+                "import_ms_without_httpx_cli": round(1000 * blocked["import_s"], 1),
+            }
+        )
+        say(
+            f"  note: `import httpx` also imports httpx._main (its CLI: click, rich, pygments),"
+            f" because the SDK's own dependencies make them importable; without it:"
+            f" {blocked['rss_end'] / MB:.1f} MB ({saved:+.1f} MB saved),"
+            f" import {1000 * blocked['import_s']:.0f} ms ({slower:+.0f} ms saved)"
+        )
     if data["server_modules_loaded"]:
         figure.notes.append(
             f"import taskqueue loaded server modules: {data['server_modules_loaded']}"

@@ -57,7 +57,8 @@ class Effects:
     terminal: set[str] = field(default_factory=set)  # tasks that reached a terminal status
     changed: set[str] = field(default_factory=set)  # tasks whose status changed
     logs: set[str] = field(default_factory=set)  # tasks that got new output
-    stop_running: set[str] = field(default_factory=set)  # running tasks whose lease was revoked
+    #: (task id, lease token) of running attempts whose lease was revoked.
+    stop_running: set[tuple[str, str]] = field(default_factory=set)
 
     def merge(self, other: Effects) -> None:
         """Add ``other``'s changes to these."""
@@ -87,24 +88,52 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def _sync_file(path: Path, fd: int | None) -> int:
-    """Sync ``path`` (fdatasync) through ``fd``, reopening it if the file was replaced.
+class _WalSync:
+    """fdatasync of the WAL file, through one descriptor kept open while it stays the same file.
 
-    SQLite keeps the same WAL file while any connection is open (ours is), but checking the
-    inode costs two cheap calls and makes a replaced file impossible to miss.
+    SQLite keeps the same WAL file while any connection is open (ours is), but the inode is
+    checked on every sync (two cheap calls) so a replaced file cannot be missed. When the file
+    is (re)opened, its directory is synced too: a WAL created since the last start is then
+    durable as a directory entry, not just as data.
     """
-    if fd is not None:
+
+    def __init__(self, path: Path) -> None:
+        # SQLite names the WAL after the database's real path (a symlinked file resolves).
+        self.path = Path(f"{os.path.realpath(path)}-wal")
+        self.fd: int | None = None
+
+    def sync(self) -> None:
+        """Make everything committed so far durable; raises OSError if it cannot."""
+        if self.fd is not None:
+            try:
+                same = os.fstat(self.fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                self.close()
+        if self.fd is None:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                directory = os.open(self.path.parent, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+            except BaseException:
+                os.close(fd)
+                raise
+            self.fd = fd
         try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
+            os.fdatasync(self.fd)
+        except OSError:
+            self.close()  # never keep a descriptor we could not use
+            raise
+
+    def close(self) -> None:
+        """Forget the descriptor."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
             os.close(fd)
-            fd = None
-    if fd is None:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    os.fdatasync(fd)
-    return fd
 
 
 def sqlite_engine(path: str | Path) -> Engine:
@@ -257,8 +286,7 @@ class SqliteDatabase:
         return outcomes, effects, True
 
     def _syncer_main(self) -> None:
-        wal = Path(f"{self.path}-wal")
-        fd: int | None = None
+        wal = _WalSync(self.path)
         try:
             while True:
                 first = self._sync_queue.get()
@@ -275,9 +303,9 @@ class SqliteDatabase:
                         pending.append(item)
                 if pending:
                     try:
-                        fd = _sync_file(wal, fd)
+                        wal.sync()
                     except OSError as exc:
-                        log.error("could not sync %s: %s", wal, exc)
+                        log.error("could not sync %s: %s", wal.path, exc)
                         for group, _, _ in pending:
                             self._deliver(group, [(False, exc)] * len(group), Effects())
                     else:
@@ -286,8 +314,7 @@ class SqliteDatabase:
                 if stop:
                     return
         finally:
-            if fd is not None:
-                os.close(fd)
+            wal.close()
 
     def _deliver(
         self, group: list[_Op[Any]], outcomes: list[tuple[bool, Any]], effects: Effects

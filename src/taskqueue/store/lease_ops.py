@@ -17,7 +17,7 @@ from taskqueue.engine import Fail, Retry, after_failure
 from taskqueue.models import TaskStatus
 from taskqueue.store.database import Effects
 from taskqueue.store.rows import dumps, loads
-from taskqueue.store.sql import Tx, insert_rows, marks
+from taskqueue.store.sql import Tx, chunks, insert_rows, marks
 from taskqueue.store.task_ops import (
     cancel_dependents,
     emit,
@@ -148,20 +148,20 @@ _HOLDS = "id = ? AND lease_token = ? AND status = 'Running'"
 
 def heartbeat(
     conn: Tx, fx: Effects, leases: Sequence[tuple[str, str]], lease_us: int, now: int
-) -> list[str]:
-    """Extend the leases held; return the ids of tasks whose lease is no longer ours."""
-    lost: list[str] = []
+) -> list[tuple[str, str]]:
+    """Extend the leases held; return those that are no longer ours."""
+    lost: list[tuple[str, str]] = []
     for task_id, token in leases:
         cursor = conn.execute(
             f"UPDATE tasks SET lease_expires_at = ? WHERE {_HOLDS}",
             (now + lease_us, task_id, token),
         )
         if cursor.rowcount == 0:
-            lost.append(task_id)
+            lost.append((task_id, token))
     return lost
 
 
-def lost_leases(conn: Tx, leases: Sequence[tuple[str, str]]) -> list[str]:
+def lost_leases(conn: Tx, leases: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """Read-only: which of these leases are no longer held (cancelled, reaped, re-claimed)."""
     if not leases:
         return []
@@ -172,7 +172,7 @@ def lost_leases(conn: Tx, leases: Sequence[tuple[str, str]]) -> list[str]:
             f"SELECT id, lease_token, status FROM tasks WHERE id IN ({marks(ids)})", ids
         )
     }
-    return [task_id for task_id, token in leases if current.get(task_id) != (token, _R)]
+    return [(task_id, token) for task_id, token in leases if current.get(task_id) != (token, _R)]
 
 
 def append_output(
@@ -329,11 +329,11 @@ def finish(
     dependents = [
         r[0] for r in conn.execute("SELECT task_id FROM task_deps WHERE depends_on = ?", (task_id,))
     ]
-    if dependents:
+    for part in chunks(dependents):
         released = conn.execute(
-            f"UPDATE tasks SET waiting_on = waiting_on - 1 WHERE id IN ({marks(dependents)})"
+            f"UPDATE tasks SET waiting_on = waiting_on - 1 WHERE id IN ({marks(part)})"
             " AND status = 'Pending' RETURNING waiting_on",
-            dependents,
+            list(part),
         ).fetchall()
         if any(r[0] == 0 for r in released):
             fx.wake = True
@@ -385,5 +385,5 @@ def reap_expired(
     for row in rows:
         _end_attempt_row(conn, row, _F, outcome, now)
         _fail_attempt(conn, fx, row, outcome, now, rng)
-        fx.stop_running.add(row["id"])
+        fx.stop_running.add((row["id"], row["lease_token"]))
     return [row["id"] for row in rows]

@@ -12,12 +12,20 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["Tx", "insert_rows", "marks"]
+__all__ = ["IN_CHUNK", "Tx", "chunks", "insert_rows", "marks"]
+
+#: Most values bound in one ``IN (...)`` list (SQLite's default limit is 32,766 variables).
+IN_CHUNK = 500
 
 #: The connection every store function runs on, inside the writer's transaction or a read.
 Tx = sqlite3.Connection
 
 _INSERT_CACHE: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> list[Sequence[Any]]:
+    """``values`` in slices small enough for one ``IN (...)`` list."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def marks(values: Sequence[Any] | Iterable[Any]) -> str:

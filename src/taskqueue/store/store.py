@@ -55,7 +55,7 @@ class Store:
         self.work_available: asyncio.Event = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._log_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._stop_listeners: list[Callable[[set[str]], None]] = []
+        self._stop_listeners: list[Callable[[set[tuple[str, str]]], None]] = []
         self._rng = random.Random()
 
     # ------------------------------------------------------------------ lifecycle
@@ -94,8 +94,8 @@ class Store:
             for listener in self._stop_listeners:
                 listener(fx.stop_running)
 
-    def on_stop_running(self, listener: Callable[[set[str]], None]) -> None:
-        """Call ``listener`` with the ids of running tasks whose lease was revoked here."""
+    def on_stop_running(self, listener: Callable[[set[tuple[str, str]]], None]) -> None:
+        """Call ``listener`` with (task id, lease token) of attempts revoked in this process."""
         self._stop_listeners.append(listener)
 
     async def _wait_change(
@@ -243,15 +243,17 @@ class Store:
         now = now_us()
         return self.db.read(lambda c: queries.has_expired_leases(c, now))
 
-    async def heartbeat(self, leases: Sequence[tuple[str, str]], lease_s: float) -> list[str]:
-        """Extend leases; the ids of tasks no longer held."""
+    async def heartbeat(
+        self, leases: Sequence[tuple[str, str]], lease_s: float
+    ) -> list[tuple[str, str]]:
+        """Extend leases; the (task id, token) pairs no longer held."""
         now = now_us()
         lease_us = int(lease_s * 1_000_000)
         return await self.db.write(
             lambda c, fx: lease_ops.heartbeat(c, fx, leases, lease_us, now), durable=False
         )
 
-    def lost_leases(self, leases: Sequence[tuple[str, str]]) -> list[str]:
+    def lost_leases(self, leases: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """Which of these leases are no longer held (a cheap read)."""
         return self.db.read(lambda c: lease_ops.lost_leases(c, leases))
 

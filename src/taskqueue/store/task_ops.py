@@ -17,7 +17,7 @@ from taskqueue.store.database import Effects
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound
 from taskqueue.store.ids import new_id, new_token
 from taskqueue.store.rows import dumps, from_us, loads, task_to_dict, to_us
-from taskqueue.store.sql import Tx, insert_rows, marks
+from taskqueue.store.sql import Tx, chunks, insert_rows, marks
 
 __all__ = [
     "IdempotencyRequest",
@@ -32,6 +32,9 @@ __all__ = [
     "retry_task",
     "update_task",
 ]
+
+#: Most dependency edges one create request may add (each is a row and an index entry).
+MAX_EDGES_PER_REQUEST = 50_000
 
 _P, _R = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
 _C, _F, _X = TaskStatus.COMPLETED.value, TaskStatus.FAILED.value, TaskStatus.CANCELLED.value
@@ -119,8 +122,10 @@ def _resolve_dependencies(
     errors: list[dict[str, Any]] = []
     resolved: list[list[str]] = []
     existing: set[str] = set()
+    total_edges = 0
     for index, item in enumerate(items):
         deps: list[str] = []
+        seen: set[str] = set()
         for position, dep in enumerate(item.dependencies):
             loc = (
                 ["tasks", index, "dependencies", position] if batch else ["dependencies", position]
@@ -157,9 +162,11 @@ def _resolve_dependencies(
             else:
                 assert task_id is not None
                 existing.add(task_id)
-            if task_id not in deps:
+            if task_id not in seen:
+                seen.add(task_id)
                 deps.append(task_id)
         resolved.append(deps)
+        total_edges += len(deps)
         if item.ref is not None:
             if item.ref in refs:
                 errors.append(
@@ -178,11 +185,23 @@ def _resolve_dependencies(
                     }
                 )
             refs[item.ref] = index
+    if total_edges > MAX_EDGES_PER_REQUEST:
+        raise InvalidInput(
+            f"the request has {total_edges} dependencies; the limit is {MAX_EDGES_PER_REQUEST}",
+            [
+                {
+                    "loc": ["dependencies"],
+                    "msg": "too many dependencies in one request",
+                    "type": "too_long",
+                }
+            ],
+        )
     statuses: dict[str, str] = {}
     if existing:
         ids = list(existing)
-        found = conn.execute(f"SELECT id, status FROM tasks WHERE id IN ({marks(ids)})", ids)
-        statuses = {r["id"]: r["status"] for r in found}
+        for part in chunks(ids):
+            found = conn.execute(f"SELECT id, status FROM tasks WHERE id IN ({marks(part)})", part)
+            statuses.update({r["id"]: r["status"] for r in found})
     for index, (item, deps) in enumerate(zip(items, resolved, strict=True)):
         for position, dep_id in enumerate(deps):
             if dep_id in existing:
@@ -354,17 +373,23 @@ def cancel_dependents(conn: Tx, fx: Effects, task_ids: Iterable[str], now: int) 
     """Cancel, transitively, every unfinished task that depends on one of ``task_ids``."""
     frontier = list(task_ids)
     while frontier:
-        dependents = conn.execute(
-            "SELECT t.id, t.project_id, d.depends_on, p.status AS parent_status"
-            " FROM task_deps d JOIN tasks t ON t.id = d.task_id"
-            " JOIN tasks p ON p.id = d.depends_on"
-            f" WHERE d.depends_on IN ({marks(frontier)}) AND t.status = 'Pending'",
-            frontier,
-        ).fetchall()
+        dependents = [
+            row
+            for part in chunks(frontier)
+            for row in conn.execute(
+                "SELECT t.id, t.project_id, d.depends_on, p.status AS parent_status"
+                " FROM task_deps d JOIN tasks t ON t.id = d.task_id"
+                " JOIN tasks p ON p.id = d.depends_on"
+                f" WHERE d.depends_on IN ({marks(part)}) AND t.status = 'Pending'",
+                list(part),
+            )
+        ]
         frontier = []
+        done: set[str] = set()
         for dep in dependents:
-            if dep["id"] in frontier:
+            if dep["id"] in done:
                 continue
+            done.add(dep["id"])
             reason = dependency_block_reason(dep["depends_on"], TaskStatus(dep["parent_status"]))
             reason = reason or f"dependency {dep['depends_on']} cannot complete"
             conn.execute(
@@ -389,7 +414,7 @@ def cancel_task(
     check_transition_or_conflict(TaskStatus(status), TaskStatus.CANCELLED)
     if status == _R:
         end_attempt(conn, task_id, row["attempt"], _X, now, row["started_at"], error=reason)
-        fx.stop_running.add(task_id)
+        fx.stop_running.add((task_id, row["lease_token"]))
     conn.execute(
         "UPDATE tasks SET status = 'Cancelled', status_reason = ?, finished_at = ?,"
         " updated_at = ?, lease_token = NULL, lease_expires_at = NULL WHERE id = ?",
@@ -449,6 +474,8 @@ def retry_task(conn: Tx, fx: Effects, task_id: str, now: int) -> dict[str, Any]:
         }
         for dep_id in dep_ids:
             status = found.get(dep_id)
+            if status is None:
+                raise Conflict(f"dependency {dep_id} no longer exists; the task cannot run")
             if status in (_F, _X):
                 raise Conflict(f"dependency {dep_id} is {status}; retry it first")
             if status != _C:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 __all__ = ["CommandResult", "OutputCapture", "kill_group", "run_command"]
 
+#: Signals Python ignores that a command must get back at their default disposition.
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 #: Bytes of each stream's end kept for ``result.stdout_tail`` / ``stderr_tail``.
 TAIL_BYTES = 4096
 _READ_SIZE = 65536
@@ -112,7 +114,9 @@ def _exit_code(status: int) -> int:
 class _NativeSpawn:
     """``posix_spawn`` from libc through ctypes, which releases the GIL while it runs."""
 
-    #: glibc's flag for "call setsid() in the child".
+    #: glibc's flags: reset the given signals to their default, set the signal mask, setsid().
+    SETSIGDEF = 0x04
+    SETSIGMASK = 0x08
     SETSID = 0x80
     #: Bytes reserved for posix_spawnattr_t / posix_spawn_file_actions_t (glibc uses 336 / 80).
     OPAQUE = 1024
@@ -121,6 +125,16 @@ class _NativeSpawn:
         name = ctypes.util.find_library("c")
         libc = ctypes.CDLL(name, use_errno=True) if name else None
         self.libc = libc if libc is not None and hasattr(libc, "posix_spawn") else None
+        # Python ignores SIGPIPE and SIGXFSZ, and "ignored" survives exec: a command like
+        # `yes | head -1` would never end. The child gets them back at their defaults, and an
+        # empty signal mask.
+        self.sigdefault = ctypes.create_string_buffer(self.OPAQUE)
+        self.sigmask = ctypes.create_string_buffer(self.OPAQUE)
+        if self.libc is not None:
+            self.libc.sigemptyset(self.sigdefault)
+            for sig in RESET_SIGNALS:
+                self.libc.sigaddset(self.sigdefault, int(sig))
+            self.libc.sigemptyset(self.sigmask)
 
     def __call__(
         self, argv: list[str], env: Mapping[str, str], stdin_path: str, out_w: int, err_w: int
@@ -132,7 +146,11 @@ class _NativeSpawn:
         libc.posix_spawnattr_init(attr)
         libc.posix_spawn_file_actions_init(actions)
         try:
-            libc.posix_spawnattr_setflags(attr, ctypes.c_short(self.SETSID))
+            libc.posix_spawnattr_setflags(
+                attr, ctypes.c_short(self.SETSID | self.SETSIGDEF | self.SETSIGMASK)
+            )
+            libc.posix_spawnattr_setsigdefault(attr, self.sigdefault)
+            libc.posix_spawnattr_setsigmask(attr, self.sigmask)
             libc.posix_spawn_file_actions_addopen(
                 actions, 0, os.fsencode(stdin_path), os.O_RDONLY, 0
             )
@@ -170,6 +188,8 @@ def _spawn_blocking(
             (os.POSIX_SPAWN_DUP2, err_w, 2),
         ],
         setsid=True,
+        setsigdef=RESET_SIGNALS,
+        setsigmask=(),
     )
 
 

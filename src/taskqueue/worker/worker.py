@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -114,15 +115,19 @@ class Worker:
             asyncio.create_task(self._reap_loop(), name="taskqueue-reaper"),
         ]
         try:
-            await self._claim_loop()
-            await self._drain()
+            try:
+                await self._claim_loop()
+            finally:
+                # However the loop ended, running commands are finished or handed back.
+                await self._drain()
         finally:
             for task in side:
                 task.cancel()
             for task in side:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            self._runners.shutdown(wait=True)
+            # The runners are idle now; joining them must still not block the event loop.
+            await asyncio.to_thread(self._runners.shutdown, True)
             with contextlib.suppress(OSError):
                 self._null_input.unlink()
                 self._files.rmdir()
@@ -173,8 +178,11 @@ class Worker:
                 if done or not have_slots:
                     return
                 # Poll: work made runnable by another process, or a retry that came due.
-                if self.store.has_runnable(self.settings.queues):
-                    return
+                try:
+                    if self.store.has_runnable(self.settings.queues):
+                        return
+                except Exception as exc:  # a locked or unreadable file: keep polling
+                    log.warning("checking for work failed: %s", exc)
                 deadline = time.monotonic() + self.settings.poll_interval
         finally:
             for waiter in waits:
@@ -189,7 +197,7 @@ class Worker:
         while self._ready and self._active < self.settings.concurrency:
             run = self._ready.popleft()
             if run.lost:
-                self.running.pop(run.claimed.id, None)
+                self._forget(run)
                 continue
             self._active += 1
             task = asyncio.create_task(self._execute(run), name=f"taskqueue-task-{run.claimed.id}")
@@ -228,7 +236,12 @@ class Worker:
         finally:
             if holds_slot:
                 self._free_slot()
-            self.running.pop(claimed.id, None)
+            self._forget(run)
+
+    def _forget(self, run: _Run) -> None:
+        # A newer attempt of the same task may already be here; leave that one alone.
+        if self.running.get(run.claimed.id) is run:
+            del self.running[run.claimed.id]
 
     def _free_slot(self) -> None:
         self._active -= 1
@@ -351,15 +364,16 @@ class Worker:
 
     # ------------------------------------------------------------------ leases
 
-    def _lose(self, task_id: str) -> None:
+    def _lose(self, task_id: str, token: str) -> None:
+        """Stop the attempt held under ``token`` (never a newer attempt of the same task)."""
         run = self.running.get(task_id)
-        if run is not None and not run.lost:
+        if run is not None and run.claimed.lease_token == token and not run.lost:
             run.lost = True
             run.halt.set()
 
-    def _on_revoked(self, task_ids: set[str]) -> None:
-        for task_id in task_ids & self.running.keys():
-            self._lose(task_id)
+    def _on_revoked(self, leases: set[tuple[str, str]]) -> None:
+        for task_id, token in leases:
+            self._lose(task_id, token)
 
     def _leases(self) -> list[tuple[str, str]]:
         return [(r.claimed.id, r.claimed.lease_token) for r in self.running.values() if not r.lost]
@@ -376,8 +390,8 @@ class Worker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            for task_id in lost:
-                self._lose(task_id)
+            for task_id, token in lost:
+                self._lose(task_id, token)
 
     async def _watch_loop(self) -> None:
         while True:
@@ -390,8 +404,8 @@ class Worker:
             except Exception as exc:  # pragma: no cover - a locked or vanished database file
                 log.warning("lease check failed: %s", exc)
                 continue
-            for task_id in lost:
-                self._lose(task_id)
+            for task_id, token in lost:
+                self._lose(task_id, token)
 
     async def _reap_loop(self) -> None:
         interval = min(5.0, self.settings.lease_seconds / 3)
@@ -420,7 +434,7 @@ class Worker:
                 return_exceptions=True,
             )
             for run in waiting:
-                self.running.pop(run.claimed.id, None)
+                self._forget(run)
         if self._tasks:
             log.info(
                 "draining %d running task(s), up to %ss",
@@ -444,16 +458,61 @@ def _worth_keeping(write: asyncio.Future[bool]) -> bool:
     return write.exception() is not None or write.result() is False
 
 
+#: Deepest nesting accepted in a command's JSON result (the API's serialiser stops at 255).
+MAX_RESULT_DEPTH = 100
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _result_problem(value: Any) -> str | None:
+    """Why a parsed result cannot be stored and served as JSON, or None."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_RESULT_DEPTH:
+            return f"nests deeper than {MAX_RESULT_DEPTH} levels"
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not -(2**63) <= item < 2**63:
+            return "has an integer that does not fit in 64 bits"
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return None
+
+
 def _read_output(path: str) -> tuple[Any, str | None]:
-    """The JSON a command wrote to ``$TASKQUEUE_OUTPUT``, or an error saying why not."""
+    """The JSON a command wrote to ``$TASKQUEUE_OUTPUT``, or an error saying why not.
+
+    Only a regular file is read (not a symlink, a FIFO or a device), and at most the limit.
+    """
     try:
-        size = os.path.getsize(path)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
         return None, None
-    if size > MAX_RESULT_BYTES:
-        return None, f"$TASKQUEUE_OUTPUT is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+    except OSError as exc:
+        return None, f"$TASKQUEUE_OUTPUT cannot be read ({exc.strerror}); write a regular file"
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle), None
-    except (ValueError, UnicodeDecodeError) as exc:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, "$TASKQUEUE_OUTPUT is not a regular file"
+        data = b""
+        while len(data) <= MAX_RESULT_BYTES:
+            piece = os.read(fd, MAX_RESULT_BYTES + 1 - len(data))
+            if not piece:
+                break
+            data += piece
+    finally:
+        os.close(fd)
+    if len(data) > MAX_RESULT_BYTES:
+        return None, f"$TASKQUEUE_OUTPUT is over the limit of {MAX_RESULT_BYTES} bytes"
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return None, f"$TASKQUEUE_OUTPUT is not valid JSON: {exc}"
+    problem = _result_problem(value)
+    if problem is not None:
+        return None, f"$TASKQUEUE_OUTPUT {problem}"
+    return value, None

@@ -1,0 +1,48 @@
+"""Fixtures of the CLI tests: one real server per module, and no real home directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli.helpers import LEAKY
+from tests.conftest import ServerProcess, free_port
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the whole module (tests use their own names and queues)."""
+    root = tmp_path_factory.mktemp("cli")
+    server = ServerProcess(
+        db=root / "cli.db", port=free_port(), log=root / "server.log", args=["--drain-timeout", "1"]
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api(live: ServerProcess) -> Iterator[httpx.Client]:
+    """Plain HTTP on the module's server: what the API says, to check the CLI against."""
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """No test reads or writes the real user's config: a temp XDG home and working directory."""
+    home = tmp_path / "xdg"
+    home.mkdir()
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.setenv("NO_COLOR", "1")
+    for name in LEAKY:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(work)
+    yield home
