@@ -191,7 +191,7 @@ def _resolve_dependencies(
             [
                 {
                     "loc": ["dependencies"],
-                    "msg": "too many dependencies in one request",
+                    "msg": f"{total_edges} in one request; the limit is {MAX_EDGES_PER_REQUEST}",
                     "type": "too_long",
                 }
             ],
