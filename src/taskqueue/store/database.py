@@ -16,8 +16,10 @@ a promise (claims, heartbeats, output: at-least-once execution redoes them) are 
 committed: the WAL is in the operating system's hands from the commit on.
 
 The ``effects`` a function fills (tasks made runnable, tasks that ended...) are handed to
-``on_commit`` on the event loop when its futures resolve, so waiters wake only for changes that
-are durable.
+``on_commit`` on the event loop when its futures resolve, so notified waiters wake for changes
+that are durable. Reads on other connections see a commit as soon as it is made, a moment
+before its sync: a power cut in that moment can undo a change a reader saw, never one a writer
+was told about.
 """
 
 from __future__ import annotations
