@@ -87,8 +87,7 @@ def error_lines(stderr: str) -> list[str]:
     return [
         line
         for line in stderr.splitlines()
-        if line.strip()
-        and not line.startswith(("Usage:", "Try '", "hint:"))
+        if line.strip() and not line.startswith(("Usage:", "Try '", "hint:"))
     ]
 
 

@@ -75,9 +75,9 @@ def test_list_table_json_yaml_and_paging(live: ServerProcess, api: httpx.Client)
     assert yaml.safe_load(as_yaml.stdout) == listed
 
     page = cli(live.url, "projects", "list", "--limit", "1", "--offset", "1", "-o", "json")
-    assert json.loads(page.stdout) == get(api, "/api/projects", {"limit": 1, "offset": 1})[
-        "projects"
-    ]
+    assert (
+        json.loads(page.stdout) == get(api, "/api/projects", {"limit": 1, "offset": 1})["projects"]
+    )
     assert len(json.loads(page.stdout)) == 1
 
 

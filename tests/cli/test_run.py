@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -206,3 +207,28 @@ def test_run_needs_a_command(live: ServerProcess, api: httpx.Client) -> None:
     assert bad_env.returncode == 2
     assert_one_clear_error(bad_env.stderr, "NOEQUALS", "KEY=VALUE")
     assert task_count(api) == before
+
+
+def test_ctrl_c_cancels_the_task_and_exits_130(live: ServerProcess, api: httpx.Client) -> None:
+    process = subprocess.Popen(
+        [str(BIN), "--base-url", live.url, "run", "--name", "run-ctrl-c", "--", "sh", "-c",
+         "echo started; sleep 30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=sub_env(),
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "started\n"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "cancelled task" in err
+    assert "Traceback" not in err
+    task = newest(api, "run-ctrl-c")
+    assert wait_status(api, task["id"], timeout=15)["status"] == "Cancelled"

@@ -274,9 +274,10 @@ def test_list_filters_and_formats(live: ServerProcess, api: httpx.Client) -> Non
     filtered = cli(
         live.url, "tasks", "list", "--queue", "q-list", "--priority", "High", "-o", "json"
     )
-    assert json.loads(filtered.stdout) == get(
-        api, "/api/tasks", {"queue": "q-list", "priority": "High"}
-    )["tasks"]
+    assert (
+        json.loads(filtered.stdout)
+        == get(api, "/api/tasks", {"queue": "q-list", "priority": "High"})["tasks"]
+    )
 
 
 def test_get_table_json_and_yaml(live: ServerProcess, api: httpx.Client) -> None:
@@ -290,7 +291,10 @@ def test_get_table_json_and_yaml(live: ServerProcess, api: httpx.Client) -> None
     assert shown["exit code"] == "4"
 
     expected = get(api, f"/api/tasks/{task['id']}")
-    for args in (["-o", "json", "tasks", "get", task["id"]], ["tasks", "get", task["id"], "-o", "json"]):
+    for args in (
+        ["-o", "json", "tasks", "get", task["id"]],
+        ["tasks", "get", task["id"], "-o", "json"],
+    ):
         result = cli(live.url, *args)
         assert result.exit_code == 0
         assert json.loads(result.stdout) == expected
@@ -469,9 +473,10 @@ def test_logs_split_stdout_and_stderr(live: ServerProcess, api: httpx.Client) ->
     as_yaml = cli(live.url, "-o", "yaml", "tasks", "logs", task["id"])
     assert yaml.safe_load(as_yaml.stdout) == expected
     stdout_only = cli(live.url, "tasks", "logs", task["id"], "--stream", "stdout", "-o", "json")
-    assert json.loads(stdout_only.stdout) == get(
-        api, f"/api/tasks/{task['id']}/logs", {"stream": "stdout"}
-    )["chunks"]
+    assert (
+        json.loads(stdout_only.stdout)
+        == get(api, f"/api/tasks/{task['id']}/logs", {"stream": "stdout"})["chunks"]
+    )
 
 
 def test_logs_of_a_task_without_output(live: ServerProcess, api: httpx.Client) -> None:
@@ -511,9 +516,7 @@ def test_logs_follow_streams_until_the_end(live: ServerProcess, api: httpx.Clien
 
 
 def test_attempts_table_and_json(live: ServerProcess, api: httpx.Client) -> None:
-    task = make_task(
-        api, "attempts-me", "exit 7", queue="default", retry_attempts=1, retry_delay=0
-    )
+    task = make_task(api, "attempts-me", "exit 7", queue="default", retry_attempts=1, retry_delay=0)
     assert wait_status(api, task["id"])["status"] == "Failed"
     table = cli(live.url, "tasks", "attempts", task["id"])
     assert table.exit_code == 0, table.output

@@ -115,24 +115,27 @@ def test_kill9_of_the_server_loses_no_acknowledged_task(make_server: MakeServer)
 
 
 def test_kill9_of_a_worker_mid_task_is_retried_by_another(
-    make_server: MakeServer, start_worker: Callable[..., subprocess.Popen[bytes]]
+    make_server: MakeServer,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
 ) -> None:
     server = make_server("--workers", "0")
+    pids = tmp_path / "pids"
     with httpx.Client(base_url=server.url, timeout=30) as api:
         task = api.post(
             "/api/tasks",
             json={
                 "name": "survivor",
                 "retry_delay": 0,
-                "command": 'echo "attempt $TASKQUEUE_ATTEMPT";'
-                ' [ "$TASKQUEUE_ATTEMPT" = 1 ] && sleep 5; true',
+                "command": f"echo $$ >> {pids}; sleep 300 & echo $! >> {pids};"
+                ' [ "$TASKQUEUE_ATTEMPT" = 1 ] && wait; true',
             },
         ).json()
         first = start_worker(server.db, "--lease-seconds", "2")
         _wait_until(
-            lambda: api.get(f"/api/tasks/{task['id']}").json()["status"] == "Running",
+            lambda: pids.exists() and len(pids.read_text().split()) == 2,
             15,
-            "the first worker to start the task",
+            "the first worker to start the command",
         )
         first.kill()
         first.wait()
@@ -145,6 +148,13 @@ def test_kill9_of_a_worker_mid_task_is_retried_by_another(
         assert "lease expired" in attempts[0]["error"]
         assert attempts[1]["status"] == "Completed"
         assert attempts[0]["worker_id"] != attempts[1]["worker_id"]
+    # The dead worker's command and its background sleep were found and killed by the other
+    # worker (the second attempt's own sleep died with its shell's group).
+    orphans = [int(p) for p in pids.read_text().split()]
+    assert len(orphans) == 4
+    _wait_until(
+        lambda: not any(_alive(pid) for pid in orphans), 10, "the orphaned commands to be killed"
+    )
 
 
 # ----------------------------------------------------------------------------- promise 2

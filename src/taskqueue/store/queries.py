@@ -7,13 +7,14 @@ from typing import Any
 from taskqueue.models import TaskFilters
 from taskqueue.store.errors import NotFound
 from taskqueue.store.rows import attempt_to_dict, project_to_dict, task_to_dict, to_us
-from taskqueue.store.sql import Tx, marks
+from taskqueue.store.sql import Tx, chunks, marks
 
 __all__ = [
     "get_project",
     "get_task",
     "has_expired_leases",
     "has_runnable",
+    "held_attempts",
     "list_attempts",
     "list_projects",
     "list_tasks",
@@ -158,3 +159,17 @@ def has_expired_leases(conn: Tx, now: int) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def held_attempts(conn: Tx, attempts: list[tuple[str, int]], now: int) -> set[tuple[str, int]]:
+    """Which (task id, attempt) pairs are running under a lease that has not expired."""
+    held: set[tuple[str, int]] = set()
+    ids = sorted({task_id for task_id, _ in attempts})
+    for part in chunks(ids):
+        rows = conn.execute(
+            f"SELECT id, attempt FROM tasks WHERE id IN ({marks(part)})"
+            " AND status = 'Running' AND lease_expires_at >= ?",
+            [*part, now],
+        )
+        held.update((r["id"], r["attempt"]) for r in rows)
+    return held & set(attempts)

@@ -243,6 +243,11 @@ class Store:
         now = now_us()
         return self.db.read(lambda c: queries.has_expired_leases(c, now))
 
+    def held_attempts(self, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which (task id, attempt) pairs are still running under a live lease (a read)."""
+        now = now_us()
+        return self.db.read(lambda c: queries.held_attempts(c, list(attempts), now))
+
     async def heartbeat(
         self, leases: Sequence[tuple[str, str]], lease_s: float
     ) -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from taskqueue.store import Claimed, Outcome, Store
+from taskqueue.worker.orphans import find_attempt_processes, kill_groups
 from taskqueue.worker.process import OutputCapture, run_command
 
 __all__ = ["Worker", "WorkerSettings"]
@@ -114,6 +115,7 @@ class Worker:
             asyncio.create_task(self._watch_loop(), name="taskqueue-lease-watch"),
             asyncio.create_task(self._reap_loop(), name="taskqueue-reaper"),
         ]
+        await self._sweep_orphans()
         try:
             try:
                 await self._claim_loop()
@@ -418,8 +420,22 @@ class Worker:
                         log.warning(
                             "reaped %d task(s) whose worker stopped responding", len(reaped)
                         )
+                        await self._sweep_orphans()
             except Exception as exc:
                 log.warning("reaper failed: %s", exc)
+
+    async def _sweep_orphans(self) -> None:
+        """Kill commands on this host whose attempt no worker holds any more."""
+        try:
+            found = await asyncio.to_thread(find_attempt_processes)
+            if not found:
+                return
+            held = self.store.held_attempts([(p.task_id, p.attempt) for p in found])
+            doomed = [p for p in found if (p.task_id, p.attempt) not in held]
+            if doomed:
+                await asyncio.to_thread(kill_groups, doomed)
+        except Exception as exc:  # pragma: no cover - best effort; the reaper goes on
+            log.warning("looking for orphaned commands failed: %s", exc)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -1,0 +1,90 @@
+"""Finding and stopping commands whose worker died.
+
+A worker killed with SIGKILL cannot stop the commands it was running. Every command carries
+``TASKQUEUE_TASK_ID`` and ``TASKQUEUE_ATTEMPT`` in its environment, so another worker on the
+same host finds them in ``/proc``: when it reaps an expired attempt, and once when it starts, it
+kills the process group of every attempt that is no longer held. A process is recognised by its
+own environment, never by a pid that could have been reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["AttemptProcess", "find_attempt_processes", "kill_groups"]
+
+log: logging.Logger = logging.getLogger(__name__)
+
+_ID = b"TASKQUEUE_TASK_ID="
+_ATTEMPT = b"TASKQUEUE_ATTEMPT="
+
+
+@dataclass(frozen=True)
+class AttemptProcess:
+    """A process running (part of) one attempt of a task."""
+
+    pid: int
+    pgid: int
+    task_id: str
+    attempt: int
+
+
+def _environ_of(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read()
+    except OSError:  # gone, or not ours to read
+        return None
+
+
+def find_attempt_processes(proc: str = "/proc") -> list[AttemptProcess]:
+    """Every process on this host that a taskqueue worker started for an attempt."""
+    found: list[AttemptProcess] = []
+    own = os.getpid()
+    try:
+        entries = os.listdir(proc)
+    except OSError:  # pragma: no cover - no /proc on this system
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        environ = _environ_of(int(entry))
+        if not environ or _ID not in environ:
+            continue
+        task_id = attempt = None
+        for item in environ.split(b"\0"):
+            if item.startswith(_ID):
+                task_id = item[len(_ID) :].decode(errors="replace")
+            elif item.startswith(_ATTEMPT):
+                attempt = item[len(_ATTEMPT) :].decode(errors="replace")
+        if task_id is None or attempt is None or not attempt.isdigit():
+            continue
+        try:
+            pgid = os.getpgid(int(entry))
+        except OSError:
+            continue
+        found.append(AttemptProcess(int(entry), pgid, task_id, int(attempt)))
+    return found
+
+
+def kill_groups(processes: Iterable[AttemptProcess]) -> int:
+    """SIGKILL the process groups of ``processes``; how many groups were killed.
+
+    Each attempt's command leads a group of its own (it was started with setsid), so killing
+    the group stops the attempt and whatever it started, and nothing else. The caller's own
+    group is never touched.
+    """
+    own = os.getpgid(0)
+    killed = 0
+    for pgid in {p.pgid for p in processes if p.pgid > 1 and p.pgid != own}:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            continue
+        killed += 1
+        log.warning("killed process group %d, left running by a worker that stopped", pgid)
+    return killed
