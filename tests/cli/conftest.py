@@ -32,7 +32,7 @@ def api(live: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(autouse=True)
-def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test reads or writes the real user's config: a temp XDG home and working directory."""
     home = tmp_path / "xdg"
     home.mkdir()
@@ -43,4 +43,4 @@ def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     for name in LEAKY:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(work)
-    yield home
+    return home

@@ -42,7 +42,11 @@ def cli(
     runner = CliRunner()
     full = ["--base-url", url, *args] if url is not None else list(args)
     return runner.invoke(
-        main, full, input=input, env={"NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+        main,
+        full,
+        input=input,
+        env={"NO_COLOR": "1", "COLUMNS": "200", **(env or {})},
+        prog_name="taskqueue",
     )
 
 

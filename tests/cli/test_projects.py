@@ -203,7 +203,7 @@ def test_unknown_project_id_exits_3(live: ServerProcess, args: list[str]) -> Non
 def test_unknown_project_name_exits_3(
     live: ServerProcess, api: httpx.Client, args: list[str]
 ) -> None:
-    """``projects get NAME`` takes a name: none by that name is "not found" (3), not a usage error."""
+    """A name no project has is "not found" (3), not a usage error about an option."""
     before = project_count(api)
     result = tq(*args, url=live.url)
     assert "no-such-project" in result.stderr

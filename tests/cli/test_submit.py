@@ -246,46 +246,52 @@ def test_progress_bar_on_a_terminal(live: ServerProcess, api: httpx.Client, tmp_
 # ------------------------------------------------------------------------------ bad files
 
 
+BAD_FILES: list[tuple[str, str, list[str]]] = [
+    (
+        "cycle.yaml",
+        "- {name: cy-a, command: 'true', dependencies: [cy-b]}\n"
+        "- {name: cy-b, command: 'true', dependencies: [cy-c]}\n"
+        "- {name: cy-c, command: 'true', dependencies: [cy-a]}\n",
+        ["dependency cycle", "cy-a", "cy-b", "cy-c"],
+    ),
+    (
+        "self.yaml",
+        "- {name: self-a, command: 'true', dependencies: [self-a]}\n",
+        ["dependency cycle", "self-a"],
+    ),
+    (
+        "dup.yaml",
+        "- {name: dup-a, command: 'true'}\n- {name: dup-a, command: 'false'}\n",
+        ["two entries are named 'dup-a'"],
+    ),
+    (
+        "bad.yaml",
+        "- name: by-a\n  command: 'true'\n- name: [unclosed\n  command: x\n",
+        ["invalid YAML", "line 3"],
+    ),
+    (
+        "bad.jsonl",
+        '{"name": "bj-a", "command": "true"}\n\n{"name": "bj-b", command}\n',
+        ["line 3", "not JSON"],
+    ),
+    (
+        "doc.json",
+        '[\n  {"name": "jd-a", "command": "true"},\n  {"name": "jd-b", command: "x"}\n]\n',
+        ["line 3"],
+    ),
+    ("empty.yaml", "", ["expected a list of tasks"]),
+    ("scalar.json", "42\n", ["expected a list of tasks"]),
+    ("noname.yaml", "- command: 'true'\n", ["entry 1 has no name"]),
+    (
+        "deps.yaml",
+        "- {name: dl-a, command: 'true', dependencies: {x: 1}}\n",
+        ["dependencies must be a list"],
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("filename", "text", "expected"),
-    [
-        (
-            "cycle.yaml",
-            "- {name: cy-a, command: 'true', dependencies: [cy-b]}\n"
-            "- {name: cy-b, command: 'true', dependencies: [cy-c]}\n"
-            "- {name: cy-c, command: 'true', dependencies: [cy-a]}\n",
-            ["dependency cycle", "cy-a", "cy-b", "cy-c"],
-        ),
-        (
-            "self.yaml",
-            "- {name: self-a, command: 'true', dependencies: [self-a]}\n",
-            ["dependency cycle", "self-a"],
-        ),
-        (
-            "dup.yaml",
-            "- {name: dup-a, command: 'true'}\n- {name: dup-a, command: 'false'}\n",
-            ["two entries are named 'dup-a'"],
-        ),
-        (
-            "bad.yaml",
-            "- name: by-a\n  command: 'true'\n- name: [unclosed\n  command: x\n",
-            ["invalid YAML", "line 3"],
-        ),
-        (
-            "bad.jsonl",
-            '{"name": "bj-a", "command": "true"}\n\n{"name": "bj-b", command}\n',
-            ["line 3", "not JSON"],
-        ),
-        ("empty.yaml", "", ["expected a list of tasks"]),
-        ("scalar.json", "42\n", ["expected a list of tasks"]),
-        ("noname.yaml", "- command: 'true'\n", ["entry 1 has no name"]),
-        (
-            "deps.yaml",
-            "- {name: dl-a, command: 'true', dependencies: {x: 1}}\n",
-            ["dependencies must be a list"],
-        ),
-    ],
-    ids=lambda value: value if isinstance(value, str) and "." in value else "",
+    ("filename", "text", "expected"), BAD_FILES, ids=[case[0] for case in BAD_FILES]
 )
 def test_bad_files_are_usage_errors(
     live: ServerProcess,
@@ -320,4 +326,27 @@ def test_an_entry_the_server_refuses_creates_nothing(
     result = tq("submit", str(write(tmp_path, "refused.yaml", text)), url=live.url)
     assert result.returncode == 5, result.stderr
     assert_one_clear_error(result.stderr, "priority")
+    assert task_count(api) == before
+
+
+def test_a_refused_entry_is_named_as_in_the_file(
+    live: ServerProcess, api: httpx.Client, tmp_path: Path
+) -> None:
+    """The entries are reordered before sending; the error must still say which entry is wrong."""
+    text = """\
+- name: third-entry
+  command: 'true'
+  dependencies: [second-entry]
+- name: second-entry
+  command: 'true'
+  dependencies: [first-entry]
+- name: first-entry
+  command: 'true'
+  priority: Urgent
+"""
+    before = task_count(api)
+    result = tq("submit", str(write(tmp_path, "order.yaml", text)), url=live.url)
+    assert result.returncode == 5, result.stderr
+    line = assert_one_clear_error(result.stderr, "priority")
+    assert "first-entry" in line or "entry 3" in line, line
     assert task_count(api) == before

@@ -357,7 +357,7 @@ def test_update_with_nothing_to_change_is_a_usage_error(
     assert get(api, f"/api/tasks/{task['id']}") == task
 
 
-# ------------------------------------------------------------------------------ cancel / retry / delete
+# ------------------------------------------------------------------ cancel / retry / delete
 
 
 def test_cancel_then_retry(live: ServerProcess, api: httpx.Client) -> None:

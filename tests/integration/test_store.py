@@ -39,8 +39,9 @@ def test_a_stale_worker_cannot_overwrite_a_newer_attempt(tmp_path: Path) -> None
         assert new.attempt == 2
         assert new.lease_token != old.lease_token
         # Every write of the stale attempt finds nothing.
-        assert await store.heartbeat([(old.id, old.lease_token)], 30) == [old.id]
-        assert store.lost_leases([(old.id, old.lease_token), (new.id, new.lease_token)]) == [old.id]
+        stale = (old.id, old.lease_token)
+        assert await store.heartbeat([stale], 30) == [stale]
+        assert store.lost_leases([stale, (new.id, new.lease_token)]) == [stale]
         assert await store.append_output(old.id, old.lease_token, 1, [("stdout", "x")]) is False
         assert await store.finish(old.id, old.lease_token, Outcome(True, exit_code=0)) is None
         assert await store.release(old.id, old.lease_token) is False

@@ -16,8 +16,9 @@ import click
 
 from taskqueue._version import __version__
 from taskqueue.cli._context import FORMATS, CliContext
+from taskqueue.cli.projects import projects
 from taskqueue.cli.run import config, health, run, submit
-from taskqueue.cli.tasks import projects, tasks
+from taskqueue.cli.tasks import tasks
 
 __all__ = ["main"]
 

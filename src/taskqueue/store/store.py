@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from taskqueue.models import ProjectCreate, ProjectUpdate, TaskCreate, TaskFilters, TaskUpdate
-from taskqueue.store import lease_ops, project_ops, queries, task_ops
+from taskqueue.store import create_ops, lease_ops, project_ops, queries, task_ops
 from taskqueue.store.database import Effects, SqliteDatabase, sqlite_engine
 from taskqueue.store.lease_ops import Claimed, Outcome
 from taskqueue.store.migrate import upgrade
@@ -139,7 +139,7 @@ class Store:
         """Create tasks atomically; later items may depend on earlier ones by ``ref``."""
         now = now_us()
         return await self.db.write(
-            lambda c, fx: task_ops.create_tasks(c, fx, items, now, idem, batch)
+            lambda c, fx: create_ops.create_tasks(c, fx, items, now, idem, batch)
         )
 
     def get_task(self, task_id: str) -> dict[str, Any]:

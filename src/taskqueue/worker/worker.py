@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import socket
-import stat
 import tempfile
 import threading
 import time
@@ -25,18 +24,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from taskqueue.store import Claimed, Outcome, Store
 from taskqueue.worker.orphans import find_attempt_processes, kill_groups
 from taskqueue.worker.process import OutputCapture, run_command
+from taskqueue.worker.results import read_result
 
 __all__ = ["Worker", "WorkerSettings"]
 
 log: logging.Logger = logging.getLogger(__name__)
 
-#: Largest JSON result a command may write to ``$TASKQUEUE_OUTPUT``.
-MAX_RESULT_BYTES = 1024 * 1024
 #: Output is sent to the store at least this often while a command runs...
 FLUSH_INTERVAL_S = 0.1
 #: ...or as soon as this much is waiting.
@@ -299,7 +296,7 @@ class Worker:
                 should_stop=run.halt.is_set,
             )
             duration_ms = int((time.monotonic() - started) * 1000)
-            output, output_error = _read_output(output_path)
+            output, output_error = read_result(output_path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(output_path)
@@ -472,63 +469,3 @@ def _worth_keeping(write: asyncio.Future[bool]) -> bool:
     if write.cancelled():
         return False
     return write.exception() is not None or write.result() is False
-
-
-#: Deepest nesting accepted in a command's JSON result (the API's serialiser stops at 255).
-MAX_RESULT_DEPTH = 100
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _result_problem(value: Any) -> str | None:
-    """Why a parsed result cannot be stored and served as JSON, or None."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_RESULT_DEPTH:
-            return f"nests deeper than {MAX_RESULT_DEPTH} levels"
-        if isinstance(item, bool):
-            continue
-        if isinstance(item, int) and not -(2**63) <= item < 2**63:
-            return "has an integer that does not fit in 64 bits"
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return None
-
-
-def _read_output(path: str) -> tuple[Any, str | None]:
-    """The JSON a command wrote to ``$TASKQUEUE_OUTPUT``, or an error saying why not.
-
-    Only a regular file is read (not a symlink, a FIFO or a device), and at most the limit.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f"$TASKQUEUE_OUTPUT cannot be read ({exc.strerror}); write a regular file"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, "$TASKQUEUE_OUTPUT is not a regular file"
-        data = b""
-        while len(data) <= MAX_RESULT_BYTES:
-            piece = os.read(fd, MAX_RESULT_BYTES + 1 - len(data))
-            if not piece:
-                break
-            data += piece
-    finally:
-        os.close(fd)
-    if len(data) > MAX_RESULT_BYTES:
-        return None, f"$TASKQUEUE_OUTPUT is over the limit of {MAX_RESULT_BYTES} bytes"
-    try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        return None, f"$TASKQUEUE_OUTPUT is not valid JSON: {exc}"
-    problem = _result_problem(value)
-    if problem is not None:
-        return None, f"$TASKQUEUE_OUTPUT {problem}"
-    return value, None

@@ -1,0 +1,71 @@
+"""Reading what a command left in ``$TASKQUEUE_OUTPUT``: safely, boundedly, as plain JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Any
+
+__all__ = ["MAX_RESULT_BYTES", "MAX_RESULT_DEPTH", "read_result"]
+
+#: Largest JSON result a command may write to ``$TASKQUEUE_OUTPUT``.
+MAX_RESULT_BYTES = 1024 * 1024
+#: Deepest nesting accepted in a command's JSON result (the API's serialiser stops at 255).
+MAX_RESULT_DEPTH = 100
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _result_problem(value: Any) -> str | None:
+    """Why a parsed result cannot be stored and served as JSON, or None."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_RESULT_DEPTH:
+            return f"nests deeper than {MAX_RESULT_DEPTH} levels"
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not -(2**63) <= item < 2**63:
+            return "has an integer that does not fit in 64 bits"
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return None
+
+
+def read_result(path: str) -> tuple[Any, str | None]:
+    """The JSON a command wrote to ``$TASKQUEUE_OUTPUT``, or an error saying why not.
+
+    Only a regular file is read (not a symlink, a FIFO or a device), and at most the limit.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"$TASKQUEUE_OUTPUT cannot be read ({exc.strerror}); write a regular file"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, "$TASKQUEUE_OUTPUT is not a regular file"
+        data = b""
+        while len(data) <= MAX_RESULT_BYTES:
+            piece = os.read(fd, MAX_RESULT_BYTES + 1 - len(data))
+            if not piece:
+                break
+            data += piece
+    finally:
+        os.close(fd)
+    if len(data) > MAX_RESULT_BYTES:
+        return None, f"$TASKQUEUE_OUTPUT is over the limit of {MAX_RESULT_BYTES} bytes"
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return None, f"$TASKQUEUE_OUTPUT is not valid JSON: {exc}"
+    problem = _result_problem(value)
+    if problem is not None:
+        return None, f"$TASKQUEUE_OUTPUT {problem}"
+    return value, None

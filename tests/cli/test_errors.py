@@ -1,0 +1,197 @@
+"""Bad input and failures: one clear line on stderr, the documented exit code, nothing created."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli.helpers import (
+    MISSING,
+    assert_one_clear_error,
+    cli,
+    make_task,
+    project_count,
+    task_count,
+    tq,
+)
+from tests.conftest import ServerProcess, free_port, wait_status
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--bogus", "tasks", "list"], "No such option '--bogus'"),
+        (["tasks", "list", "--bogus"], "No such option '--bogus'"),
+        (["tasks", "create", "x", "true", "--nope"], "No such option '--nope'"),
+        (["tasks", "frobnicate"], "No such command 'frobnicate'"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        (["--format", "xml", "tasks", "list"], "'xml' is not one of"),
+        (["tasks", "list", "-o", "xml"], "'xml' is not one of"),
+        (["tasks", "list", "--status", "Sleeping"], "'Sleeping' is not one of"),
+        (["tasks", "create", "x", "true", "--priority", "Urgent"], "'Urgent' is not one of"),
+        (["tasks", "create", "x", "true", "--timeout", "0"], "--timeout"),
+        (["tasks", "create", "x", "true", "--retry-attempts", "101"], "--retry-attempts"),
+        (["tasks", "create", "x", "true", "--env", "NOEQUALS"], "'NOEQUALS' is not KEY=VALUE"),
+        (["tasks", "create", "x", "true", "--env", "=v"], "is not KEY=VALUE"),
+        (["tasks", "create", "x", "true", "--metadata", "{bad"], "--metadata"),
+        (["tasks", "create", "x", "true", "--input", "[1,"], "--input"),
+        (["tasks", "list", "--limit", "0"], "--limit"),
+        (["tasks", "get"], "Missing argument 'TASK_ID'"),
+        (["tasks", "update", MISSING, "--metadata", "{bad"], "--metadata"),
+        (["run", "--env", "NOEQUALS", "--", "true"], "'NOEQUALS' is not KEY=VALUE"),
+        (["run", "--priority", "Urgent", "--", "true"], "'Urgent' is not one of"),
+        (["projects", "create"], "Missing argument 'NAME'"),
+    ],
+)
+def test_usage_errors_exit_2_and_create_nothing(
+    live: ServerProcess, api: httpx.Client, args: list[str], expected: str
+) -> None:
+    tasks, projects = task_count(api), project_count(api)
+    result = cli(live.url, *args)
+    assert result.exit_code == 2, result.output
+    assert_one_clear_error(result.stderr, expected)
+    assert result.stdout == ""
+    assert task_count(api) == tasks
+    assert project_count(api) == projects
+
+
+def test_usage_errors_in_a_real_process(live: ServerProcess, api: httpx.Client) -> None:
+    before = task_count(api)
+    for args in (
+        ["tasks", "create", "x", "true", "--env", "NOEQUALS"],
+        ["tasks", "create", "x", "true", "--metadata", "{bad"],
+        ["tasks", "list", "--bogus"],
+    ):
+        result = tq(*args, url=live.url)
+        assert result.returncode == 2, (args, result.stderr)
+        line = assert_one_clear_error(result.stderr)
+        assert line.startswith("Error: ")
+    assert task_count(api) == before
+
+
+def test_metadata_error_says_what_is_wrong(live: ServerProcess) -> None:
+    result = cli(live.url, "tasks", "create", "x", "true", "--metadata", "{bad")
+    assert result.exit_code == 2
+    assert_one_clear_error(result.stderr, "--metadata", "not valid JSON", "line 1 column 2")
+
+
+def test_an_unreachable_server_exits_4() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = tq("tasks", "list", url=url)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 4
+    line = assert_one_clear_error(result.stderr, "cannot reach", url)
+    assert line.startswith("error: ")
+    assert "hint:" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tasks", "get", MISSING],
+        ["tasks", "update", MISSING, "--name", "x"],
+        ["tasks", "cancel", MISSING],
+        ["tasks", "retry", MISSING],
+        ["tasks", "delete", "-y", MISSING],
+        ["tasks", "wait", MISSING, "--timeout", "1"],
+        ["tasks", "logs", MISSING],
+        ["tasks", "logs", "--follow", MISSING],
+        ["tasks", "attempts", MISSING],
+        ["projects", "get", MISSING],
+        ["projects", "update", MISSING, "--name", "x"],
+        ["projects", "delete", "-y", MISSING],
+    ],
+    ids=lambda args: "-".join(a for a in args if a != MISSING and not a.startswith("-")),
+)
+def test_unknown_ids_exit_3(live: ServerProcess, args: list[str]) -> None:
+    result = cli(live.url, *args)
+    assert result.exit_code == 3, result.output
+    assert_one_clear_error(result.stderr, MISSING, "not found")
+    assert result.stdout == ""
+
+
+def test_unknown_dependency_is_refused(live: ServerProcess, api: httpx.Client) -> None:
+    before = task_count(api)
+    result = cli(live.url, "tasks", "create", "x", "true", "--depends-on", MISSING)
+    assert result.exit_code == 5, result.output
+    assert_one_clear_error(result.stderr, MISSING, "does not exist")
+    assert task_count(api) == before
+
+
+def test_a_malformed_id_is_refused_by_the_server(live: ServerProcess) -> None:
+    result = cli(live.url, "tasks", "get", "not-a-uuid")
+    assert result.exit_code == 5
+    assert_one_clear_error(result.stderr, "not-a-uuid", "not a valid UUID")
+
+
+def test_a_field_the_server_refuses_exits_5(live: ServerProcess, api: httpx.Client) -> None:
+    before = task_count(api)
+    queue = cli(live.url, "tasks", "create", "x", "true", "--queue", "bad queue")
+    assert queue.exit_code == 5, queue.output
+    assert_one_clear_error(queue.stderr, "queue")
+    cwd = cli(live.url, "tasks", "create", "x", "true", "--cwd", "")
+    assert cwd.exit_code == 5, cwd.output
+    assert_one_clear_error(cwd.stderr, "working_directory")
+    env = cli(live.url, "tasks", "create", "x", "true", "--env", "1BAD=v")
+    assert env.exit_code == 5, env.output
+    assert_one_clear_error(env.stderr, "1BAD")
+    assert task_count(api) == before
+
+
+def test_an_invalid_priority_from_the_server_side(
+    live: ServerProcess, api: httpx.Client, tmp_path: Path
+) -> None:
+    task = make_task(api, "err-priority")
+    # The CLI's own choice list stops a bad --priority; a file goes to the server as written.
+    path = tmp_path / "p.yaml"
+    path.write_text("- {name: err-p, command: 'true', priority: Urgent}\n", encoding="utf-8")
+    before = task_count(api)
+    result = tq("submit", str(path), url=live.url)
+    assert result.returncode == 5, result.stderr
+    assert_one_clear_error(result.stderr, "priority", "'Low', 'Normal', 'High' or 'Critical'")
+    assert task_count(api) == before
+    assert api.get(f"/api/tasks/{task['id']}").json()["priority"] == "Normal"
+
+
+def test_conflicts_exit_5(live: ServerProcess, api: httpx.Client) -> None:
+    api.post("/api/projects", json={"name": "err-dup"}).raise_for_status()
+    projects = project_count(api)
+    dup = tq("projects", "create", "err-dup", url=live.url)
+    assert dup.returncode == 5
+    assert_one_clear_error(dup.stderr, "err-dup", "already exists")
+    assert project_count(api) == projects
+
+    done = wait_status(api, make_task(api, "err-done", queue="default")["id"])
+    assert done["status"] == "Completed"
+    cancel = tq("tasks", "cancel", done["id"], url=live.url)
+    assert cancel.returncode == 5
+    assert_one_clear_error(cancel.stderr, "Completed", "cannot become Cancelled")
+    retry = cli(live.url, "tasks", "retry", done["id"])
+    assert retry.exit_code == 5
+    assert_one_clear_error(retry.stderr, "Completed")
+    update = cli(live.url, "tasks", "update", done["id"], "--command", "echo no")
+    assert update.exit_code == 5
+    assert_one_clear_error(update.stderr, "command", "Pending")
+    assert api.get(f"/api/tasks/{done['id']}").json() == done
+
+
+def test_no_traceback_without_verbose_and_one_with_it(live: ServerProcess) -> None:
+    quiet = tq("tasks", "get", MISSING, url=live.url)
+    assert quiet.returncode == 3
+    assert "Traceback" not in quiet.stderr
+
+    loud = tq("--verbose", "tasks", "get", MISSING, url=live.url)
+    assert loud.returncode == 3
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert "TaskNotFoundError" in loud.stderr
+    assert f"error: task {MISSING} not found" in loud.stderr
+
+    short = tq("-v", "tasks", "list", url=f"http://127.0.0.1:{free_port()}")
+    assert short.returncode == 4
+    assert "Traceback (most recent call last)" in short.stderr
+    assert "cannot reach" in short.stderr

@@ -1,0 +1,99 @@
+"""``db upgrade``, ``server`` and ``worker``: the service the client commands talk to."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.cli.helpers import cli, get, sub_env, tq
+from tests.conftest import BIN, ServerProcess, free_port
+
+
+def test_api_only_server_and_a_separate_worker(tmp_path: Path) -> None:
+    db = tmp_path / "split.db"
+    upgraded = tq("db", "upgrade", "--db", str(db))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == f"database {db} is up to date"
+
+    api_only = ServerProcess(
+        db=db, port=free_port(), args=["--workers", "0"], log=tmp_path / "server.log"
+    )
+    api_only.start()
+    worker: subprocess.Popen[str] | None = None
+    try:
+        with httpx.Client(base_url=api_only.url, timeout=30) as api:
+            detached = tq("run", "-d", "--", "echo", "from the worker", url=api_only.url)
+            assert detached.returncode == 0, detached.stderr
+            task_id = detached.stdout.strip()
+            special = cli(api_only.url, "run", "-d", "--queue", "special", "--", "true")
+            assert special.exit_code == 0, special.output
+            special_id = special.stdout.strip()
+            time.sleep(0.5)
+            assert get(api, f"/api/tasks/{task_id}")["status"] == "Pending"  # no worker yet
+
+            worker = subprocess.Popen(
+                [str(BIN), "worker", "--db", str(db), "--concurrency", "2", "--queue", "default"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=sub_env(),
+            )
+            waited = tq("tasks", "wait", task_id, "--timeout", "30", url=api_only.url)
+            assert waited.returncode == 0, waited.stderr
+            logs = tq("tasks", "logs", task_id, url=api_only.url)
+            assert logs.stdout == "from the worker\n"
+            ran = tq("run", "--", "sh", "-c", "echo live; exit 6", url=api_only.url)
+            assert ran.stdout == "live\n"
+            assert ran.returncode == 6
+            # The worker serves only the queues it was given.
+            assert get(api, f"/api/tasks/{special_id}")["status"] == "Pending"
+
+            worker.send_signal(signal.SIGTERM)
+            _, err = worker.communicate(timeout=30)
+            assert worker.returncode == 0, err
+            assert "taskqueue worker" in err
+            assert "concurrency 2, queues default" in err
+            assert "Traceback" not in err
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        api_only.stop()
+    assert api_only.process is not None
+    assert api_only.process.returncode == 0
+    assert "taskqueue" in (tmp_path / "server.log").read_text()
+
+
+def test_server_announces_itself_and_stops_cleanly(tmp_path: Path) -> None:
+    server = ServerProcess(
+        db=tmp_path / "s.db", port=free_port(), args=["--workers", "3"], log=tmp_path / "s.log"
+    )
+    server.start()
+    try:
+        health = cli(server.url, "health", "-o", "json")
+        assert health.exit_code == 0
+    finally:
+        code = server.terminate()
+    assert code == 0
+    log = (tmp_path / "s.log").read_text()
+    assert f"serving http://127.0.0.1:{server.port}" in log
+    assert "3 worker slot(s)" in log
+    assert "Traceback" not in log
+
+
+def test_server_option_errors(tmp_path: Path) -> None:
+    for args, expected in (
+        (["server", "--port", "70000"], "--port"),
+        (["server", "--workers", "-1"], "--workers"),
+        (["worker", "--concurrency", "0"], "--concurrency"),
+        (["server", "--log-level", "loud"], "--log-level"),
+    ):
+        result = tq(*args, "--db", str(tmp_path / "never.db"))
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "never.db").exists()
