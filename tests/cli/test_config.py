@@ -217,3 +217,16 @@ def test_a_real_process_writes_only_under_the_temp_home(tmp_path: Path) -> None:
     other = tq("config", "set", "base_url", "http://home.example", env=plain, cwd=work)
     assert other.returncode == 0, other.stderr
     assert (home / ".config" / "taskqueue" / "config.toml").exists()
+
+
+def test_api_key_from_the_option_and_the_environment(isolated_config: Path) -> None:
+    flag = cli(None, "--api-key", "tq_from_flag_123", "config", "show")
+    assert flag.exit_code == 0
+    assert shown(flag.stdout)["api_key"] == "tq_f…"
+    assert "from_flag" not in flag.stdout
+    env = cli(None, "config", "show", env={"TASKQUEUE_API_KEY": "short"})
+    assert shown(env.stdout)["api_key"] == "…"
+    as_json_out = cli(
+        None, "-o", "json", "config", "show", env={"TASKQUEUE_API_KEY": "tq_0123456789"}
+    )
+    assert json.loads(as_json_out.stdout)["api_key"] == "tq_0…"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 import time
 from pathlib import Path
 
@@ -195,3 +198,40 @@ def test_no_traceback_without_verbose_and_one_with_it(live: ServerProcess) -> No
     assert short.returncode == 4
     assert "Traceback (most recent call last)" in short.stderr
     assert "cannot reach" in short.stderr
+
+
+class _FailingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every request as a server that broke: 500 with the API's error body."""
+
+    def _fail(self) -> None:
+        body = json.dumps({"error": {"type": "internal_error", "message": "boom", "details": []}})
+        data = body.encode()
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _fail
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_failing_server_exits_6() -> None:
+    """A 5xx (after the client's retries) is exit 6; a real server does not fail on demand."""
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingHandler)
+    thread = threading.Thread(target=stub.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{stub.server_port}"
+        listing = tq("tasks", "list", url=url)
+        created = tq("projects", "create", "never", url=url)
+    finally:
+        stub.shutdown()
+        stub.server_close()
+        thread.join(5)
+    for result in (listing, created):
+        assert result.returncode == 6, result.stderr
+        assert_one_clear_error(result.stderr, "boom")
+        assert "hint: the server failed" in result.stderr

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 import pydantic
@@ -140,12 +141,12 @@ class CliContext:
     @property
     def out(self) -> Console:
         """Rich console on stdout (colour only on a terminal and without NO_COLOR)."""
-        return Console(highlight=False, soft_wrap=True)
+        return Console(highlight=False, soft_wrap=True, color_system=_color_system())
 
     @property
     def err(self) -> Console:
         """Rich console on stderr."""
-        return Console(stderr=True, highlight=False, soft_wrap=True)
+        return Console(stderr=True, highlight=False, soft_wrap=True, color_system=_color_system())
 
     # ------------------------------------------------------------------ output
 
@@ -176,6 +177,11 @@ class CliContext:
         if hint:
             click.echo(f"hint: {hint}", err=True)
         raise SystemExit(code)
+
+
+def _color_system() -> Literal["auto"] | None:
+    # NO_COLOR asks for plain text: no colour, and no bold or other styling either.
+    return None if os.environ.get("NO_COLOR") else "auto"
 
 
 def _plain(data: Any) -> Any:

@@ -8,8 +8,15 @@ from typing import Any
 import click
 from rich.table import Table
 
-from taskqueue.cli._context import CliContext, client_command, relative, rows_table
+from taskqueue.cli._context import (
+    EXIT_REFUSED,
+    CliContext,
+    client_command,
+    relative,
+    rows_table,
+)
 from taskqueue.cli.tasks import resolve_project
+from taskqueue.errors import ConflictError
 from taskqueue.models import Project
 
 __all__ = ["project_table", "projects"]
@@ -114,5 +121,10 @@ def delete_project(ctx: CliContext, project: str, cascade: bool, yes: bool) -> N
         click.confirm(
             f"delete project {project}{' and its tasks' if cascade else ''}?", abort=True, err=True
         )
-    client.delete_project(project_id, cascade=cascade)
+    try:
+        client.delete_project(project_id, cascade=cascade)
+    except ConflictError as refused:
+        if "cascade=true" not in refused.message:
+            raise
+        ctx.fail(refused.message.replace("pass cascade=true", "use --cascade"), EXIT_REFUSED)
     ctx.emit({"deleted": project_id}, lambda: f"deleted {project_id}")

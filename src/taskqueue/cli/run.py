@@ -30,7 +30,7 @@ from taskqueue.cli.tasks import (
 )
 from taskqueue.client import resolve_config
 from taskqueue.client._config import config_paths
-from taskqueue.errors import TaskQueueError
+from taskqueue.errors import TaskQueueError, ValidationError
 from taskqueue.models import Task, TaskPriority, TaskStatus
 
 __all__ = ["config", "exit_code_of", "health", "run", "submit"]
@@ -134,7 +134,24 @@ def _load_items(path: Path) -> list[dict[str, Any]]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise click.BadParameter(f"{path}: invalid YAML: {exc}", param_hint="FILE") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            context = getattr(exc, "context", None)
+            start = getattr(exc, "context_mark", None)
+            if context and start is not None:
+                problem += f" ({context} started at line {start.line + 1})"
+            raise click.BadParameter(
+                f"{path}: invalid YAML{where}: {problem}", param_hint="FILE"
+            ) from exc
+    elif text.lstrip()[:1] in ("[", "{") and not _looks_like_lines(text):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(
+                f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                param_hint="FILE",
+            ) from exc
     else:
         try:
             data = json.loads(text)
@@ -155,6 +172,12 @@ def _load_items(path: Path) -> list[dict[str, Any]]:
             f"{path}: expected a list of tasks (mappings with name and command)", param_hint="FILE"
         )
     return [dict(item) for item in data]
+
+
+def _looks_like_lines(text: str) -> bool:
+    """Whether text is JSON lines: several lines, each an object on its own."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines)
 
 
 def plan_batch(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -219,18 +242,23 @@ def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool) -> N
     if project_id is not None:
         for item in items:
             item.setdefault("project_id", project_id)
-    created = client.create_tasks(items)
+    try:
+        created = client.create_tasks(items)
+    except ValidationError as refused:
+        raise _name_entry(refused, items) from None
     if no_wait:
         ctx.emit(created, lambda: task_table(created, title=f"submitted {len(created)} tasks"))
         return
     finished: dict[str, Task] = {}
+    console = ctx.err
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=ctx.err,
+        console=console,
         transient=True,
+        disable=not console.is_terminal,
     ) as progress:
         bar = progress.add_task("running", total=len(created))
         with ThreadPoolExecutor(max_workers=min(16, len(created))) as pool:
@@ -251,6 +279,17 @@ def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool) -> N
     )
     if failed:
         raise SystemExit(EXIT_FAILED)
+
+
+def _name_entry(error: ValidationError, items: Sequence[dict[str, Any]]) -> ValidationError:
+    """The error with ``tasks.<i>`` (an index after reordering) named as the file names it."""
+    details = error.details
+    loc = details[0]["loc"] if details else []
+    if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int) and loc[1] < len(items):
+        rest = ".".join(str(p) for p in loc[2:]) or "entry"
+        message = f"entry {items[loc[1]]['name']!r}: {rest}: {details[0]['msg']}"
+        return ValidationError(message, error.status_code, error.response_data, error.request_id)
+    return error
 
 
 @click.command()

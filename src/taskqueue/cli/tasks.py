@@ -21,6 +21,7 @@ from taskqueue.cli._context import (
     status_style,
 )
 from taskqueue.client import TaskQueueClient
+from taskqueue.errors import ProjectNotFoundError, TaskQueueTimeoutError
 from taskqueue.models import Attempt, LogChunk, Task, TaskPriority, TaskStatus, TaskType
 
 __all__ = ["resolve_project", "task_detail", "task_table", "tasks", "write_chunk"]
@@ -68,7 +69,7 @@ def resolve_project(client: TaskQueueClient, given: str | None) -> str | None:
     for project in client.iter_projects(page_size=1000):
         if project.name == given:
             return str(project.id)
-    raise click.BadParameter(f"no project is named {given!r}", param_hint="--project")
+    raise ProjectNotFoundError(f"no project is named {given!r}", 404)
 
 
 def task_table(items: Sequence[Task], title: str | None = None) -> Table:
@@ -366,7 +367,12 @@ def delete_task(ctx: CliContext, task_id: str, yes: bool) -> None:
 @client_command
 def wait_task(ctx: CliContext, task_id: str, timeout: float) -> None:
     """Wait until a task ends; exit 1 if it did not complete."""
-    task = ctx.client.wait_for_completion(task_id, timeout=timeout)
+    try:
+        task = ctx.client.wait_for_completion(task_id, timeout=timeout)
+    except TaskQueueTimeoutError as waited:
+        if "status" not in waited.response_data:
+            raise  # the request itself timed out: a connection problem
+        ctx.fail(waited.message, EXIT_FAILED)
     ctx.emit(task, lambda: task_detail(task))
     if task.status is not TaskStatus.COMPLETED:
         raise SystemExit(EXIT_FAILED)
