@@ -101,15 +101,23 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
             settings.worker.concurrency = settings.workers
             worker = Worker(store, settings.worker)
             worker_task = asyncio.create_task(worker.run(), name="taskqueue-worker")
+            worker_task.add_done_callback(_worker_ended)
         app.state.worker_count = 1 if worker else 0
         app.state.worker = worker
+        app.state.worker_task = worker_task
         try:
             yield
         finally:
             if worker is not None and worker_task is not None:
                 worker.stop()
-                await worker_task
+                with contextlib.suppress(Exception):  # already logged by _worker_ended
+                    await worker_task
             await store.close()
+
+    def _worker_ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the embedded worker stopped: %r", task.exception())
+        app.state.worker_count = 0
 
     app = Starlette(
         routes=[*routes, Route("/openapi.json", _openapi, methods=["GET"])],
