@@ -18,15 +18,15 @@ def test_fast_retries_never_lose_their_lease_to_the_previous_attempt(
     make_server: MakeServer,
 ) -> None:
     # A retry re-claimed while the previous attempt's end is still being synced must keep its
-    # heartbeats: with 1 s leases, any lost one shows up as a "lease expired" attempt.
-    server = make_server("--lease-seconds", "1")
+    # heartbeats: with 2 s leases, any lost one shows up as a "lease expired" attempt.
+    server = make_server("--lease-seconds", "2")
     with httpx.Client(base_url=server.url, timeout=30) as api:
         ids = [
             api.post(
                 "/api/tasks",
                 json={
                     "name": f"flaky{i}",
-                    "command": "sleep 1.5; exit 1",
+                    "command": "sleep 2.5; exit 1",
                     "retry_attempts": 2,
                     "retry_delay": 0,
                 },
