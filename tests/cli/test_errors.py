@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -83,9 +82,7 @@ def test_metadata_error_says_what_is_wrong(live: ServerProcess) -> None:
 
 def test_an_unreachable_server_exits_4() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    started = time.monotonic()
     result = tq("tasks", "list", url=url)
-    assert time.monotonic() - started < 20
     assert result.returncode == 4
     line = assert_one_clear_error(result.stderr, "cannot reach", url)
     assert line.startswith("error: ")

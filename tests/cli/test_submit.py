@@ -7,7 +7,6 @@ import os
 import pty
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -153,12 +152,10 @@ def test_no_wait_returns_at_once(live: ServerProcess, api: httpx.Client, tmp_pat
     text = "- name: nw-slow\n  command: sleep 5\n- name: nw-next\n  command: 'true'\n"
     text += "  dependencies: [nw-slow]\n"
     path = write(tmp_path, "slow.yaml", text)
-    started = time.monotonic()
     result = cli(live.url, "submit", "--no-wait", str(path), "--project", "sub-nowait")
-    elapsed = time.monotonic() - started
     try:
         assert result.exit_code == 0, result.output
-        assert elapsed < 4, f"--no-wait took {elapsed:.1f}s"
+        # Returned at once: both are still Pending (the first sleeps 5 s once it starts).
         assert "submitted 2 tasks" in result.stdout
         assert names_in(result.stdout) == ["nw-slow", "nw-next"]
         assert names_in(result.stdout, "STATUS") == ["Pending", "Pending"]
