@@ -1,0 +1,182 @@
+"""The SDK's I/O-free core: retry decisions, Retry-After, error mapping, input checks."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+
+import httpx
+import pytest
+
+from taskqueue import (
+    APIError,
+    AuthenticationError,
+    AuthorizationError,
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProjectNotFoundError,
+    RateLimitError,
+    ServerError,
+    TaskNotFoundError,
+    ValidationError,
+)
+from taskqueue.client._base import (
+    MAX_RETRY_WAIT_S,
+    NOT_GIVEN,
+    NotGiven,
+    RequestSpec,
+    RetryPolicy,
+    error_from_response,
+    parse_model,
+    parse_retry_after,
+    validate_input,
+)
+from taskqueue.models import Task, TaskCreate
+
+REQUEST = httpx.Request("GET", "http://test/api/tasks/x")
+
+
+def answer(
+    status: int, body: object = None, headers: dict[str, str] | None = None, text: str | None = None
+) -> httpx.Response:
+    if text is not None:
+        return httpx.Response(status, text=text, headers=headers, request=REQUEST)
+    return httpx.Response(status, json=body, headers=headers, request=REQUEST)
+
+
+def test_not_given_is_a_falsy_singleton() -> None:
+    assert NotGiven() is NOT_GIVEN
+    assert not NOT_GIVEN
+    assert repr(NOT_GIVEN) == "NOT_GIVEN"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2", 2.0),
+        ("0.5", 0.5),
+        ("-3", 0.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+    ],
+)
+def test_retry_after_in_seconds(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_retry_after_as_an_http_date() -> None:
+    now = time.time()
+    header = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= (parse_retry_after(header, now=now) or 0) <= 31
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert parse_retry_after(past, now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "idempotent", "retry"),
+    [
+        (429, False, True),
+        (429, True, True),
+        (503, True, True),
+        (503, False, False),
+        (500, True, True),
+        (502, True, True),
+        (504, True, True),
+        (404, True, False),
+        (409, True, False),
+        (400, True, False),
+    ],
+)
+def test_which_statuses_are_retried(status: int, idempotent: bool, retry: bool) -> None:
+    assert RetryPolicy().should_retry(0, idempotent, status=status) is retry
+
+
+def test_which_transport_errors_are_retried() -> None:
+    policy = RetryPolicy()
+    never_sent = httpx.ConnectError("refused")
+    maybe_received = httpx.ReadError("reset")
+    assert policy.should_retry(0, False, error=never_sent)
+    assert policy.should_retry(0, True, error=maybe_received)
+    assert not policy.should_retry(0, False, error=maybe_received)
+    assert not policy.should_retry(0, True, error=ValueError("not transport"))
+    assert not policy.should_retry(3, True, error=never_sent)  # budget spent
+    assert not RetryPolicy(max_retries=0).should_retry(0, True, status=503)
+
+
+def test_backoff_is_jittered_exponential_and_retry_after_wins() -> None:
+    policy = RetryPolicy(backoff=1.0)
+    rng = random.Random(3)
+    for retries_done in range(6):
+        ideal = min(2.0**retries_done, MAX_RETRY_WAIT_S)
+        delays = [policy.delay(retries_done, rng=rng) for _ in range(100)]
+        assert all(ideal / 2 <= d <= ideal for d in delays)
+    assert policy.delay(0, retry_after=7) == 7
+    assert policy.delay(0, retry_after=3600) == MAX_RETRY_WAIT_S
+    assert policy.delay(10) <= MAX_RETRY_WAIT_S
+
+
+def test_a_create_carries_one_fresh_idempotency_key() -> None:
+    first = RequestSpec.create("/api/tasks", {"name": "a"})
+    second = RequestSpec.create("/api/tasks", {"name": "a"})
+    assert first.headers["Idempotency-Key"].startswith("tq-")
+    assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
+    assert first.idempotent
+
+
+@pytest.mark.parametrize(
+    ("status", "resource", "kind"),
+    [
+        (400, None, ValidationError),
+        (422, "task", ValidationError),
+        (401, None, AuthenticationError),
+        (403, None, AuthorizationError),
+        (404, "task", TaskNotFoundError),
+        (404, "project", ProjectNotFoundError),
+        (404, None, NotFoundError),
+        (409, "task", ConflictError),
+        (413, None, PayloadTooLargeError),
+        (500, None, ServerError),
+        (503, None, ServerError),
+        (418, None, APIError),
+    ],
+)
+def test_each_status_becomes_its_error(status: int, resource: str | None, kind: type) -> None:
+    body = {"error": {"type": "x", "message": "what went wrong", "details": [], "request_id": "r1"}}
+    error = error_from_response(answer(status, body, {"x-request-id": "r1"}), resource)
+    assert type(error) is kind
+    assert (error.status_code, error.message, error.request_id) == (status, "what went wrong", "r1")
+    assert error.response_data == body
+
+
+def test_rate_limits_carry_retry_after_and_odd_bodies_still_read() -> None:
+    limited = error_from_response(answer(429, {"error": {"message": "slow"}}, {"retry-after": "4"}))
+    assert isinstance(limited, RateLimitError)
+    assert limited.retry_after == 4.0
+    proxy = error_from_response(answer(502, text="<html>bad gateway</html>"))
+    assert isinstance(proxy, ServerError)
+    assert proxy.message == "<html>bad gateway</html>"
+    plain = error_from_response(answer(400, {"detail": "nope"}))
+    assert plain.message == "nope"
+    listed = error_from_response(answer(400, ["not", "an", "object"]))
+    assert listed.message == "request failed"
+
+
+def test_input_is_checked_before_sending() -> None:
+    assert validate_input(TaskCreate, {"name": "a", "command": "b", "retryAttempts": 1}) == {
+        "name": "a",
+        "command": "b",
+        "retry_attempts": 1,
+    }
+    with pytest.raises(ValidationError) as bad:
+        validate_input(TaskCreate, {"name": "", "command": "b"})
+    assert bad.value.status_code is None
+    assert bad.value.details[0]["loc"] == ["name"]
+    assert str(bad.value).startswith("name: ")
+
+
+def test_a_malformed_answer_is_an_api_error() -> None:
+    with pytest.raises(APIError, match="unexpected answer"):
+        parse_model(Task, {"id": "not-a-uuid"})
