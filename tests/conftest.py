@@ -125,3 +125,22 @@ def wait_status(api: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
         task = response.json()
         if task["status"] in ("Completed", "Failed", "Cancelled"):
             return task
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for a whole test module, for tests that keep to their own names and queues."""
+    root = tmp_path_factory.mktemp("module-server")
+    server = ServerProcess(
+        db=root / "tq.db", port=free_port(), log=root / "server.log", args=["--drain-timeout", "1"]
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(live: ServerProcess) -> Iterator[httpx.Client]:
+    """An HTTP client on the module's shared server."""
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        yield client

@@ -9,19 +9,7 @@ import httpx
 import pytest
 
 from tests.cli.helpers import LEAKY
-from tests.conftest import ServerProcess, free_port
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the whole module (tests use their own names and queues)."""
-    root = tmp_path_factory.mktemp("cli")
-    server = ServerProcess(
-        db=root / "cli.db", port=free_port(), log=root / "server.log", args=["--drain-timeout", "1"]
-    )
-    server.start()
-    yield server
-    server.stop()
+from tests.conftest import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -8,34 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from taskqueue.models import Project, ProjectList, Task
-from tests.conftest import ServerProcess, free_port, wait_status
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A client on one server shared by the tests of this module that do not interfere."""
-    tmp = tmp_path_factory.mktemp("shared-projects-server")
-    server = ServerProcess(
-        db=tmp / "tq.db",
-        port=free_port(),
-        args=["--drain-timeout", "1"],
-        log=tmp / "server.log",
-    )
-    try:
-        server.start()
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
+from tests.conftest import wait_status
 
 
 def unique(prefix: str) -> str:

@@ -22,30 +22,12 @@ import httpx
 import pytest
 
 from taskqueue.models import Attempt, LogPage, Task, TaskList
-from tests.conftest import ServerProcess, free_port, wait_status
+from tests.conftest import wait_status
 
 PARKED = "parked"
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A client on one server shared by the tests of this module that do not interfere."""
-    tmp = tmp_path_factory.mktemp("shared-server")
-    server = ServerProcess(
-        db=tmp / "tq.db",
-        port=free_port(),
-        args=["--drain-timeout", "1"],
-        log=tmp / "server.log",
-    )
-    try:
-        server.start()
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
 
 
 def valid_task(data: Any) -> dict[str, Any]:

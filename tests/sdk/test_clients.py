@@ -54,17 +54,6 @@ class Blocking:
         return attr
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("sdk")
-    server = ServerProcess(
-        db=root / "sdk.db", port=free_port(), log=root / "server.log", args=["--drain-timeout", "1"]
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sync", "async"])
 def client(request: pytest.FixtureRequest, live: ServerProcess) -> Iterator[Any]:
     if request.param == "sync":

@@ -98,15 +98,6 @@ class FaultProxy:
         asyncio.run(main())
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("faults")
-    server = ServerProcess(db=root / "f.db", port=free_port(), log=root / "server.log")
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def proxy(live: ServerProcess) -> Iterator[FaultProxy]:
     fault = FaultProxy(upstream_port=live.port)
