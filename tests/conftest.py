@@ -114,6 +114,18 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
         yield client
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail the test (naming ``what``) if it never does.
+
+    The timeout is a guard against a hang, generous on purpose, never a speed requirement.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
 def wait_status(api: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
     """The task once terminal (through the server's long-poll), failing the test on timeout."""
     deadline = time.monotonic() + timeout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from tests.cli.helpers import (
     task_count,
     tq,
 )
-from tests.conftest import BIN, ServerProcess, wait_status
+from tests.conftest import BIN, ServerProcess, wait_status, wait_until
 
 
 def finished_task(api: httpx.Client, name: str, command: str, **fields: object) -> dict:
@@ -385,10 +384,9 @@ def test_cancel_then_retry(live: ServerProcess, api: httpx.Client) -> None:
 
 def test_cancel_kills_a_running_task(live: ServerProcess, api: httpx.Client) -> None:
     task = make_task(api, "cancel-running", "sleep 30", queue="default")
-    deadline = time.monotonic() + 10
-    while get(api, f"/api/tasks/{task['id']}")["status"] != "Running":
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
+    wait_until(
+        lambda: get(api, f"/api/tasks/{task['id']}")["status"] == "Running", 10, "the task to start"
+    )
     result = cli(live.url, "tasks", "cancel", task["id"])
     assert result.exit_code == 0, result.output
     assert wait_status(api, task["id"], timeout=15)["status"] == "Cancelled"

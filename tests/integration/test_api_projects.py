@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from taskqueue.models import Project, ProjectList, Task
-from tests.conftest import wait_status
+from tests.conftest import wait_status, wait_until
 
 
 def unique(prefix: str) -> str:
@@ -280,10 +280,7 @@ def test_cascade_delete_refused_while_a_task_runs(shared: httpx.Client, tmp_path
         shared, project_id=project["id"], command=f"touch '{started}'; sleep 30", retry_attempts=0
     )
     try:
-        deadline = time.monotonic() + 20
-        while not started.exists():
-            assert time.monotonic() < deadline, "the task did not start"
-            time.sleep(0.05)
+        wait_until(started.exists, 20, "the task to start")
         refused = shared.delete(f"/api/projects/{project['id']}", params={"cascade": "true"})
         assert refused.status_code == 409, refused.text
         assert shared.get(f"/api/tasks/{task['id']}").json()["status"] == "Running"

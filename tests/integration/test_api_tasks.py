@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from taskqueue.models import Attempt, LogPage, Task, TaskList
-from tests.conftest import wait_status
+from tests.conftest import wait_status, wait_until
 
 PARKED = "parked"
 
@@ -58,26 +58,23 @@ def finished(api: httpx.Client, task_id: str, timeout: float = 30.0) -> dict[str
 
 def wait_running(api: httpx.Client, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
     """The task once a worker runs it, failing the test if it ends first or never starts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        task = get(api, task_id)
-        assert task["status"] in ("Pending", "Running"), task
-        if task["status"] == "Running":
-            return task
-        assert time.monotonic() < deadline, f"task {task_id} did not start in {timeout}s"
-        time.sleep(0.05)
+    seen: dict[str, Any] = {}
+
+    def running() -> bool:
+        seen.update(get(api, task_id))
+        assert seen["status"] in ("Pending", "Running"), seen
+        return seen["status"] == "Running"
+
+    wait_until(running, timeout, f"task {task_id} to start")
+    return seen
 
 
 def wait_file(path: Path, timeout: float = 20.0) -> str:
     """The content of ``path`` once it exists and is not empty."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if path.exists():
-            text = path.read_text()
-            if text.strip():
-                return text
-        assert time.monotonic() < deadline, f"{path} was not written in {timeout}s"
-        time.sleep(0.05)
+    wait_until(
+        lambda: path.exists() and bool(path.read_text().strip()), timeout, f"{path} to be written"
+    )
+    return path.read_text()
 
 
 def attempts(api: httpx.Client, task_id: str) -> list[dict[str, Any]]:
@@ -510,10 +507,7 @@ def test_cancel_running_task_stops_its_process(shared: httpx.Client, tmp_path: P
     assert response.status_code == 200, response.text
     assert valid_task(response.json())["status"] == "Cancelled"
 
-    deadline = time.monotonic() + 20
-    while group_alive(pgid):
-        assert time.monotonic() < deadline, "the cancelled command is still running"
-        time.sleep(0.05)
+    wait_until(lambda: not group_alive(pgid), 20, "the cancelled command to die")
     assert not marker.exists()
 
     # The worker's end of the killed attempt does not overwrite the cancel.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import BIN, ServerProcess, wait_status
+from tests.conftest import BIN, ServerProcess, wait_status, wait_until
 
 MakeServer = Callable[..., ServerProcess]
 
@@ -58,11 +57,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+_wait_until = wait_until
 
 
 def _counts(api: httpx.Client) -> dict[str, int]:
@@ -345,11 +340,13 @@ def test_huge_output_keeps_memory_flat_and_kept_output_bounded(
         },
     ).json()
     peak = baseline
-    deadline = time.monotonic() + 120
-    while api.get(f"/api/tasks/{task['id']}").json()["status"] in ("Pending", "Running"):
+
+    def ended_sampling_memory() -> bool:
+        nonlocal peak
         peak = max(peak, process.memory_info().rss)
-        assert time.monotonic() < deadline, "the flood did not finish"
-        time.sleep(0.05)
+        return api.get(f"/api/tasks/{task['id']}").json()["status"] not in ("Pending", "Running")
+
+    wait_until(ended_sampling_memory, 120, "the flood to finish")
     done = wait_status(api, task["id"])
     assert done["status"] == "Completed"
     growth = peak - baseline
