@@ -1,7 +1,15 @@
-"""Shared fixtures: a real ``taskqueue server`` process on a fresh SQLite file per test."""
+"""Shared fixtures: a real ``taskqueue server`` process on a fresh database per test.
+
+The database is a fresh SQLite file, or, when ``TASKQUEUE_TEST_BACKEND=postgresql``, a fresh
+database on a real PostgreSQL cluster the session starts (``tests/pg_cluster.py``), so the same
+integration tests prove the same promises on both backends. ``TASKQUEUE_TEST_PG_URL`` points the
+tests at an existing server instead (the URL of a database whose user may create databases).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -14,7 +22,108 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.pg_cluster import PgCluster, start_cluster
+
 BIN = Path(sys.executable).parent / "taskqueue"
+
+#: The backend the integration tests run on: "sqlite" (default) or "postgresql".
+BACKEND = os.environ.get("TASKQUEUE_TEST_BACKEND", "sqlite")
+if BACKEND not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"TASKQUEUE_TEST_BACKEND must be sqlite or postgresql, not {BACKEND!r}")
+
+
+class PgDatabases:
+    """Fresh databases on one cluster, each a copy of a migrated template."""
+
+    def __init__(self, admin_url: str, cluster: PgCluster | None) -> None:
+        self.admin_url = admin_url
+        self.cluster = cluster
+        self._count = 0
+        self._template: str | None = None
+
+    def url_for(self, name: str, host: str = "127.0.0.1") -> str:
+        import sqlalchemy
+
+        url = sqlalchemy.engine.make_url(self.admin_url).set(database=name, host=host)
+        return url.render_as_string(hide_password=False)
+
+    def _admin(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+    def create(self, migrated: bool = True) -> str:
+        """A new empty database (with taskqueue's tables when ``migrated``); its URL."""
+        self._count += 1
+        name = f"tq_{os.getpid()}_{self._count}"
+        if migrated and self._template is None:
+            template = f"tq_template_{os.getpid()}"
+            self._admin(f"CREATE DATABASE {template}")
+            subprocess.run(
+                [str(BIN), "db", "upgrade", "--db", self.url_for(template)],
+                check=True,
+                capture_output=True,
+            )
+            self._template = template
+        clause = f" TEMPLATE {self._template}" if migrated else ""
+        self._admin(f"CREATE DATABASE {name}{clause}")
+        return self.url_for(name)
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by :meth:`create`, whoever is still connected."""
+        import sqlalchemy
+
+        name = sqlalchemy.engine.make_url(url).database
+        with contextlib.suppress(Exception):
+            self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgDatabases]:
+    """A PostgreSQL server for the session: started here unless TASKQUEUE_TEST_PG_URL is set."""
+    given = os.environ.get("TASKQUEUE_TEST_PG_URL")
+    if given:
+        yield PgDatabases(given, None)
+        return
+    root = Path("/tmp") / f"taskqueue-test-pg-{os.getpid()}"
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)
+    cluster = start_cluster(root)
+    try:
+        yield PgDatabases(cluster.url, cluster)
+    finally:
+        cluster.stop("immediate")
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The database of one test: a SQLite file path, or a fresh PostgreSQL database URL."""
+    if BACKEND == "sqlite":
+        yield str(tmp_path / "tq.db")
+        return
+    databases: PgDatabases = request.getfixturevalue("pg")
+    url = databases.create()
+    yield url
+    databases.drop(url)
+
+
+def query_db(db: str | Path, statement: str) -> list[tuple[object, ...]]:
+    """Rows of a read-only statement on a test's database, whichever the backend."""
+    if "://" in str(db):
+        import psycopg
+
+        with psycopg.connect(str(db)) as conn:
+            return [tuple(r) for r in conn.execute(statement)]  # type: ignore[arg-type]
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return [tuple(r) for r in conn.execute(statement)]
 
 
 def free_port() -> int:
@@ -27,7 +136,7 @@ def free_port() -> int:
 class ServerProcess:
     """A ``taskqueue server`` subprocess and how to reach it."""
 
-    db: Path
+    db: Path | str
     port: int
     args: list[str] = field(default_factory=list)
     log: Path | None = None
@@ -81,13 +190,13 @@ class ServerProcess:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def make_server(tmp_path: Path, db_url: str) -> Iterator[Callable[..., ServerProcess]]:
     """Start servers on demand: ``make_server(*args)``; all are stopped after the test."""
     started: list[ServerProcess] = []
 
-    def make(*args: str, db: Path | None = None, port: int | None = None) -> ServerProcess:
+    def make(*args: str, db: Path | str | None = None, port: int | None = None) -> ServerProcess:
         server = ServerProcess(
-            db=db or tmp_path / "tq.db",
+            db=db or db_url,
             port=port or free_port(),
             args=list(args),
             log=tmp_path / f"server-{len(started)}.log",
@@ -139,16 +248,33 @@ def wait_status(api: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
             return task
 
 
+@contextlib.contextmanager
+def module_database(request: pytest.FixtureRequest, root: Path) -> Iterator[str]:
+    """A database for a module-scoped server (see :func:`db_url`)."""
+    if BACKEND == "sqlite":
+        yield str(root / "tq.db")
+        return
+    databases: PgDatabases = request.getfixturevalue("pg")
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """One server for a whole test module, for tests that keep to their own names and queues."""
     root = tmp_path_factory.mktemp("module-server")
-    server = ServerProcess(
-        db=root / "tq.db", port=free_port(), log=root / "server.log", args=["--drain-timeout", "1"]
-    )
-    server.start()
-    yield server
-    server.stop()
+    with module_database(request, root) as db:
+        server = ServerProcess(
+            db=db, port=free_port(), log=root / "server.log", args=["--drain-timeout", "1"]
+        )
+        server.start()
+        yield server
+        server.stop()
 
 
 @pytest.fixture(scope="module")

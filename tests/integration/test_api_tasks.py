@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from taskqueue.models import Attempt, LogPage, Task, TaskList
-from tests.conftest import wait_status, wait_until
+from tests.conftest import BACKEND, wait_status, wait_until
 
 PARKED = "parked"
 
@@ -1081,7 +1081,7 @@ def test_health_counts_tasks_by_status(api: httpx.Client) -> None:
     assert empty.status_code == 200
     body = empty.json()
     assert body["status"] == "ok"
-    assert body["database"] == "sqlite"
+    assert body["database"] == BACKEND
     assert body["workers"] == 1
     assert body["version"]
     assert body["tasks"] == {}

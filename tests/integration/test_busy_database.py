@@ -13,6 +13,8 @@ from taskqueue.models import TaskCreate
 from taskqueue.server import ServerSettings, create_app
 from taskqueue.store import Store, database
 
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,6 +118,7 @@ def test_one_request_cannot_add_unbounded_dependency_edges(api: httpx.Client) ->
     assert api.get("/api/tasks").json()["total"] == before
 
 
+@pytest.mark.sqlite_only
 def test_a_symlinked_database_file_still_acknowledges_durably(
     make_server: MakeServer, tmp_path: Path
 ) -> None:

@@ -12,11 +12,9 @@ check what was stored by reading its SQLite file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, free_port, wait_status
+from tests.conftest import ServerProcess, free_port, module_database, query_db, wait_status
 
 MiB = 1024 * 1024
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -199,12 +197,15 @@ def raw_post(path: str, body: bytes, content_length: bytes, extra: bytes = b"") 
 
 
 @pytest.fixture(scope="module")
-def main_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def main_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("hostile")
-    server = ServerProcess(db=base / "tq.db", port=free_port(), log=base / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with module_database(request, base) as db:
+        server = ServerProcess(db=db, port=free_port(), log=base / "server.log")
+        server.start()
+        yield server
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -256,24 +257,26 @@ def fresh(client: httpx.Client) -> str:
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def scratch(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """A second server for input that, wrongly stored, breaks every later listing."""
     base = tmp_path_factory.mktemp("scratch")
-    server = ServerProcess(
-        db=base / "tq.db", port=free_port(), args=["--workers", "0"], log=base / "server.log"
-    )
-    server.start()
-    yield server
-    server.stop()
+    with module_database(request, base) as db:
+        server = ServerProcess(
+            db=db, port=free_port(), args=["--workers", "0"], log=base / "server.log"
+        )
+        server.start()
+        yield server
+        server.stop()
 
 
-def stored_rows(db: Path) -> dict[str, int]:
-    """Row counts of the tables a request could add to, read straight from the SQLite file."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        return {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("tasks", "projects", "task_deps")
-        }
+def stored_rows(db: Path | str) -> dict[str, int]:
+    """Row counts of the tables a request could add to, read straight from the database."""
+    return {
+        table: int(query_db(db, f"SELECT count(*) FROM {table}")[0][0])
+        for table in ("tasks", "projects", "task_deps")
+    }
 
 
 # ------------------------------------------------------------------------- POST /api/tasks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -12,6 +13,8 @@ from taskqueue.store import Store
 from taskqueue.store.database import sqlite_engine
 from taskqueue.store.migrate import current_revision, head_revision, upgrade
 from taskqueue.store.schema import metadata
+
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_fresh_schema_equals_the_sum_of_the_migrations(tmp_path: Path) -> None:

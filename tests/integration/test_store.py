@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from taskqueue.models import TaskCreate, TaskUpdate
 from taskqueue.store import Conflict, NotFound, Outcome, Store
+from tests.conftest import query_db
 
 T = TypeVar("T")
 
 
-def run(tmp_path: Path, body: Callable[[Store], Awaitable[T]]) -> T:
+def run(db: str, body: Callable[[Store], Awaitable[T]]) -> T:
     async def main() -> T:
-        store = Store(tmp_path / "store.db")
+        store = Store(db)
         store.start()
         try:
             return await body(store)
@@ -28,12 +28,12 @@ def run(tmp_path: Path, body: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def test_a_stale_worker_cannot_overwrite_a_newer_attempt(tmp_path: Path) -> None:
+def test_a_stale_worker_cannot_overwrite_a_newer_attempt(db_url: str) -> None:
     async def body(store: Store) -> None:
         [task] = await store.create_tasks([TaskCreate(name="t", command="true", retry_delay=0)])
         [old] = await store.claim("old", ["default"], 1, lease_s=0.05)
         await asyncio.sleep(0.1)
-        assert store.has_expired_leases()
+        assert await store.has_expired_leases()
         assert await store.reap_expired() == [task["id"]]
         [new] = await store.claim("new", ["default"], 1, lease_s=30)
         assert new.attempt == 2
@@ -41,24 +41,24 @@ def test_a_stale_worker_cannot_overwrite_a_newer_attempt(tmp_path: Path) -> None
         # Every write of the stale attempt finds nothing.
         stale = (old.id, old.lease_token)
         assert await store.heartbeat([stale], 30) == [stale]
-        assert store.lost_leases([stale, (new.id, new.lease_token)]) == [stale]
+        assert await store.lost_leases([stale, (new.id, new.lease_token)]) == [stale]
         assert await store.append_output(old.id, old.lease_token, 1, [("stdout", "x")]) is False
         assert await store.finish(old.id, old.lease_token, Outcome(True, exit_code=0)) is None
         assert await store.release(old.id, old.lease_token) is False
-        assert store.get_task(task["id"])["status"] == "Running"
+        assert (await store.get_task(task["id"]))["status"] == "Running"
         assert await store.finish(new.id, new.lease_token, Outcome(True, exit_code=0)) == (
             "Completed"
         )
-        attempts = store.list_attempts(task["id"])
+        attempts = await store.list_attempts(task["id"])
         assert [(a["number"], a["worker_id"], a["status"]) for a in attempts] == [
             (1, "old", "Failed"),
             (2, "new", "Completed"),
         ]
 
-    run(tmp_path, body)
+    run(db_url, body)
 
 
-def test_two_claimers_never_get_the_same_task(tmp_path: Path) -> None:
+def test_two_claimers_never_get_the_same_task(db_url: str) -> None:
     async def body(store: Store) -> None:
         await store.create_tasks([TaskCreate(name=f"t{i}", command="true") for i in range(200)])
         claims = await asyncio.gather(
@@ -68,10 +68,10 @@ def test_two_claimers_never_get_the_same_task(tmp_path: Path) -> None:
         assert len(ids) == 200
         assert len(set(ids)) == 200
 
-    run(tmp_path, body)
+    run(db_url, body)
 
 
-def test_failed_attempts_back_off_and_queue_filter(tmp_path: Path) -> None:
+def test_failed_attempts_back_off_and_queue_filter(db_url: str) -> None:
     async def body(store: Store) -> None:
         [task] = await store.create_tasks(
             [TaskCreate(name="t", command="x", retry_delay=60, queue="q1")]
@@ -82,16 +82,16 @@ def test_failed_attempts_back_off_and_queue_filter(tmp_path: Path) -> None:
             held.id, held.lease_token, Outcome(False, exit_code=2, error="exit code 2")
         )
         assert status == "Pending"
-        again = store.get_task(task["id"])
+        again = await store.get_task(task["id"])
         assert again["status_reason"] == "exit code 2"
         assert again["run_at"] > again["updated_at"]  # 30..60 s from now
-        assert not store.has_runnable(["q1"])
+        assert not await store.has_runnable(["q1"])
         assert await store.claim("w", ["q1"], 1, 30) == []
 
-    run(tmp_path, body)
+    run(db_url, body)
 
 
-def test_completing_a_dependency_releases_its_dependents(tmp_path: Path) -> None:
+def test_completing_a_dependency_releases_its_dependents(db_url: str) -> None:
     async def body(store: Store) -> None:
         _first, _second, both = await store.create_tasks(
             [
@@ -108,10 +108,10 @@ def test_completing_a_dependency_releases_its_dependents(tmp_path: Path) -> None
         [last] = await store.claim("w", ["default"], 10, 30)
         assert last.id == both["id"]
 
-    run(tmp_path, body)
+    run(db_url, body)
 
 
-def test_cancel_cascades_and_retry_rules(tmp_path: Path) -> None:
+def test_cancel_cascades_and_retry_rules(db_url: str) -> None:
     async def body(store: Store) -> None:
         root, mid, leaf = await store.create_tasks(
             [
@@ -122,8 +122,8 @@ def test_cancel_cascades_and_retry_rules(tmp_path: Path) -> None:
         )
         cancelled = await store.cancel_task(root["id"])
         assert cancelled["status"] == "Cancelled"
-        assert store.get_task(leaf["id"])["status"] == "Cancelled"
-        assert mid["id"] in store.get_task(leaf["id"])["status_reason"]
+        assert (await store.get_task(leaf["id"]))["status"] == "Cancelled"
+        assert mid["id"] in (await store.get_task(leaf["id"]))["status_reason"]
         assert (await store.cancel_task(root["id"]))["status"] == "Cancelled"  # idempotent
         with pytest.raises(Conflict, match="retry it first"):
             await store.retry_task(mid["id"])
@@ -138,32 +138,31 @@ def test_cancel_cascades_and_retry_rules(tmp_path: Path) -> None:
         with pytest.raises(Conflict, match="only while the task is Pending"):
             await store.update_task(leaf["id"], TaskUpdate(command="false"))
         with pytest.raises(NotFound):
-            store.get_task("00000000-0000-0000-0000-000000000000")
+            await store.get_task("00000000-0000-0000-0000-000000000000")
 
-    run(tmp_path, body)
+    run(db_url, body)
 
 
-def test_every_state_change_writes_its_event_in_the_same_transaction(tmp_path: Path) -> None:
+def test_every_state_change_writes_its_event_in_the_same_transaction(db_url: str) -> None:
     async def body(store: Store) -> str:
         [task] = await store.create_tasks([TaskCreate(name="t", command="true")])
         [held] = await store.claim("w", ["default"], 1, 30)
         await store.finish(held.id, held.lease_token, Outcome(True, exit_code=0))
         return str(task["id"])
 
-    task_id = run(tmp_path, body)
-    with sqlite3.connect(tmp_path / "store.db") as conn:
-        types = [
-            r[0]
-            for r in conn.execute(
-                "SELECT type FROM events WHERE task_id = ? ORDER BY id", (task_id,)
-            )
-        ]
+    task_id = run(db_url, body)
+    types = [
+        r[0]
+        for r in query_db(
+            db_url, f"SELECT type FROM events WHERE task_id = '{task_id}' ORDER BY id"
+        )
+    ]
     assert types == ["task.created", "task.started", "task.completed"]
 
 
-def test_a_failing_write_in_a_group_leaves_the_others_committed(tmp_path: Path) -> None:
+def test_a_failing_write_in_a_group_leaves_the_others_committed(db_url: str) -> None:
     async def body(store: Store) -> None:
-        def boom(conn: sqlite3.Connection, fx: object) -> None:
+        def boom(conn: Any, fx: object) -> None:
             conn.execute("INSERT INTO events (type, time, data) VALUES ('x', 1, '{}')")
             raise RuntimeError("boom")
 
@@ -172,14 +171,13 @@ def test_a_failing_write_in_a_group_leaves_the_others_committed(tmp_path: Path) 
         results = await asyncio.gather(good, bad, return_exceptions=True)
         assert isinstance(results[1], RuntimeError)
         assert store.list_tasks.__self__ is store
-        with sqlite3.connect(store.path) as conn:
-            assert conn.execute("SELECT count(*) FROM events WHERE type = 'x'").fetchone() == (0,)
-            assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (1,)
+        assert query_db(db_url, "SELECT count(*) FROM events WHERE type = 'x'") == [(0,)]
+        assert query_db(db_url, "SELECT count(*) FROM tasks") == [(1,)]
 
-    run(tmp_path, body)
+    run(db_url, body)
 
 
-def test_the_database_url_forms(tmp_path: Path) -> None:
+def test_the_database_url_forms(db_url: str) -> None:
     from taskqueue.store import resolve_sqlite_path
 
     assert resolve_sqlite_path("sqlite:////tmp/x.db") == Path("/tmp/x.db")

@@ -31,7 +31,7 @@ def _db_option(function: Any) -> Any:
         envvar="TASKQUEUE_DATABASE_URL",
         default=DEFAULT_DB,
         show_default=True,
-        help="SQLite file path or sqlite:/// URL (env TASKQUEUE_DATABASE_URL).",
+        help="SQLite file path, sqlite:/// URL or postgresql:// URL (env TASKQUEUE_DATABASE_URL).",
     )(function)
 
 
@@ -86,8 +86,18 @@ def _need_server() -> None:
 
 
 def _check_db(db: str) -> None:
-    from taskqueue.store import resolve_sqlite_path
+    from taskqueue.store import is_postgres_url, resolve_sqlite_path
 
+    if is_postgres_url(db):
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise click.ClickException(
+                f"PostgreSQL needs extra packages ({exc.name} is missing): "
+                "pip install 'taskqueue[server]'"
+            ) from exc
+        return
     try:
         path = resolve_sqlite_path(db)
     except ValueError as exc:
@@ -164,9 +174,10 @@ def server(
     drain_timeout: float,
     log_level: str,
 ) -> None:
-    """Serve the HTTP API and run tasks, on a SQLite database it creates if needed."""
+    """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     _need_server()
     from taskqueue.server import ServerSettings, create_app, is_loopback
+    from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
 
     if not is_loopback(host):
@@ -191,7 +202,7 @@ def server(
     app = create_app(settings)
     click.echo(
         f"taskqueue {__version__} serving http://{host}:{port} "
-        f"(database {db}, {workers} worker slot(s))",
+        f"(database {describe_database(db)}, {workers} worker slot(s))",
         err=True,
     )
     config = uvicorn.Config(
@@ -241,7 +252,7 @@ def worker(
     _need_server()
     _check_db(db)
     _setup_logging(log_level)
-    from taskqueue.store import Store
+    from taskqueue.store import Store, describe_database
     from taskqueue.worker import Worker, WorkerSettings
 
     settings = WorkerSettings(
@@ -259,7 +270,7 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
         click.echo(
-            f"taskqueue worker {runner.worker_id} on {db} "
+            f"taskqueue worker {runner.worker_id} on {describe_database(db)} "
             f"(concurrency {concurrency}, queues {', '.join(queues)})",
             err=True,
         )
@@ -317,10 +328,10 @@ def db_upgrade(db: str) -> None:
     """Create the database if needed and apply every migration."""
     _need_server()
     _check_db(db)
-    from taskqueue.store import Store
+    from taskqueue.store import Store, describe_database
 
     Store(db).migrate()
-    click.echo(f"database {db} is up to date")
+    click.echo(f"database {describe_database(db)} is up to date")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError
+from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError, Unavailable
 
 __all__ = [
     "ApiError",
@@ -162,6 +162,9 @@ async def _store_error(request: Request, exc: Exception) -> Response:
         return error_response(
             422, _summary(exc.details) if exc.details else exc.message, rid, exc.details
         )
+    if isinstance(exc, Unavailable):
+        log.warning("request %s: %s", rid, exc.message)
+        return error_response(503, exc.message, rid, headers={"Retry-After": "1"})
     return error_response(400, exc.message, rid)  # pragma: no cover - no other subclasses
 
 

@@ -198,7 +198,7 @@ async def health(request: Request) -> Response:
     """``GET /api/health``: the server is up and its database answers."""
     no_query(request)
     store = store_of(request)
-    counts = store.task_counts()
+    counts = await store.task_counts()
     workers = request.app.state.worker_count
     return json_response(
         {
@@ -249,7 +249,7 @@ async def create_batch(request: Request) -> Response:
 async def list_tasks(request: Request) -> Response:
     """``GET /api/tasks`` with seed 001's TaskFilters."""
     filters = parse_query(request, TaskFilters)
-    page, total = store_of(request).list_tasks(filters)
+    page, total = await store_of(request).list_tasks(filters)
     return json_response(
         {"tasks": page, "total": total, "limit": filters.limit, "offset": filters.offset}
     )
@@ -258,7 +258,7 @@ async def list_tasks(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     """``GET /api/tasks/{task_id}``."""
     no_query(request)
-    return json_response(store_of(request).get_task(path_id(request, "task_id")))
+    return json_response(await store_of(request).get_task(path_id(request, "task_id")))
 
 
 async def update_task(request: Request) -> Response:
@@ -300,7 +300,9 @@ async def task_attempts(request: Request) -> Response:
     """``GET /api/tasks/{task_id}/attempts``."""
     no_query(request)
     task_id = path_id(request, "task_id")
-    return json_response({"task_id": task_id, "attempts": store_of(request).list_attempts(task_id)})
+    return json_response(
+        {"task_id": task_id, "attempts": await store_of(request).list_attempts(task_id)}
+    )
 
 
 async def task_logs(request: Request) -> Response:
@@ -308,12 +310,12 @@ async def task_logs(request: Request) -> Response:
     task_id = path_id(request, "task_id")
     query = parse_query(request, _Logs)
     store = store_of(request)
-    chunks, next_offset, status = store.read_logs(
+    chunks, next_offset, status = await store.read_logs(
         task_id, query.offset, query.limit, query.stream, query.attempt
     )
     if not query.follow:
         more = len(chunks) == query.limit and bool(
-            store.read_logs(task_id, next_offset, 1, query.stream, query.attempt)[0]
+            (await store.read_logs(task_id, next_offset, 1, query.stream, query.attempt))[0]
         )
         return json_response(
             {
@@ -349,7 +351,7 @@ async def _follow(
             return
         if not chunks:
             await store.wait_logs(task_id, min(remaining, 0.5))
-        chunks, offset, status = store.read_logs(
+        chunks, offset, status = await store.read_logs(
             task_id, offset, query.limit, query.stream, query.attempt
         )
 
@@ -368,7 +370,7 @@ async def create_project(request: Request) -> Response:
 async def list_projects(request: Request) -> Response:
     """``GET /api/projects``."""
     paging = parse_query(request, _Paging)
-    page, total = store_of(request).list_projects(paging.limit, paging.offset)
+    page, total = await store_of(request).list_projects(paging.limit, paging.offset)
     return json_response(
         {"projects": page, "total": total, "limit": paging.limit, "offset": paging.offset}
     )
@@ -377,7 +379,7 @@ async def list_projects(request: Request) -> Response:
 async def get_project(request: Request) -> Response:
     """``GET /api/projects/{project_id}``."""
     no_query(request)
-    return json_response(store_of(request).get_project(path_id(request, "project_id")))
+    return json_response(await store_of(request).get_project(path_id(request, "project_id")))
 
 
 async def update_project(request: Request) -> Response:

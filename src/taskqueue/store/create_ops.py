@@ -12,7 +12,7 @@ from taskqueue.store.database import Effects
 from taskqueue.store.errors import InvalidInput
 from taskqueue.store.ids import new_id
 from taskqueue.store.rows import dumps, from_us, to_us
-from taskqueue.store.sql import Tx, chunks, insert_rows, marks
+from taskqueue.store.sql import Tx, chunks, insert_rows, locking, marks
 from taskqueue.store.task_ops import IdempotencyRequest, idempotent_replay, remember
 
 __all__ = ["MAX_EDGES_PER_REQUEST", "create_tasks"]
@@ -120,7 +120,12 @@ def _resolve_dependencies(
     if existing:
         ids = list(existing)
         for part in chunks(ids):
-            found = conn.execute(f"SELECT id, status FROM tasks WHERE id IN ({marks(part)})", part)
+            # Locked against a concurrent finish: it then sees the new edges and counts them.
+            found = conn.execute(
+                f"SELECT id, status FROM tasks WHERE id IN ({marks(part)})"
+                f"{locking(conn, 'FOR SHARE')}",
+                part,
+            )
             statuses.update({r["id"]: r["status"] for r in found})
     for index, (item, deps) in enumerate(zip(items, resolved, strict=True)):
         for position, dep_id in enumerate(deps):

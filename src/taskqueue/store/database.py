@@ -39,7 +39,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
-__all__ = ["Effects", "SqliteDatabase", "connect", "sqlite_engine"]
+__all__ = ["Effects", "SqliteDatabase", "WriteQueue", "connect", "sqlite_engine"]
 
 log: logging.Logger = logging.getLogger(__name__)
 
@@ -151,25 +151,92 @@ def sqlite_engine(path: str | Path) -> Engine:
 
 
 @dataclass
-class _Op(Generic[T]):
-    fn: Callable[[sqlite3.Connection, Effects], T]
+class Op(Generic[T]):
+    """One queued write: the function, whether it must be durable, and who waits for it."""
+
+    fn: Callable[[Any, Effects], T]
     durable: bool
     future: asyncio.Future[T]
     loop: asyncio.AbstractEventLoop
+    tries: int = 0
 
 
-_STOP = object()
+STOP = object()
 
 
-class SqliteDatabase:
+class WriteQueue:
+    """The queue of writes one writer thread applies in groups, and the delivery of results.
+
+    Both databases share it: callers queue functions from the event loop with :meth:`write`;
+    the writer thread takes them with :meth:`take_group`; :meth:`deliver` hands each outcome
+    back to the caller's loop, after calling ``on_commit`` with what the group changed.
+    """
+
+    def __init__(self, on_commit: Callable[[Effects], None] | None = None) -> None:
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def write(self, fn: Callable[[Any, Effects], T], *, durable: bool = True) -> asyncio.Future[T]:
+        """Queue a write; the future resolves once its transaction has committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(Op(fn, durable, future, loop))
+        return future
+
+    def take_group(self) -> tuple[list[Op[Any]], bool]:
+        """Block for the next write, then take every write queued behind it (up to a limit).
+
+        Returns the group and whether a stop was queued behind it (or came alone).
+        """
+        first = self._queue.get()
+        if first is STOP:
+            return [], True
+        group: list[Op[Any]] = [first]
+        while len(group) < MAX_GROUP:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is STOP:
+                return group, True
+            group.append(item)
+        return group, False
+
+    def deliver(
+        self, group: list[Op[Any]], outcomes: list[tuple[bool, Any]], effects: Effects
+    ) -> None:
+        """Resolve each op's future with its outcome, on the loop it was queued from."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Op[Any], bool, Any]]] = {}
+        for op, (ok, value) in zip(group, outcomes, strict=True):
+            by_loop.setdefault(op.loop, []).append((op, ok, value))
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._resolve, items, effects)
+
+    def _resolve(self, items: list[tuple[Op[Any], bool, Any]], effects: Effects) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit(effects)
+            except Exception:  # a listener must never lose a caller's answer
+                log.exception("commit listener failed")
+        for op, ok, value in items:
+            if op.future.done():
+                continue
+            if ok:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
+
+
+class SqliteDatabase(WriteQueue):
     """A SQLite file shared by a single writer thread and a reader on the event loop."""
 
     backend = "sqlite"
 
     def __init__(self, path: str | Path, on_commit: Callable[[Effects], None] | None = None):
+        super().__init__(on_commit)
         self.path: Path = Path(path)
-        self.on_commit = on_commit
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sync_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._syncer: threading.Thread | None = None
@@ -194,11 +261,11 @@ class SqliteDatabase:
     async def close(self) -> None:
         """Let queued writes finish, stop the writer and close every connection."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         if self._syncer is not None:
-            self._sync_queue.put(_STOP)
+            self._sync_queue.put(STOP)
             await asyncio.to_thread(self._syncer.join)
             self._syncer = None
         if self._reader is not None:
@@ -207,21 +274,15 @@ class SqliteDatabase:
 
     # ------------------------------------------------------------------ reads and writes
 
-    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only function on the event loop's own connection."""
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """Run a read-only function on the event loop's own connection.
+
+        A read of a local file takes microseconds: it runs right here, without a thread hop.
+        """
         conn = self._reader
         if conn is None:
             raise RuntimeError("database is not started")
         return fn(conn)
-
-    def write(
-        self, fn: Callable[[sqlite3.Connection, Effects], T], *, durable: bool = True
-    ) -> asyncio.Future[T]:
-        """Queue a write; the future resolves once its transaction has committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Op(fn, durable, future, loop))
-        return future
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -230,32 +291,20 @@ class SqliteDatabase:
         ready.set()
         try:
             while True:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                group: list[_Op[Any]] = [first]
-                stop = False
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    group.append(item)
-                outcomes, effects, committed = self._apply(conn, group)
-                if committed and any(op.durable for op in group):
-                    self._sync_queue.put((group, outcomes, effects))
-                else:
-                    self._deliver(group, outcomes, effects)
+                group, stop = self.take_group()
+                if group:
+                    outcomes, effects, committed = self._apply(conn, group)
+                    if committed and any(op.durable for op in group):
+                        self._sync_queue.put((group, outcomes, effects))
+                    else:
+                        self.deliver(group, outcomes, effects)
                 if stop:
                     return
         finally:
             conn.close()
 
     def _apply(
-        self, conn: sqlite3.Connection, group: list[_Op[Any]]
+        self, conn: sqlite3.Connection, group: list[Op[Any]]
     ) -> tuple[list[tuple[bool, Any]], Effects, bool]:
         """Run a group in one transaction; each outcome, the merged effects, and if it committed."""
         outcomes: list[tuple[bool, Any]] = []
@@ -292,14 +341,14 @@ class SqliteDatabase:
         try:
             while True:
                 first = self._sync_queue.get()
-                stop = first is _STOP
+                stop = first is STOP
                 pending = [] if stop else [first]
                 while True:
                     try:
                         item = self._sync_queue.get_nowait()
                     except queue.Empty:
                         break
-                    if item is _STOP:
+                    if item is STOP:
                         stop = True
                     else:
                         pending.append(item)
@@ -309,36 +358,11 @@ class SqliteDatabase:
                     except OSError as exc:
                         log.error("could not sync %s: %s", wal.path, exc)
                         for group, _, _ in pending:
-                            self._deliver(group, [(False, exc)] * len(group), Effects())
+                            self.deliver(group, [(False, exc)] * len(group), Effects())
                     else:
                         for group, outcomes, effects in pending:
-                            self._deliver(group, outcomes, effects)
+                            self.deliver(group, outcomes, effects)
                 if stop:
                     return
         finally:
             wal.close()
-
-    def _deliver(
-        self, group: list[_Op[Any]], outcomes: list[tuple[bool, Any]], effects: Effects
-    ) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op[Any], bool, Any]]] = {}
-        for op, (ok, value) in zip(group, outcomes, strict=True):
-            by_loop.setdefault(op.loop, []).append((op, ok, value))
-        for loop, items in by_loop.items():
-            # A closed loop raises RuntimeError: nobody is waiting there any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._resolve, items, effects)
-
-    def _resolve(self, items: list[tuple[_Op[Any], bool, Any]], effects: Effects) -> None:
-        if self.on_commit is not None:
-            try:
-                self.on_commit(effects)
-            except Exception:  # a listener must never lose a caller's answer
-                log.exception("commit listener failed")
-        for op, ok, value in items:
-            if op.future.done():
-                continue
-            if ok:
-                op.future.set_result(value)
-            else:
-                op.future.set_exception(value)

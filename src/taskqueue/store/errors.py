@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Conflict", "InvalidInput", "NotFound", "StoreError"]
+__all__ = ["Conflict", "InvalidInput", "NotFound", "StoreError", "Unavailable"]
 
 
 class StoreError(Exception):
@@ -34,3 +34,7 @@ class InvalidInput(StoreError):
     def __init__(self, message: str, details: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.details = details
+
+
+class Unavailable(StoreError):
+    """The database cannot be reached right now; the same request may succeed when repeated."""

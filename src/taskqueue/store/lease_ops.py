@@ -17,7 +17,7 @@ from taskqueue.engine import Fail, Retry, after_failure
 from taskqueue.models import TaskStatus
 from taskqueue.store.database import Effects
 from taskqueue.store.rows import dumps, loads
-from taskqueue.store.sql import Tx, chunks, insert_rows, marks
+from taskqueue.store.sql import Tx, chunks, insert_rows, locking, marks
 from taskqueue.store.task_ops import (
     cancel_dependents,
     emit,
@@ -90,7 +90,8 @@ def claim(
         " worker_id = ?, attempt = attempt + 1, started_at = ?, updated_at = ?"
         " WHERE seq IN (SELECT seq FROM tasks"
         f"  WHERE status = 'Pending' AND waiting_on = 0 AND queue IN ({marks(queues)})"
-        "   AND run_at <= ? ORDER BY priority_rank DESC, run_at, seq LIMIT ?)"
+        "   AND run_at <= ? ORDER BY priority_rank DESC, run_at, seq LIMIT ?"
+        f"{locking(conn, 'FOR UPDATE SKIP LOCKED')})"
         " RETURNING id, name, command, environment, working_directory, timeout, attempt,"
         " input, project_id, priority_rank, run_at, seq",
         (token, now + lease_us, worker_id, now, now, *queues, now, limit),
@@ -151,7 +152,8 @@ def heartbeat(
 ) -> list[tuple[str, str]]:
     """Extend the leases held; return those that are no longer ours."""
     lost: list[tuple[str, str]] = []
-    for task_id, token in leases:
+    # In id order, so two writers never lock the same rows in opposite orders.
+    for task_id, token in sorted(leases):
         cursor = conn.execute(
             f"UPDATE tasks SET lease_expires_at = ? WHERE {_HOLDS}",
             (now + lease_us, task_id, token),
@@ -184,7 +186,10 @@ def append_output(
     chunks: Sequence[tuple[str, str]],
 ) -> bool:
     """Store output chunks of a running attempt; False if the lease is lost."""
-    if conn.execute(f"SELECT 1 FROM tasks WHERE {_HOLDS}", (task_id, token)).fetchone() is None:
+    held = conn.execute(
+        f"SELECT 1 FROM tasks WHERE {_HOLDS}{locking(conn, 'FOR SHARE')}", (task_id, token)
+    ).fetchone()
+    if held is None:
         return False
     last = conn.execute(
         "SELECT max(seq) FROM output_chunks WHERE task_id = ?", (task_id,)
@@ -299,7 +304,7 @@ def finish(
 ) -> str | None:
     """End the attempt held under ``token``; the task's new status, or None if the lease is lost."""
     row = conn.execute(
-        f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}", (task_id, token)
+        f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}{locking(conn)}", (task_id, token)
     ).fetchone()
     if row is None:
         return None
@@ -345,7 +350,7 @@ def finish(
 def release(conn: Tx, fx: Effects, task_id: str, token: str, now: int) -> bool:
     """Hand a held task back to the queue (shutdown) without spending one of its retries."""
     row = conn.execute(
-        f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}", (task_id, token)
+        f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}{locking(conn)}", (task_id, token)
     ).fetchone()
     if row is None:
         return False
@@ -378,7 +383,7 @@ def reap_expired(
     """Count every expired lease (a dead worker) as a failed attempt; return the tasks reaped."""
     rows = conn.execute(
         f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE status = 'Running' AND lease_expires_at < ?"
-        " LIMIT ?",
+        f" LIMIT ?{locking(conn, 'FOR UPDATE SKIP LOCKED')}",
         (now, limit),
     ).fetchall()
     outcome = Outcome(False, error="lease expired: the worker running it stopped responding")

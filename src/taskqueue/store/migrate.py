@@ -8,9 +8,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
+
+#: The advisory lock that serialises migrations on PostgreSQL.
+MIGRATION_LOCK = 0x7461_736B  # "task"
 
 _HERE = Path(__file__).resolve().parent / "migrations"
 
@@ -26,6 +29,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database behind ``engine`` up to ``revision`` (default: the newest)."""
     config = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Workers starting together on one database migrate one at a time (the lock is
+            # held until this transaction commits; PostgreSQL's DDL is transactional).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 

@@ -117,7 +117,7 @@ def delete_project(conn: Tx, fx: Effects, project_id: str, cascade: bool, now: i
         outside = conn.execute(
             "SELECT t.id, p.id FROM task_deps d JOIN tasks t ON t.id = d.task_id"
             " JOIN tasks p ON p.id = d.depends_on"
-            " WHERE p.project_id = ? AND t.project_id IS NOT ?"
+            " WHERE p.project_id = ? AND (t.project_id IS NULL OR t.project_id <> ?)"
             " AND t.status NOT IN ('Completed', 'Failed', 'Cancelled') LIMIT 1",
             (project_id, project_id),
         ).fetchone()

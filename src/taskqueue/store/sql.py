@@ -1,24 +1,73 @@
-"""Small helpers for running SQL on a raw sqlite3 connection.
+"""Small helpers for running SQL on a raw driver connection, SQLite's or PostgreSQL's.
 
 The runtime statements go straight to the driver: on SQLite the driver executes a statement in
 about 4 µs, while a SQLAlchemy ``Connection.execute`` adds 50 µs or more of Python around it,
 which would dominate the claim and finish paths. SQLAlchemy still defines the schema and runs
 the Alembic migrations.
+
+Statements are written once, with ``?`` placeholders, in the SQL both engines share. A
+``sqlite3.Connection`` runs them as they are; on PostgreSQL they run through
+:class:`taskqueue.store.postgres.PgTx`, which rewrites the placeholders. Where the engines
+differ (row locks), :func:`locking` gives the clause to append.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
-__all__ = ["IN_CHUNK", "Tx", "chunks", "insert_rows", "marks"]
+__all__ = ["IN_CHUNK", "Cursor", "Tx", "chunks", "insert_rows", "is_postgres", "locking", "marks"]
 
 #: Most values bound in one ``IN (...)`` list (SQLite's default limit is 32,766 variables).
 IN_CHUNK = 500
 
-#: The connection every store function runs on, inside the writer's transaction or a read.
-Tx = sqlite3.Connection
+
+class Cursor(Protocol):
+    """What a statement returns: rows (indexable by position and by column name) and a count."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+        ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Tx(Protocol):
+    """The connection every store function runs on, inside the writer's transaction or a read."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor:
+        """Run one statement."""
+        ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
+        """Run one statement for each set of parameters."""
+        ...
+
+
+def is_postgres(tx: Tx) -> bool:
+    """Whether ``tx`` is a PostgreSQL connection (else SQLite's)."""
+    return not isinstance(tx, sqlite3.Connection)
+
+
+def locking(tx: Tx, clause: str = "FOR UPDATE") -> str:
+    """`` FOR UPDATE`` (or the clause given) on PostgreSQL; nothing on SQLite.
+
+    SQLite's single writer holds the whole database for the transaction, so a row read there
+    cannot change before the transaction ends. PostgreSQL writers from many processes run at
+    once under READ COMMITTED: a row read to decide a write must be locked first.
+    """
+    return "" if isinstance(tx, sqlite3.Connection) else f" {clause}"
+
 
 _INSERT_CACHE: dict[tuple[str, tuple[str, ...]], str] = {}
 

@@ -1,9 +1,10 @@
 """The store: the one object the API and the workers use to read and change state.
 
-It owns the database and the in-process notifications that follow each commit: waking idle
-workers, long-polls waiting for a task to end, log followers, and workers that must stop a task
-whose lease was revoked. Across processes (a standalone worker on the same SQLite file) every
-waiter also polls, so a missed notification costs latency, never progress.
+It owns the database (SQLite or PostgreSQL, by the URL it is given) and the in-process
+notifications that follow each commit: waking idle workers, long-polls waiting for a task to
+end, log followers, and workers that must stop a task whose lease was revoked. On PostgreSQL,
+commits of other processes arrive as NOTIFYs and wake the same waiters. Every waiter also polls,
+so a missed notification costs latency, never progress.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
@@ -25,10 +26,29 @@ from taskqueue.store.migrate import upgrade
 from taskqueue.store.rows import now_us
 from taskqueue.store.task_ops import IdempotencyRequest
 
-__all__ = ["Store", "resolve_sqlite_path"]
+if TYPE_CHECKING:
+    from taskqueue.store.postgres import PostgresDatabase
+
+__all__ = ["Store", "describe_database", "is_postgres_url", "resolve_sqlite_path"]
 
 #: How often a waiter re-reads the database in case the change came from another process.
 POLL_INTERVAL_S = 0.5
+
+
+def is_postgres_url(db: str) -> bool:
+    """Whether ``db`` names a PostgreSQL database (``postgresql://...``)."""
+    scheme = db.split("://", 1)[0].lower() if "://" in db else ""
+    return scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")
+
+
+def describe_database(db: str) -> str:
+    """``db`` fit for a log line: a URL's password is hidden."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: say nothing of it
+        return "<database>"
 
 
 def resolve_sqlite_path(db: str) -> Path:
@@ -37,7 +57,8 @@ def resolve_sqlite_path(db: str) -> Path:
         url = make_url(db)
         if url.get_backend_name() != "sqlite":
             raise ValueError(
-                f"unsupported database {url.get_backend_name()!r}: this version runs on SQLite"
+                f"unsupported database {url.get_backend_name()!r}: "
+                "give a SQLite file or a postgresql:// URL"
             )
         if not url.database or url.database == ":memory:":
             raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
@@ -48,9 +69,17 @@ def resolve_sqlite_path(db: str) -> Path:
 class Store:
     """Async access to tasks and projects on one database."""
 
-    def __init__(self, db: str | Path) -> None:
-        self.path: Path = resolve_sqlite_path(str(db))
-        self.db: SqliteDatabase = SqliteDatabase(self.path, on_commit=self._on_commit)
+    def __init__(self, db: str | Path, *, listen: bool = True) -> None:
+        self.url = str(db)
+        self.db: SqliteDatabase | PostgresDatabase
+        if is_postgres_url(self.url):
+            from taskqueue.store.postgres import PostgresDatabase
+
+            self.path: Path | None = None
+            self.db = PostgresDatabase(self.url, on_commit=self._on_commit, listen=listen)
+        else:
+            self.path = resolve_sqlite_path(self.url)
+            self.db = SqliteDatabase(self.path, on_commit=self._on_commit)
         self.backend: str = self.db.backend
         self.work_available: asyncio.Event = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
@@ -60,11 +89,21 @@ class Store:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def notifications(self) -> bool:
+        """Whether commits of other processes wake this one (else waiters must poll)."""
+        return getattr(self.db, "notifications", False)
+
     def migrate(self) -> None:
-        """Create the database file if needed and apply every migration."""
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sqlite_engine(self.path)
+        """Create the database (a SQLite file) if needed and apply every migration."""
+        if self.path is None:
+            from taskqueue.store.postgres import pg_engine
+
+            engine = pg_engine(self.url)
+        else:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            engine = sqlite_engine(self.path)
         try:
             upgrade(engine)
         finally:
@@ -118,7 +157,7 @@ class Store:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            task = self.get_task(task_id)
+            task = await self.get_task(task_id)
             remaining = deadline - loop.time()
             if task["status"] in ("Completed", "Failed", "Cancelled") or remaining <= 0:
                 return task
@@ -142,13 +181,13 @@ class Store:
             lambda c, fx: create_ops.create_tasks(c, fx, items, now, idem, batch)
         )
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
+    async def get_task(self, task_id: str) -> dict[str, Any]:
         """One task."""
-        return self.db.read(lambda c: queries.get_task(c, task_id))
+        return await self.db.read(lambda c: queries.get_task(c, task_id))
 
-    def list_tasks(self, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
+    async def list_tasks(self, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks and the number matching."""
-        return self.db.read(lambda c: queries.list_tasks(c, filters))
+        return await self.db.read(lambda c: queries.list_tasks(c, filters))
 
     async def update_task(self, task_id: str, changes: TaskUpdate) -> dict[str, Any]:
         """Change a task's fields."""
@@ -170,11 +209,11 @@ class Store:
         now = now_us()
         await self.db.write(lambda c, fx: task_ops.delete_task(c, fx, task_id, now))
 
-    def list_attempts(self, task_id: str) -> list[dict[str, Any]]:
+    async def list_attempts(self, task_id: str) -> list[dict[str, Any]]:
         """Every attempt of a task."""
-        return self.db.read(lambda c: queries.list_attempts(c, task_id))
+        return await self.db.read(lambda c: queries.list_attempts(c, task_id))
 
-    def read_logs(
+    async def read_logs(
         self,
         task_id: str,
         offset: int,
@@ -183,11 +222,13 @@ class Store:
         attempt: int | None = None,
     ) -> tuple[list[dict[str, Any]], int, str]:
         """Output chunks from ``offset``, the next offset, and the task's status."""
-        return self.db.read(lambda c: queries.read_logs(c, task_id, offset, limit, stream, attempt))
+        return await self.db.read(
+            lambda c: queries.read_logs(c, task_id, offset, limit, stream, attempt)
+        )
 
-    def task_counts(self) -> dict[str, int]:
+    async def task_counts(self) -> dict[str, int]:
         """Tasks per status."""
-        return self.db.read(queries.task_counts)
+        return await self.db.read(queries.task_counts)
 
     # ------------------------------------------------------------------ projects
 
@@ -198,13 +239,13 @@ class Store:
         now = now_us()
         return await self.db.write(lambda c, fx: project_ops.create_project(c, fx, data, now, idem))
 
-    def get_project(self, project_id: str) -> dict[str, Any]:
+    async def get_project(self, project_id: str) -> dict[str, Any]:
         """One project."""
-        return self.db.read(lambda c: queries.get_project(c, project_id))
+        return await self.db.read(lambda c: queries.get_project(c, project_id))
 
-    def list_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    async def list_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         """A page of projects and their number."""
-        return self.db.read(lambda c: queries.list_projects(c, limit, offset))
+        return await self.db.read(lambda c: queries.list_projects(c, limit, offset))
 
     async def update_project(self, project_id: str, changes: ProjectUpdate) -> dict[str, Any]:
         """Change a project's fields."""
@@ -233,20 +274,20 @@ class Store:
             durable=False,
         )
 
-    def has_runnable(self, queues: Sequence[str]) -> bool:
+    async def has_runnable(self, queues: Sequence[str]) -> bool:
         """Whether a task of ``queues`` could be claimed now (a cheap read)."""
         now = now_us()
-        return self.db.read(lambda c: queries.has_runnable(c, list(queues), now))
+        return await self.db.read(lambda c: queries.has_runnable(c, list(queues), now))
 
-    def has_expired_leases(self) -> bool:
+    async def has_expired_leases(self) -> bool:
         """Whether some running task's lease has expired (a cheap read)."""
         now = now_us()
-        return self.db.read(lambda c: queries.has_expired_leases(c, now))
+        return await self.db.read(lambda c: queries.has_expired_leases(c, now))
 
-    def held_attempts(self, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+    async def held_attempts(self, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which (task id, attempt) pairs are still running under a live lease (a read)."""
         now = now_us()
-        return self.db.read(lambda c: queries.held_attempts(c, list(attempts), now))
+        return await self.db.read(lambda c: queries.held_attempts(c, list(attempts), now))
 
     async def heartbeat(
         self, leases: Sequence[tuple[str, str]], lease_s: float
@@ -258,9 +299,9 @@ class Store:
             lambda c, fx: lease_ops.heartbeat(c, fx, leases, lease_us, now), durable=False
         )
 
-    def lost_leases(self, leases: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    async def lost_leases(self, leases: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """Which of these leases are no longer held (a cheap read)."""
-        return self.db.read(lambda c: lease_ops.lost_leases(c, leases))
+        return await self.db.read(lambda c: lease_ops.lost_leases(c, leases))
 
     def append_output(
         self, task_id: str, token: str, attempt: int, chunks: Sequence[tuple[str, str]]

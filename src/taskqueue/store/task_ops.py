@@ -16,7 +16,7 @@ from taskqueue.store.database import Effects
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound
 from taskqueue.store.ids import new_token
 from taskqueue.store.rows import dumps, loads, task_to_dict, to_us
-from taskqueue.store.sql import Tx, chunks, insert_rows, marks
+from taskqueue.store.sql import Tx, chunks, insert_rows, locking, marks
 
 __all__ = [
     "IdempotencyRequest",
@@ -64,8 +64,8 @@ def emit_many(conn: Tx, rows: list[dict[str, Any]]) -> None:
 
 
 def get_task_row(conn: Tx, task_id: str) -> Any:
-    """The task's row, or raise :class:`NotFound`."""
-    row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    """The task's row (locked until the transaction ends), or raise :class:`NotFound`."""
+    row = conn.execute(f"SELECT * FROM tasks WHERE id = ?{locking(conn)}", (task_id,)).fetchone()
     if row is None:
         raise NotFound("task", task_id)
     return row
@@ -121,11 +121,13 @@ def cancel_dependents(conn: Tx, fx: Effects, task_ids: Iterable[str], now: int) 
             done.add(dep["id"])
             reason = dependency_block_reason(dep["depends_on"], TaskStatus(dep["parent_status"]))
             reason = reason or f"dependency {dep['depends_on']} cannot complete"
-            conn.execute(
+            cancelled = conn.execute(
                 "UPDATE tasks SET status = 'Cancelled', status_reason = ?, finished_at = ?,"
-                " updated_at = ? WHERE id = ?",
+                " updated_at = ? WHERE id = ? AND status = 'Pending'",
                 (reason, now, now, dep["id"]),
             )
+            if cancelled.rowcount == 0:  # pragma: no cover - cancelled meanwhile by another writer
+                continue
             emit(conn, "task.cancelled", now, dep["id"], dep["project_id"], {"reason": reason})
             fx.terminal.add(dep["id"])
             fx.changed.add(dep["id"])
@@ -198,7 +200,9 @@ def retry_task(conn: Tx, fx: Effects, task_id: str, now: int) -> dict[str, Any]:
         found = {
             r["id"]: r["status"]
             for r in conn.execute(
-                f"SELECT id, status FROM tasks WHERE id IN ({marks(dep_ids)})", dep_ids
+                f"SELECT id, status FROM tasks WHERE id IN ({marks(dep_ids)})"
+                f"{locking(conn, 'FOR SHARE')}",
+                dep_ids,
             )
         }
         for dep_id in dep_ids:

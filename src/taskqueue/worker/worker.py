@@ -178,7 +178,7 @@ class Worker:
                     return
                 # Poll: work made runnable by another process, or a retry that came due.
                 try:
-                    if self.store.has_runnable(self.settings.queues):
+                    if await self.store.has_runnable(self.settings.queues):
                         return
                 except Exception as exc:  # a locked or unreadable file: keep polling
                     log.warning("checking for work failed: %s", exc)
@@ -399,7 +399,7 @@ class Worker:
             if not leases:
                 continue
             try:
-                lost = self.store.lost_leases(leases)
+                lost = await self.store.lost_leases(leases)
             except Exception as exc:  # pragma: no cover - a locked or vanished database file
                 log.warning("lease check failed: %s", exc)
                 continue
@@ -411,7 +411,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
-                if self.store.has_expired_leases():
+                if await self.store.has_expired_leases():
                     reaped = await self.store.reap_expired()
                     if reaped:
                         log.warning(
@@ -427,7 +427,7 @@ class Worker:
             found = await asyncio.to_thread(find_attempt_processes)
             if not found:
                 return
-            held = self.store.held_attempts([(p.task_id, p.attempt) for p in found])
+            held = await self.store.held_attempts([(p.task_id, p.attempt) for p in found])
             doomed = [p for p in found if (p.task_id, p.attempt) not in held]
             if doomed:
                 await asyncio.to_thread(kill_groups, doomed)
