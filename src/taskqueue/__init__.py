@@ -35,6 +35,9 @@ from taskqueue.models import (
     TaskStatus,
     TaskType,
     TaskUpdate,
+    Worker,
+    WorkerList,
+    WorkerStatus,
 )
 
 __all__ = [
@@ -72,5 +75,8 @@ __all__ = [
     "TaskType",
     "TaskUpdate",
     "ValidationError",
+    "Worker",
+    "WorkerList",
+    "WorkerStatus",
     "__version__",
 ]

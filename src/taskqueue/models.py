@@ -48,6 +48,9 @@ __all__ = [
     "TaskStatus",
     "TaskType",
     "TaskUpdate",
+    "Worker",
+    "WorkerList",
+    "WorkerStatus",
 ]
 
 
@@ -486,6 +489,35 @@ class Health(_Output):
     database: str
     workers: int
     tasks: dict[str, int] = Field(default_factory=dict)
+
+
+class WorkerStatus(str, Enum):
+    """Whether a worker has been heard from lately (``stale``: silent for 30 s or more)."""
+
+    ACTIVE = "active"
+    STALE = "stale"
+
+
+class Worker(_Output):
+    """A worker process, as it registered and last reported."""
+
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    queues: list[str]
+    version: str
+    running: int
+    started_at: datetime
+    last_seen: datetime
+    status: WorkerStatus
+
+
+class WorkerList(_Output):
+    """Answer of ``GET /api/workers``."""
+
+    workers: list[Worker]
+    total: int
 
 
 class ErrorInfo(_Output):

@@ -17,7 +17,7 @@ import click
 from taskqueue._version import __version__
 from taskqueue.cli._context import FORMATS, CliContext
 from taskqueue.cli.projects import projects
-from taskqueue.cli.run import config, health, run, submit
+from taskqueue.cli.run import config, health, run, submit, workers
 from taskqueue.cli.tasks import tasks
 
 __all__ = ["main"]
@@ -151,6 +151,7 @@ main.add_command(run)
 main.add_command(submit)
 main.add_command(health)
 main.add_command(config)
+main.add_command(workers)
 
 
 @main.command()

@@ -33,7 +33,7 @@ from taskqueue.client._config import config_paths
 from taskqueue.errors import TaskQueueError, ValidationError
 from taskqueue.models import Task, TaskPriority, TaskStatus
 
-__all__ = ["config", "exit_code_of", "health", "run", "submit"]
+__all__ = ["config", "exit_code_of", "health", "run", "submit", "workers"]
 
 #: Exit code of a task that ran out of time (as GNU ``timeout`` does).
 EXIT_TIMED_OUT = 124
@@ -302,6 +302,32 @@ def health(ctx: CliContext) -> None:
         rows = rows_table(None, ["STATUS", "VERSION", "DATABASE", "WORKERS", "TASKS"])
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report.tasks.items())) or "none"
         rows.add_row(report.status, report.version, report.database, str(report.workers), counts)
+        return rows
+
+    ctx.emit(report, table)
+
+
+@click.command()
+@client_command
+def workers(ctx: CliContext) -> None:
+    """The worker processes serving the server's database."""
+    report = ctx.client.list_workers()
+
+    def table() -> Any:
+        rows = rows_table(
+            None, ["ID", "STATUS", "HOST", "PID", "RUNNING", "QUEUES", "VERSION", "LAST SEEN"]
+        )
+        for w in report.workers:
+            rows.add_row(
+                w.id,
+                w.status.value,
+                w.host,
+                str(w.pid),
+                f"{w.running}/{w.concurrency}",
+                ", ".join(w.queues),
+                w.version,
+                w.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            )
         return rows
 
     ctx.emit(report, table)

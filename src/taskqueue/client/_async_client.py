@@ -49,6 +49,7 @@ from taskqueue.models import (
     TaskStatus,
     TaskType,
     TaskUpdate,
+    WorkerList,
 )
 
 __all__ = ["AsyncTaskQueueClient"]
@@ -212,6 +213,10 @@ class AsyncTaskQueueClient:
     async def get_health(self) -> Health:
         """The server's health: version, database, workers, tasks per status."""
         return parse_model(Health, await self._json(RequestSpec("GET", "/api/health")))
+
+    async def list_workers(self) -> WorkerList:
+        """Worker processes registered on the server's database, ``active`` or ``stale``."""
+        return parse_model(WorkerList, await self._json(RequestSpec("GET", "/api/workers")))
 
     # ------------------------------------------------------------------ projects
 

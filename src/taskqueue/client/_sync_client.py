@@ -48,6 +48,7 @@ from taskqueue.models import (
     TaskStatus,
     TaskType,
     TaskUpdate,
+    WorkerList,
 )
 
 __all__ = ["TaskQueueClient"]
@@ -211,6 +212,10 @@ class TaskQueueClient:
     def get_health(self) -> Health:
         """The server's health: version, database, workers, tasks per status."""
         return parse_model(Health, self._json(RequestSpec("GET", "/api/health")))
+
+    def list_workers(self) -> WorkerList:
+        """Worker processes registered on the server's database, ``active`` or ``stale``."""
+        return parse_model(WorkerList, self._json(RequestSpec("GET", "/api/workers")))
 
     # ------------------------------------------------------------------ projects
 

@@ -22,6 +22,7 @@ from taskqueue.models import (
     TaskFilters,
     TaskList,
     TaskUpdate,
+    WorkerList,
 )
 
 __all__ = ["openapi_document"]
@@ -89,6 +90,7 @@ def openapi_document() -> dict[str, Any]:
         Health,
         ErrorBody,
         TaskBatch,
+        WorkerList,
     ]
     from taskqueue.models import TaskCreate
 
@@ -197,6 +199,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/tasks/{task_id}/attempts": {
             "get": op("Every attempt of a task", AttemptList, params=[task_id])
+        },
+        "/api/workers": {
+            "get": op("Worker processes registered on the database, active or stale", WorkerList)
         },
         "/api/projects": {
             "post": op("Create a project", Project, "201", ProjectCreate, [_IDEMPOTENCY]),

@@ -398,6 +398,19 @@ async def delete_project(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# ----------------------------------------------------------------------------------- workers
+
+#: A worker not heard from for this long is listed as ``stale`` (it beats every 5 s).
+WORKER_STALE_AFTER_S = 30.0
+
+
+async def list_workers(request: Request) -> Response:
+    """``GET /api/workers``: every worker process registered on this database."""
+    no_query(request)
+    workers = await store_of(request).list_workers(WORKER_STALE_AFTER_S)
+    return json_response({"workers": workers, "total": len(workers)})
+
+
 routes: list[Route] = [
     Route("/", root, methods=["GET"]),
     Route("/api/health", health, methods=["GET"]),
@@ -412,6 +425,7 @@ routes: list[Route] = [
     Route("/api/tasks/{task_id}/wait", wait_task, methods=["GET"]),
     Route("/api/tasks/{task_id}/logs", task_logs, methods=["GET"]),
     Route("/api/tasks/{task_id}/attempts", task_attempts, methods=["GET"]),
+    Route("/api/workers", list_workers, methods=["GET"]),
     Route("/api/projects", create_project, methods=["POST"]),
     Route("/api/projects", list_projects, methods=["GET"]),
     Route("/api/projects/{project_id}", get_project, methods=["GET"]),

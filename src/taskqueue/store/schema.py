@@ -30,6 +30,7 @@ __all__ = [
     "projects",
     "task_deps",
     "tasks",
+    "workers",
 ]
 
 metadata: MetaData = MetaData()
@@ -120,6 +121,13 @@ tasks: Table = Table(
         postgresql_where=text("status = 'Running'"),
     ),
     Index("ix_tasks_status_created", "status", "created_at"),
+    # Housekeeping walks finished tasks oldest first.
+    Index(
+        "ix_tasks_finished",
+        "finished_at",
+        sqlite_where=text("status IN ('Completed', 'Failed', 'Cancelled')"),
+        postgresql_where=text("status IN ('Completed', 'Failed', 'Cancelled')"),
+    ),
 )
 
 task_deps: Table = Table(
@@ -161,7 +169,7 @@ events: Table = Table(
     Column("type", String(50), nullable=False),
     Column("task_id", _ID),
     Column("project_id", _ID),
-    Column("time", _TIME, nullable=False),
+    Column("time", _TIME, nullable=False, index=True),
     Column("data", Text, nullable=False),
 )
 
@@ -173,4 +181,19 @@ idempotency_keys: Table = Table(
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
     Column("created_at", _TIME, nullable=False, index=True),
+)
+
+#: Every worker process that is running (or stopped without saying goodbye), for the API.
+workers: Table = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("queues", Text, nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("started_at", _TIME, nullable=False),
+    Column("last_seen", _TIME, nullable=False, index=True),
+    Column("running", Integer, nullable=False),
 )

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 
 from taskqueue.models import ProjectCreate, ProjectUpdate, TaskCreate, TaskFilters, TaskUpdate
-from taskqueue.store import create_ops, lease_ops, project_ops, queries, task_ops
+from taskqueue.store import (
+    create_ops,
+    lease_ops,
+    project_ops,
+    prune_ops,
+    queries,
+    task_ops,
+    worker_ops,
+)
 from taskqueue.store.database import Effects, SqliteDatabase, sqlite_engine
 from taskqueue.store.lease_ops import Claimed, Outcome
 from taskqueue.store.migrate import upgrade
@@ -33,6 +41,12 @@ __all__ = ["Store", "describe_database", "is_postgres_url", "resolve_sqlite_path
 
 #: How often a waiter re-reads the database in case the change came from another process.
 POLL_INTERVAL_S = 0.5
+#: Rows housekeeping deletes in one transaction.
+PRUNE_BATCH = 1000
+#: How long an idempotency key is remembered.
+IDEMPOTENCY_RETENTION_S = 24 * 3600
+#: A worker silent this long is forgotten.
+WORKER_RETENTION_S = 3600
 
 
 def is_postgres_url(db: str) -> bool:
@@ -331,3 +345,67 @@ class Store:
         """Settle expired leases as failed attempts."""
         now = now_us()
         return await self.db.write(lambda c, fx: lease_ops.reap_expired(c, fx, now, rng=self._rng))
+
+    # ------------------------------------------------------------------ registry and housekeeping
+
+    async def register_worker(self, info: worker_ops.WorkerInfo) -> None:
+        """Record a starting worker."""
+        now = now_us()
+        await self.db.write(lambda c, fx: worker_ops.register_worker(c, fx, info, now))
+
+    async def touch_worker(self, info: worker_ops.WorkerInfo, running: int) -> None:
+        """Say the worker is alive (a write that need not wait for the disk)."""
+        now = now_us()
+        await self.db.write(
+            lambda c, fx: worker_ops.touch_worker(c, fx, info, running, now), durable=False
+        )
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stops cleanly."""
+        await self.db.write(lambda c, fx: worker_ops.deregister_worker(c, fx, worker_id))
+
+    async def list_workers(self, stale_after_s: float) -> list[dict[str, Any]]:
+        """Every registered worker, marked ``stale`` when silent for ``stale_after_s``."""
+        now = now_us()
+        stale_us = int(stale_after_s * 1_000_000)
+        return await self.db.read(lambda c: worker_ops.list_workers(c, now, stale_us))
+
+    async def prune(self, retention_s: float | None) -> dict[str, int]:
+        """Delete what is older than its retention, batch by batch; the rows deleted per kind.
+
+        Finished tasks (with their attempts, output and edges) and events go after
+        ``retention_s`` (never, when None); idempotency keys after a day; workers silent for
+        an hour. Each batch is its own short transaction, queued like any other write.
+        """
+        now = now_us()
+        jobs: list[tuple[str, Any]] = [
+            (
+                "idempotency_keys",
+                lambda c, fx, before=now - IDEMPOTENCY_RETENTION_S * 1_000_000: (
+                    prune_ops.prune_idempotency_keys(c, fx, before, PRUNE_BATCH)
+                ),
+            ),
+            (
+                "workers",
+                lambda c, fx, before=now - WORKER_RETENTION_S * 1_000_000: prune_ops.prune_workers(
+                    c, fx, before
+                ),
+            ),
+        ]
+        if retention_s is not None:
+            before = now - int(retention_s * 1_000_000)
+            jobs += [
+                ("tasks", lambda c, fx: prune_ops.prune_tasks(c, fx, before, PRUNE_BATCH)),
+                ("events", lambda c, fx: prune_ops.prune_events(c, fx, before, PRUNE_BATCH)),
+            ]
+        deleted: dict[str, int] = {}
+        for kind, job in jobs:
+            total = 0
+            while True:
+                count = await self.db.write(job, durable=False)
+                total += count
+                if count < PRUNE_BATCH or kind == "workers":
+                    break
+                await asyncio.sleep(0)  # let other writes in between batches
+            deleted[kind] = total
+        return deleted

@@ -4,8 +4,14 @@ The main loop takes as many tasks as it has free slots in one claim, then waits 
 comes first: a commit that made work runnable (in-process), a freed slot, the poll interval
 (work made runnable by another process, retries coming due), or a stop. Beside it run the
 heartbeat (renews every lease held), the lease watch (notices cancels from other processes
-within ``cancel_check_interval``), and the reaper (turns expired leases of dead workers into
-failed attempts).
+within ``cancel_check_interval``), the reaper (turns expired leases of dead workers into
+failed attempts), the presence beat (keeps this worker listed in ``GET /api/workers``) and
+housekeeping (prunes what is past its retention).
+
+When the database cannot be reached, running commands go on; claims, heartbeats and the
+recording of results are retried with backoff until it answers again. A lease that expired in
+the meantime is settled as the contract says: its attempt counts as failed and another worker
+may take the task, and this worker, told so by its next heartbeat, stops its copy.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskqueue.store import Claimed, Outcome, Store
+from taskqueue._version import __version__
+from taskqueue.store import Claimed, Outcome, Store, Unavailable
+from taskqueue.store.worker_ops import WorkerInfo
 from taskqueue.worker.orphans import find_attempt_processes, kill_groups
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
@@ -58,6 +66,11 @@ class WorkerSettings:
     drain_timeout: float = 30.0
     output_limit: int = 1024 * 1024
     worker_id: str = field(default_factory=default_worker_id)
+    #: Finished tasks and events older than this are pruned (None: kept forever).
+    retention_hours: float | None = 168.0
+    housekeeping_interval: float = 60.0
+    #: How often the worker tells the registry it is alive.
+    presence_interval: float = 5.0
 
 
 @dataclass
@@ -107,10 +120,13 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run tasks until :meth:`stop` is called, then drain."""
+        await self._register()
         side = [
             asyncio.create_task(self._heartbeat_loop(), name="taskqueue-heartbeat"),
             asyncio.create_task(self._watch_loop(), name="taskqueue-lease-watch"),
             asyncio.create_task(self._reap_loop(), name="taskqueue-reaper"),
+            asyncio.create_task(self._presence_loop(), name="taskqueue-presence"),
+            asyncio.create_task(self._housekeeping_loop(), name="taskqueue-housekeeping"),
         ]
         await self._sweep_orphans()
         try:
@@ -125,6 +141,10 @@ class Worker:
             for task in side:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            try:
+                await self.store.deregister_worker(self.worker_id)
+            except Exception as exc:  # the row goes stale and housekeeping forgets it
+                log.warning("could not deregister: %s", exc)
             # The runners are idle now; joining them must still not block the event loop.
             await asyncio.to_thread(self._runners.shutdown, True)
             with contextlib.suppress(OSError):
@@ -221,12 +241,7 @@ class Worker:
             self._flush(run)
             # Writes apply in the order they are queued: output first, then the end of the
             # attempt, and both fenced by the lease, so there is no need to wait in between.
-            if run.lost:
-                log.info("task %s: lease lost, result dropped", claimed.id)
-            elif run.hand_back:
-                await self.store.release(claimed.id, claimed.lease_token)
-            else:
-                await self.store.finish(claimed.id, claimed.lease_token, outcome)
+            await self._settle(run, outcome)
             for result in await asyncio.gather(*run.writes, return_exceptions=True):
                 if isinstance(result, BaseException):
                     log.warning("task %s: some output could not be stored: %s", claimed.id, result)
@@ -236,6 +251,37 @@ class Worker:
             if holds_slot:
                 self._free_slot()
             self._forget(run)
+
+    async def _settle(self, run: _Run, outcome: Outcome) -> None:
+        """Record how the attempt ended, retrying while the database is unreachable.
+
+        Repeating is safe: the write is fenced by the lease token, so a repeat of a write that
+        did commit (its answer lost with the connection) finds the lease gone and changes
+        nothing. Retries stop when the lease is known lost, or at shutdown once the drain
+        timeout has passed (the lease then expires and the task is retried elsewhere).
+        """
+        claimed = run.claimed
+        delay = 0.1
+        started = time.monotonic()
+        while True:
+            if run.lost:
+                log.info("task %s: lease lost, result dropped", claimed.id)
+                return
+            try:
+                if run.hand_back:
+                    await self.store.release(claimed.id, claimed.lease_token)
+                else:
+                    await self.store.finish(claimed.id, claimed.lease_token, outcome)
+                return
+            except Unavailable as exc:
+                if (
+                    self._stopping.is_set()
+                    and time.monotonic() - started > self.settings.drain_timeout
+                ):
+                    raise
+                log.warning("task %s: recording its end failed (retrying): %s", claimed.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _forget(self, run: _Run) -> None:
         # A newer attempt of the same task may already be here; leave that one alone.
@@ -420,6 +466,46 @@ class Worker:
                         await self._sweep_orphans()
             except Exception as exc:
                 log.warning("reaper failed: %s", exc)
+
+    def _info(self) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.settings.concurrency,
+            queues=self.settings.queues,
+            version=__version__,
+        )
+
+    async def _register(self) -> None:
+        try:
+            await self.store.register_worker(self._info())
+        except Exception as exc:  # the presence beat registers it later
+            log.warning("could not register this worker: %s", exc)
+
+    async def _presence_loop(self) -> None:
+        info = self._info()
+        while True:
+            await asyncio.sleep(self.settings.presence_interval)
+            try:
+                await self.store.touch_worker(info, self._active)
+            except Exception as exc:
+                log.warning("presence beat failed: %s", exc)
+
+    async def _housekeeping_loop(self) -> None:
+        hours = self.settings.retention_hours
+        retention = None if hours is None else hours * 3600
+        while True:
+            try:
+                deleted = await self.store.prune(retention)
+                if any(deleted.values()):
+                    log.info(
+                        "housekeeping pruned %s",
+                        ", ".join(f"{n} {kind}" for kind, n in deleted.items() if n),
+                    )
+            except Exception as exc:
+                log.warning("housekeeping failed: %s", exc)
+            await asyncio.sleep(self.settings.housekeeping_interval)
 
     async def _sweep_orphans(self) -> None:
         """Kill commands on this host whose attempt no worker holds any more."""
