@@ -53,6 +53,21 @@ def _worker_options(function: Any) -> Any:
             help="On SIGTERM, how long running tasks may finish before being handed back.",
         ),
         click.option(
+            "--retention-hours",
+            default=168.0,
+            show_default=True,
+            type=click.FloatRange(0, 100 * 365 * 24),
+            help="Prune finished tasks (with output and events) this old; 0 keeps them forever.",
+        ),
+        click.option(
+            "--notify/--no-notify",
+            "listen",
+            envvar="TASKQUEUE_NOTIFY",
+            default=True,
+            show_default=True,
+            help="PostgreSQL: wake on LISTEN/NOTIFY (else poll only, e.g. behind PgBouncer).",
+        ),
+        click.option(
             "--log-level",
             default="info",
             show_default=True,
@@ -173,6 +188,8 @@ def server(
     workers: int,
     lease_seconds: float,
     drain_timeout: float,
+    retention_hours: float,
+    listen: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
@@ -197,8 +214,12 @@ def server(
         port=port,
         workers=workers,
         worker=WorkerSettings(
-            concurrency=max(workers, 1), lease_seconds=lease_seconds, drain_timeout=drain_timeout
+            concurrency=max(workers, 1),
+            lease_seconds=lease_seconds,
+            drain_timeout=drain_timeout,
+            retention_hours=retention_hours or None,
         ),
+        listen=listen,
     )
     app = create_app(settings)
     click.echo(
@@ -247,6 +268,8 @@ def worker(
     queues: tuple[str, ...],
     lease_seconds: float,
     drain_timeout: float,
+    retention_hours: float,
+    listen: bool,
     log_level: str,
 ) -> None:
     """Run tasks from the database, without serving the API."""
@@ -261,10 +284,11 @@ def worker(
         queues=queues,
         lease_seconds=lease_seconds,
         drain_timeout=drain_timeout,
+        retention_hours=retention_hours or None,
     )
 
     async def run() -> None:
-        store = Store(db)
+        store = Store(db, listen=listen)
         store.start()
         runner = Worker(store, settings)
         loop = asyncio.get_running_loop()

@@ -38,6 +38,8 @@ class ServerSettings:
     workers: int = 16
     max_body_bytes: int = 16 * 1024 * 1024
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    #: On PostgreSQL, LISTEN for other processes' commits (else poll only).
+    listen: bool = True
 
 
 @functools.lru_cache(maxsize=1024)
@@ -90,7 +92,7 @@ async def _openapi(request: Request) -> Response:
 def create_app(settings: ServerSettings | None = None, store: Store | None = None) -> Starlette:
     """The taskqueue ASGI app; it opens the store and starts the workers when it starts."""
     settings = settings or ServerSettings()
-    store = store or Store(settings.db)
+    store = store or Store(settings.db, listen=settings.listen)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

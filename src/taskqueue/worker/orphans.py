@@ -1,10 +1,15 @@
 """Finding and stopping commands whose worker died.
 
 A worker killed with SIGKILL cannot stop the commands it was running. Every command carries
-``TASKQUEUE_TASK_ID`` and ``TASKQUEUE_ATTEMPT`` in its environment, so another worker on the
-same host finds them in ``/proc``: when it reaps an expired attempt, and once when it starts, it
-kills the process group of every attempt that is no longer held. A process is recognised by its
-own environment, never by a pid that could have been reused.
+``TASKQUEUE_TASK_ID``, ``TASKQUEUE_ATTEMPT`` and ``TASKQUEUE_WORKER_ID`` in its environment, so
+another worker on the same host finds them in ``/proc``: when it reaps an expired attempt, and
+once when it starts, it kills the process group of every attempt whose worker process is gone
+and that is no longer held. A process is recognised by its own environment, never by a pid
+that could have been reused.
+
+Both conditions matter: a command whose worker is alive is that worker's to stop (it may serve
+another database on the same host, where the attempt is held), and a command whose worker died
+may still be held if the lease has not expired yet.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ log: logging.Logger = logging.getLogger(__name__)
 
 _ID = b"TASKQUEUE_TASK_ID="
 _ATTEMPT = b"TASKQUEUE_ATTEMPT="
+_WORKER = b"TASKQUEUE_WORKER_ID="
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,19 @@ class AttemptProcess:
     pgid: int
     task_id: str
     attempt: int
+    worker_pid: int | None = None
+
+    def worker_alive(self) -> bool:
+        """Whether the worker process that started this command still runs."""
+        if self.worker_pid is None:
+            return False
+        try:
+            os.kill(self.worker_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - another user's process
+            return True
+        return True
 
 
 def _environ_of(pid: int) -> bytes | None:
@@ -56,19 +75,30 @@ def find_attempt_processes(proc: str = "/proc") -> list[AttemptProcess]:
         if not environ or _ID not in environ:
             continue
         task_id = attempt = None
+        worker_pid: int | None = None
         for item in environ.split(b"\0"):
             if item.startswith(_ID):
                 task_id = item[len(_ID) :].decode(errors="replace")
             elif item.startswith(_ATTEMPT):
                 attempt = item[len(_ATTEMPT) :].decode(errors="replace")
+            elif item.startswith(_WORKER):
+                worker_pid = _pid_of_worker_id(item[len(_WORKER) :].decode(errors="replace"))
         if task_id is None or attempt is None or not attempt.isdigit():
             continue
         try:
             pgid = os.getpgid(int(entry))
         except OSError:
             continue
-        found.append(AttemptProcess(int(entry), pgid, task_id, int(attempt)))
+        found.append(AttemptProcess(int(entry), pgid, task_id, int(attempt), worker_pid))
     return found
+
+
+def _pid_of_worker_id(worker_id: str) -> int | None:
+    """The pid in a ``host:pid:random`` worker id, if there is one."""
+    parts = worker_id.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
 
 def kill_groups(processes: Iterable[AttemptProcess]) -> int:

@@ -299,6 +299,7 @@ class Worker:
         env.update(claimed.environment)
         env["TASKQUEUE_TASK_ID"] = claimed.id
         env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
+        env["TASKQUEUE_WORKER_ID"] = self.worker_id
         env["TASKQUEUE_INPUT"] = input_path
         env["TASKQUEUE_OUTPUT"] = output_path
         return env
@@ -511,6 +512,11 @@ class Worker:
         """Kill commands on this host whose attempt no worker holds any more."""
         try:
             found = await asyncio.to_thread(find_attempt_processes)
+            if not found:
+                return
+            # A command whose worker still runs is that worker's business (it may even serve
+            # another database on this host).
+            found = [p for p in found if not p.worker_alive()]
             if not found:
                 return
             held = await self.store.held_attempts([(p.task_id, p.attempt) for p in found])

@@ -1,0 +1,188 @@
+"""The worker registry (``GET /api/workers``) and housekeeping (pruning), on either backend.
+
+Workers register themselves, beat while alive and leave when stopped; a worker killed with
+SIGKILL stays listed as stale. Housekeeping deletes finished tasks (with their attempts, output
+and edges), old events and old idempotency keys, and never a finished task that an unfinished
+task still depends on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from taskqueue.models import TaskCreate
+from taskqueue.store import Outcome, Store
+from taskqueue.store.worker_ops import WorkerInfo
+from tests.conftest import BIN, ServerProcess, query_db, wait_status, wait_until
+
+T = TypeVar("T")
+
+
+def run(db: str, body: Callable[[Store], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = Store(db)
+        store.start()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def workers_of(api: httpx.Client) -> list[dict[str, Any]]:
+    response = api.get("/api/workers")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total"] == len(body["workers"])
+    return list(body["workers"])
+
+
+def test_workers_register_beat_and_leave(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = make_server("--workers", "4")
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        [embedded] = workers_of(api)
+        assert embedded["concurrency"] == 4
+        assert embedded["queues"] == ["default"]
+        assert embedded["status"] == "active"
+        assert embedded["pid"] == server.process.pid  # type: ignore[union-attr]
+
+        log = (tmp_path / "worker.log").open("ab")
+        worker = subprocess.Popen(
+            [str(BIN), "worker", "--db", str(server.db), "--queue", "a", "--queue", "b"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: len(workers_of(api)) == 2, 30, "the worker to register")
+            [standalone] = [w for w in workers_of(api) if w["pid"] == worker.pid]
+            assert standalone["queues"] == ["a", "b"]
+            assert standalone["concurrency"] == 16
+            assert standalone["id"].split(":")[1] == str(worker.pid)
+
+            # Busy: the beat reports the tasks it runs.
+            task = api.post(
+                "/api/tasks", json={"name": "busy", "command": "sleep 30", "queue": "a"}
+            ).json()
+            wait_until(
+                lambda: any(w["running"] == 1 for w in workers_of(api) if w["pid"] == worker.pid),
+                30,
+                "the presence beat to count the running task",
+            )
+            api.post(f"/api/tasks/{task['id']}/cancel").raise_for_status()
+
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(60) == 0
+            assert [w["pid"] for w in workers_of(api)] == [server.process.pid]  # type: ignore[union-attr]
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+            log.close()
+
+
+def test_a_killed_worker_stays_listed_as_stale(db_url: str) -> None:
+    info = WorkerInfo("ghost:1:abcd", "ghost", 1, 8, ["default"], "0.0.1")
+
+    async def body(store: Store) -> list[dict[str, Any]]:
+        await store.register_worker(info)
+        await store.touch_worker(info, 3)
+        fresh = await store.list_workers(stale_after_s=60)
+        await asyncio.sleep(0.05)
+        stale = await store.list_workers(stale_after_s=0.01)
+        return [fresh[0], stale[0]]
+
+    fresh, stale = run(db_url, body)
+    assert fresh["status"] == "active"
+    assert fresh["running"] == 3
+    assert fresh["host"] == "ghost"
+    assert stale["status"] == "stale"
+    assert stale["id"] == info.id
+
+
+def test_housekeeping_prunes_old_finished_tasks_but_not_needed_dependencies(db_url: str) -> None:
+    async def body(store: Store) -> dict[str, Any]:
+        done, parent = await store.create_tasks(
+            [
+                TaskCreate(name="done", command="true"),
+                TaskCreate(name="parent", command="true"),
+            ]
+        )
+        [child] = await store.create_tasks(
+            [
+                TaskCreate(
+                    name="child",
+                    command="true",
+                    queue="elsewhere",
+                    dependencies=[parent["id"]],
+                )
+            ]
+        )
+        for _ in range(2):
+            [held] = await store.claim("w", ["default"], 1, 30)
+            await store.append_output(held.id, held.lease_token, 1, [("stdout", "hi\n")])
+            await store.finish(held.id, held.lease_token, Outcome(True, exit_code=0))
+        [pending] = await store.create_tasks([TaskCreate(name="pending", command="true")])
+        kept_young = await store.prune(retention_s=3600)
+        await asyncio.sleep(0.01)
+        pruned = await store.prune(retention_s=0)
+        return {
+            "ids": (done["id"], parent["id"], child["id"], pending["id"]),
+            "young": kept_young,
+            "pruned": pruned,
+        }
+
+    result = run(db_url, body)
+    done_id, parent_id, child_id, pending_id = result["ids"]
+    assert result["young"]["tasks"] == 0
+    assert result["pruned"]["tasks"] == 1
+    remaining = {r[0] for r in query_db(db_url, "SELECT id FROM tasks")}
+    # The parent finished, but its child has not run yet: it stays.
+    assert remaining == {parent_id, child_id, pending_id}
+    assert query_db(db_url, f"SELECT count(*) FROM attempts WHERE task_id = '{done_id}'") == [(0,)]
+    output = f"SELECT count(*) FROM output_chunks WHERE task_id = '{done_id}'"
+    assert query_db(db_url, output) == [(0,)]
+    assert result["pruned"]["events"] >= 6
+    assert query_db(db_url, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_idempotency_keys_are_kept_for_a_day(db_url: str) -> None:
+    from taskqueue.store import IdempotencyRequest
+
+    async def body(store: Store) -> tuple[dict[str, int], str, str]:
+        idem = IdempotencyRequest("key-1", "hash-1")
+        [first] = await store.create_tasks([TaskCreate(name="once", command="true")], idem)
+        pruned = await store.prune(retention_s=None)
+        [again] = await store.create_tasks([TaskCreate(name="once", command="true")], idem)
+        return pruned, first["id"], again["id"]
+
+    pruned, first, again = run(db_url, body)
+    assert pruned["idempotency_keys"] == 0
+    assert "tasks" not in pruned  # no retention: finished tasks are kept forever
+    assert first == again
+
+
+def test_a_server_prunes_on_its_own(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server("--retention-hours", "0.0001")  # 0.36 s
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        created = api.post("/api/tasks", json={"name": "short-lived", "command": "true"}).json()
+        assert wait_status(api, created["id"])["status"] == "Completed"
+    # The housekeeping loop runs at start and then every minute; a restart runs it again.
+    server.stop()
+    restarted = make_server("--retention-hours", "0.0001", db=server.db)
+    with httpx.Client(base_url=restarted.url, timeout=30) as api:
+        wait_until(
+            lambda: api.get(f"/api/tasks/{created['id']}").status_code == 404,
+            30,
+            "the finished task to be pruned",
+        )
