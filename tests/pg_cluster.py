@@ -31,6 +31,9 @@ def _free_port() -> int:
 
 def _require(binary: str) -> str:
     path = shutil.which(binary)
+    if path is None:  # Debian keeps the server's programs off PATH
+        candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{binary}"))
+        path = str(candidates[-1]) if candidates else None
     if path is None:
         raise RuntimeError(
             f"{binary} is not on PATH: the tests need a PostgreSQL server installed "
