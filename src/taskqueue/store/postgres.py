@@ -66,6 +66,15 @@ MAX_PAYLOAD = 7000
 READ_TIMEOUT_S = 5.0
 #: Connection attempts give up after this long (then the caller retries).
 CONNECT_TIMEOUT_S = 5
+#: libpq settings of every connection: a peer that vanished without closing the connection
+#: (a partition, a dead host) is noticed in seconds, not after TCP's retransmissions give up.
+_LIVENESS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
 
 
 def is_postgres_url(db: str) -> bool:
@@ -159,15 +168,20 @@ class PgTx:
         return cursor
 
 
-def _connect(conninfo: str) -> psycopg.Connection[PgRow]:
-    conn = psycopg.connect(
-        conninfo,
-        autocommit=True,
-        row_factory=_row_factory,
-        connect_timeout=CONNECT_TIMEOUT_S,
-        application_name="taskqueue",
-    )
-    return conn
+def _connection_kwargs(prepare: bool) -> dict[str, Any]:
+    return {
+        "autocommit": True,
+        "row_factory": _row_factory,
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": "taskqueue",
+        # Server-side prepared statements do not survive a transaction-pooling proxy.
+        "prepare_threshold": 5 if prepare else None,
+        **_LIVENESS,
+    }
+
+
+def _connect(conninfo: str, prepare: bool = True) -> psycopg.Connection[PgRow]:
+    return psycopg.connect(conninfo, **_connection_kwargs(prepare))
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
@@ -252,15 +266,10 @@ class PostgresDatabase(WriteQueue):
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        first = _connect(self.conninfo)  # fail now, clearly, if the database is unreachable
+        first = self._connect()  # fail now, clearly, if the database is unreachable
         self._pool = ConnectionPool(
             self.conninfo,
-            kwargs={
-                "autocommit": True,
-                "row_factory": _row_factory,
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                "application_name": "taskqueue",
-            },
+            kwargs=_connection_kwargs(self.listen),
             min_size=1,
             max_size=8,
             timeout=READ_TIMEOUT_S,
@@ -323,6 +332,9 @@ class PostgresDatabase(WriteQueue):
 
     # ------------------------------------------------------------------ the writer thread
 
+    def _connect(self) -> psycopg.Connection[PgRow]:
+        return _connect(self.conninfo, prepare=self.listen)
+
     def _writer_main(self, conn: psycopg.Connection[PgRow] | None) -> None:
         backoff = 0.05
         try:
@@ -331,7 +343,7 @@ class PostgresDatabase(WriteQueue):
                 while group:
                     if conn is None or conn.closed:
                         try:
-                            conn = _connect(self.conninfo)
+                            conn = self._connect()
                             log.info("reconnected to the database")
                             backoff = 0.05
                         except psycopg.Error as exc:
@@ -375,7 +387,11 @@ class PostgresDatabase(WriteQueue):
                 except Exception as exc:
                     if conn.broken:
                         raise
-                    conn.execute("ROLLBACK TO op" if savepoints else "ROLLBACK")
+                    if savepoints:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    else:
+                        conn.execute("ROLLBACK")
                     op.tries += 1
                     if _retryable(exc) and op.tries < MAX_TRIES:
                         again.append(op)
@@ -420,7 +436,7 @@ class PostgresDatabase(WriteQueue):
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(
-                    self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                    self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **_LIVENESS
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._send_probe()
@@ -438,7 +454,7 @@ class PostgresDatabase(WriteQueue):
     def _send_probe(self) -> None:
         self._probe = os.urandom(8).hex()
         try:
-            with _connect(self.conninfo) as conn:
+            with self._connect() as conn:
                 conn.execute(
                     "SELECT pg_notify(%s, %s)",
                     (CHANNEL, json.dumps({"probe": self._probe})),

@@ -110,6 +110,7 @@ class Worker:
             max_workers=self.settings.concurrency, thread_name_prefix="taskqueue-run"
         )
         store.on_stop_running(self._on_revoked)
+        self._quiet = _QuietLog()
 
     @property
     def worker_id(self) -> str:
@@ -167,7 +168,7 @@ class Worker:
                         self.worker_id, settings.queues, wanted, settings.lease_seconds
                     )
                 except Exception as exc:
-                    log.warning("claim failed, retrying: %s", exc)
+                    self._quiet.warn("claim", "claim failed, retrying: %s", exc)
                     claimed = []
                     await self._sleep(settings.poll_interval * 10)
                 for task in claimed:
@@ -201,7 +202,7 @@ class Worker:
                     if await self.store.has_runnable(self.settings.queues):
                         return
                 except Exception as exc:  # a locked or unreadable file: keep polling
-                    log.warning("checking for work failed: %s", exc)
+                    self._quiet.warn("poll", "checking for work failed: %s", exc)
                 deadline = time.monotonic() + self.settings.poll_interval
         finally:
             for waiter in waits:
@@ -434,7 +435,7 @@ class Worker:
             try:
                 lost = await self.store.heartbeat(leases, self.settings.lease_seconds)
             except Exception as exc:
-                log.warning("heartbeat failed: %s", exc)
+                self._quiet.warn("heartbeat", "heartbeat failed: %s", exc)
                 continue
             for task_id, token in lost:
                 self._lose(task_id, token)
@@ -448,7 +449,7 @@ class Worker:
             try:
                 lost = await self.store.lost_leases(leases)
             except Exception as exc:  # pragma: no cover - a locked or vanished database file
-                log.warning("lease check failed: %s", exc)
+                self._quiet.warn("watch", "lease check failed: %s", exc)
                 continue
             for task_id, token in lost:
                 self._lose(task_id, token)
@@ -466,7 +467,7 @@ class Worker:
                         )
                         await self._sweep_orphans()
             except Exception as exc:
-                log.warning("reaper failed: %s", exc)
+                self._quiet.warn("reaper", "reaper failed: %s", exc)
 
     def _info(self) -> WorkerInfo:
         return WorkerInfo(
@@ -491,7 +492,7 @@ class Worker:
             try:
                 await self.store.touch_worker(info, self._active)
             except Exception as exc:
-                log.warning("presence beat failed: %s", exc)
+                self._quiet.warn("presence", "presence beat failed: %s", exc)
 
     async def _housekeeping_loop(self) -> None:
         hours = self.settings.retention_hours
@@ -552,6 +553,22 @@ class Worker:
             run.halt.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
+
+
+class _QuietLog:
+    """Warnings of a failure that repeats (the database is down) once per key per interval."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        """Log ``message`` unless ``key`` was logged within the interval."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is None or now - last >= self.interval:
+            self._last[key] = now
+            log.warning(message, *args)
 
 
 def _worth_keeping(write: asyncio.Future[bool]) -> bool:
