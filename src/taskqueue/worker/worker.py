@@ -31,12 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskqueue._version import __version__
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
-from taskqueue.store.worker_ops import WorkerInfo
-from taskqueue.worker.orphans import find_attempt_processes, kill_groups
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
+from taskqueue.worker.upkeep import QuietLog, Upkeep
 
 __all__ = ["Worker", "WorkerSettings"]
 
@@ -110,7 +108,10 @@ class Worker:
             max_workers=self.settings.concurrency, thread_name_prefix="taskqueue-run"
         )
         store.on_stop_running(self._on_revoked)
-        self._quiet = _QuietLog()
+        self._quiet = QuietLog()
+        self._upkeep = Upkeep(
+            store, self.settings, leases=self._leases, lose=self._lose, busy=lambda: self._active
+        )
 
     @property
     def worker_id(self) -> str:
@@ -121,15 +122,9 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run tasks until :meth:`stop` is called, then drain."""
-        await self._register()
-        side = [
-            asyncio.create_task(self._heartbeat_loop(), name="taskqueue-heartbeat"),
-            asyncio.create_task(self._watch_loop(), name="taskqueue-lease-watch"),
-            asyncio.create_task(self._reap_loop(), name="taskqueue-reaper"),
-            asyncio.create_task(self._presence_loop(), name="taskqueue-presence"),
-            asyncio.create_task(self._housekeeping_loop(), name="taskqueue-housekeeping"),
-        ]
-        await self._sweep_orphans()
+        await self._upkeep.register()
+        side = self._upkeep.start()
+        await self._upkeep.sweep_orphans()
         try:
             try:
                 await self._claim_loop()
@@ -142,10 +137,7 @@ class Worker:
             for task in side:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            try:
-                await self.store.deregister_worker(self.worker_id)
-            except Exception as exc:  # the row goes stale and housekeeping forgets it
-                log.warning("could not deregister: %s", exc)
+            await self._upkeep.deregister()
             # The runners are idle now; joining them must still not block the event loop.
             await asyncio.to_thread(self._runners.shutdown, True)
             with contextlib.suppress(OSError):
@@ -425,108 +417,6 @@ class Worker:
     def _leases(self) -> list[tuple[str, str]]:
         return [(r.claimed.id, r.claimed.lease_token) for r in self.running.values() if not r.lost]
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            leases = self._leases()
-            if not leases:
-                continue
-            try:
-                lost = await self.store.heartbeat(leases, self.settings.lease_seconds)
-            except Exception as exc:
-                self._quiet.warn("heartbeat", "heartbeat failed: %s", exc)
-                continue
-            for task_id, token in lost:
-                self._lose(task_id, token)
-
-    async def _watch_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.cancel_check_interval)
-            leases = self._leases()
-            if not leases:
-                continue
-            try:
-                lost = await self.store.lost_leases(leases)
-            except Exception as exc:  # pragma: no cover - a locked or vanished database file
-                self._quiet.warn("watch", "lease check failed: %s", exc)
-                continue
-            for task_id, token in lost:
-                self._lose(task_id, token)
-
-    async def _reap_loop(self) -> None:
-        interval = min(5.0, self.settings.lease_seconds / 3)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                if await self.store.has_expired_leases():
-                    reaped = await self.store.reap_expired()
-                    if reaped:
-                        log.warning(
-                            "reaped %d task(s) whose worker stopped responding", len(reaped)
-                        )
-                        await self._sweep_orphans()
-            except Exception as exc:
-                self._quiet.warn("reaper", "reaper failed: %s", exc)
-
-    def _info(self) -> WorkerInfo:
-        return WorkerInfo(
-            id=self.worker_id,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            concurrency=self.settings.concurrency,
-            queues=self.settings.queues,
-            version=__version__,
-        )
-
-    async def _register(self) -> None:
-        try:
-            await self.store.register_worker(self._info())
-        except Exception as exc:  # the presence beat registers it later
-            log.warning("could not register this worker: %s", exc)
-
-    async def _presence_loop(self) -> None:
-        info = self._info()
-        while True:
-            await asyncio.sleep(self.settings.presence_interval)
-            try:
-                await self.store.touch_worker(info, self._active)
-            except Exception as exc:
-                self._quiet.warn("presence", "presence beat failed: %s", exc)
-
-    async def _housekeeping_loop(self) -> None:
-        hours = self.settings.retention_hours
-        retention = None if hours is None else hours * 3600
-        while True:
-            try:
-                deleted = await self.store.prune(retention)
-                if any(deleted.values()):
-                    log.info(
-                        "housekeeping pruned %s",
-                        ", ".join(f"{n} {kind}" for kind, n in deleted.items() if n),
-                    )
-            except Exception as exc:
-                log.warning("housekeeping failed: %s", exc)
-            await asyncio.sleep(self.settings.housekeeping_interval)
-
-    async def _sweep_orphans(self) -> None:
-        """Kill commands on this host whose attempt no worker holds any more."""
-        try:
-            found = await asyncio.to_thread(find_attempt_processes)
-            if not found:
-                return
-            # A command whose worker still runs is that worker's business (it may even serve
-            # another database on this host).
-            found = [p for p in found if not p.worker_alive()]
-            if not found:
-                return
-            held = await self.store.held_attempts([(p.task_id, p.attempt) for p in found])
-            doomed = [p for p in found if (p.task_id, p.attempt) not in held]
-            if doomed:
-                await asyncio.to_thread(kill_groups, doomed)
-        except Exception as exc:  # pragma: no cover - best effort; the reaper goes on
-            log.warning("looking for orphaned commands failed: %s", exc)
-
     # ------------------------------------------------------------------ shutdown
 
     async def _drain(self) -> None:
@@ -553,22 +443,6 @@ class Worker:
             run.halt.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
-
-
-class _QuietLog:
-    """Warnings of a failure that repeats (the database is down) once per key per interval."""
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-
-    def warn(self, key: str, message: str, *args: object) -> None:
-        """Log ``message`` unless ``key`` was logged within the interval."""
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is None or now - last >= self.interval:
-            self._last[key] = now
-            log.warning(message, *args)
 
 
 def _worth_keeping(write: asyncio.Future[bool]) -> bool:
