@@ -32,6 +32,7 @@ __all__ = [
     "append_output",
     "claim",
     "finish",
+    "finish_many",
     "heartbeat",
     "lost_leases",
     "reap_expired",
@@ -303,48 +304,111 @@ def finish(
     rng: random.Random | None = None,
 ) -> str | None:
     """End the attempt held under ``token``; the task's new status, or None if the lease is lost."""
-    row = conn.execute(
-        f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE {_HOLDS}{locking(conn)}", (task_id, token)
-    ).fetchone()
-    if row is None:
-        return None
-    if not outcome.success:
-        _end_attempt_row(conn, row, _F, outcome, now)
-        return _fail_attempt(conn, fx, row, outcome, now, rng)
-    _end_attempt_row(conn, row, _C, outcome, now)
-    conn.execute(
+    return finish_many(conn, fx, [(task_id, token, outcome)], now, rng)[0]
+
+
+def finish_many(
+    conn: Tx,
+    fx: Effects,
+    items: Sequence[tuple[str, str, Outcome]],
+    now: int,
+    rng: random.Random | None = None,
+) -> list[str | None]:
+    """End many attempts at once: for each (task id, token, outcome), the new status or None.
+
+    Set-based for the common case, a success: one read of every lease, then one statement each
+    for the attempts, the tasks, the events and the dependency counters, whatever the number
+    of tasks. A failure takes the per-task path (retry or fail, and the cancel cascade).
+    """
+    held: dict[str, Any] = {}
+    for part in chunks(sorted({task_id for task_id, _, _ in items})):
+        for row in conn.execute(
+            f"SELECT {_LEASE_COLUMNS} FROM tasks WHERE id IN ({marks(part)})"
+            f" AND status = 'Running'{locking(conn)}",
+            list(part),
+        ):
+            held[row["id"]] = row
+    results: list[str | None] = []
+    completed: list[tuple[Any, Outcome]] = []
+    for task_id, token, outcome in items:
+        row = held.get(task_id)
+        if row is None or row["lease_token"] != token:
+            results.append(None)
+            continue
+        del held[task_id]  # the same lease never ends twice
+        if outcome.success:
+            completed.append((row, outcome))
+            results.append(_C)
+        else:
+            _end_attempt_row(conn, row, _F, outcome, now)
+            results.append(_fail_attempt(conn, fx, row, outcome, now, rng))
+    if completed:
+        _complete(conn, fx, completed, now)
+    return results
+
+
+def _complete(conn: Tx, fx: Effects, completed: list[tuple[Any, Outcome]], now: int) -> None:
+    """Mark tasks Completed and release their dependents, a statement per kind of row."""
+    conn.executemany(
+        "UPDATE attempts SET status = 'Completed', finished_at = ?, exit_code = ?, error = ?,"
+        " duration_ms = ? WHERE task_id = ? AND number = ? AND finished_at IS NULL",
+        [
+            (
+                now,
+                outcome.exit_code,
+                outcome.error,
+                outcome.duration_ms
+                if outcome.duration_ms is not None or row["started_at"] is None
+                else (now - row["started_at"]) // 1000,
+                row["id"],
+                row["attempt"],
+            )
+            for row, outcome in completed
+        ],
+    )
+    conn.executemany(
         "UPDATE tasks SET status = 'Completed', lease_token = NULL, lease_expires_at = NULL,"
         " updated_at = ?, finished_at = ?, result = ?, status_reason = NULL WHERE id = ?",
-        (now, now, _result_json(outcome), task_id),
+        [(now, now, _result_json(outcome), row["id"]) for row, outcome in completed],
     )
-    emit(
+    emit_many(
         conn,
-        "task.completed",
-        now,
-        task_id,
-        row["project_id"],
-        {
-            "attempt": row["attempt"],
-            "exit_code": outcome.exit_code,
-            "duration_ms": outcome.duration_ms,
-        },
+        [
+            {
+                "type": "task.completed",
+                "task_id": row["id"],
+                "project_id": row["project_id"],
+                "time": now,
+                "data": dumps(
+                    {
+                        "attempt": row["attempt"],
+                        "exit_code": outcome.exit_code,
+                        "duration_ms": outcome.duration_ms,
+                    }
+                ),
+            }
+            for row, outcome in completed
+        ],
     )
-    # Most tasks have no dependents: one indexed read settles it. (A single UPDATE ... IN
-    # (subquery) lets SQLite's planner walk every Pending task through the status index.)
-    dependents = [
-        r[0] for r in conn.execute("SELECT task_id FROM task_deps WHERE depends_on = ?", (task_id,))
-    ]
-    for part in chunks(dependents):
-        released = conn.execute(
-            f"UPDATE tasks SET waiting_on = waiting_on - 1 WHERE id IN ({marks(part)})"
-            " AND status = 'Pending' RETURNING waiting_on",
-            list(part),
-        ).fetchall()
-        if any(r[0] == 0 for r in released):
+    ids = [row["id"] for row, _ in completed]
+    fx.terminal.update(ids)
+    fx.changed.update(ids)
+    # Most tasks have no dependents: one indexed read settles it. A dependent of two tasks
+    # that complete together is released by two.
+    released: dict[str, int] = {}
+    for part in chunks(ids):
+        for dep in conn.execute(
+            f"SELECT task_id FROM task_deps WHERE depends_on IN ({marks(part)})", list(part)
+        ):
+            released[dep[0]] = released.get(dep[0], 0) + 1
+    for dependent in sorted(released):  # in id order: writers lock rows in the same order
+        left = conn.execute(
+            "UPDATE tasks SET waiting_on = waiting_on - ? WHERE id = ? AND status = 'Pending'"
+            " RETURNING waiting_on",
+            (released[dependent], dependent),
+        ).fetchone()
+        if left is not None and left[0] == 0:
             fx.wake = True
-    fx.terminal.add(task_id)
-    fx.changed.add(task_id)
-    return _C
 
 
 def release(conn: Tx, fx: Effects, task_id: str, token: str, now: int) -> bool:

@@ -128,9 +128,19 @@ class PgRow:
         return len(self._values)
 
 
+_INDEXES: dict[tuple[bytes, ...], dict[str, int]] = {}
+
+
 def _row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
-    description = cursor.description or []
-    index = {column.name: i for i, column in enumerate(description)}
+    # The column names straight from the result (``cursor.description`` builds an object per
+    # column on every statement), and one shared index per distinct set of names.
+    result = cursor.pgresult
+    names = tuple([result.fname(i) or b"" for i in range(result.nfields)]) if result else ()
+    index = _INDEXES.get(names)
+    if index is None:
+        index = {name.decode(): i for i, name in enumerate(names)}
+        if len(_INDEXES) < 1024:
+            _INDEXES[names] = index
 
     def make(values: Sequence[Any]) -> PgRow:
         return PgRow(values, index)
@@ -163,8 +173,11 @@ class PgTx:
 
     def executemany(self, statement: str, parameters: Iterable[Any], /) -> psycopg.Cursor[PgRow]:
         """Run one statement for each set of parameters (pipelined by psycopg)."""
+        rows = parameters if isinstance(parameters, list) else list(parameters)
+        if len(rows) == 1:  # a pipeline costs more than it saves for one statement
+            return self.execute(statement, rows[0])
         cursor = self.conn.cursor()
-        cursor.executemany(_pg_sql(statement), parameters)
+        cursor.executemany(_pg_sql(statement), rows)
         return cursor
 
 

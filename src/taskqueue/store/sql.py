@@ -21,6 +21,8 @@ __all__ = ["IN_CHUNK", "Cursor", "Tx", "chunks", "insert_rows", "is_postgres", "
 
 #: Most values bound in one ``IN (...)`` list (SQLite's default limit is 32,766 variables).
 IN_CHUNK = 500
+#: Most parameters of one PostgreSQL statement (the protocol's limit is 65,535).
+MAX_PG_PARAMETERS = 60_000
 
 
 class Cursor(Protocol):
@@ -98,6 +100,19 @@ def insert_rows(tx: Tx, table: str, rows: Sequence[dict[str, Any]]) -> None:
         empty = {k for k, v in first.items() if v is None}
         empty = {k for k in empty if all(r[k] is None for r in rows)}
         columns = tuple([k for k in first if k not in empty])
+    if is_postgres(tx) and len(rows) > 1:
+        # One multi-row INSERT per chunk: one round trip, where executemany makes one
+        # statement (and its bookkeeping) per row.
+        per_chunk = max(1, MAX_PG_PARAMETERS // len(columns))
+        for start in range(0, len(rows), per_chunk):
+            part = rows[start : start + per_chunk]
+            row_marks = f"({marks(columns)})"
+            tx.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                + ", ".join([row_marks] * len(part)),
+                [r[k] for r in part for k in columns],
+            )
+        return
     key = (table, columns)
     sql = _INSERT_CACHE.get(key)
     if sql is None:

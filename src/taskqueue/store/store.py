@@ -100,6 +100,8 @@ class Store:
         self._log_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._stop_listeners: list[Callable[[set[tuple[str, str]]], None]] = []
         self._rng = random.Random()
+        self._finishing: list[tuple[str, str, Outcome, asyncio.Future[str | None]]] = []
+        self._finish_in_flight = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -330,11 +332,44 @@ class Store:
         )
 
     async def finish(self, task_id: str, token: str, outcome: Outcome) -> str | None:
-        """End an attempt; the task's new status, or None if the lease was lost."""
+        """End an attempt; the task's new status, or None if the lease was lost.
+
+        Finishes are batched: while one batch is being written, the next ones gather, and go
+        together as one set-based write (see :func:`lease_ops.finish_many`). An idle store
+        writes a lone finish at once.
+        """
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._finishing.append((task_id, token, outcome, future))
+        if not self._finish_in_flight:
+            self._flush_finishes()
+        return await future
+
+    def _flush_finishes(self) -> None:
+        batch, self._finishing = self._finishing, []
+        if not batch:
+            return
+        self._finish_in_flight = True
         now = now_us()
-        return await self.db.write(
-            lambda c, fx: lease_ops.finish(c, fx, task_id, token, outcome, now, self._rng)
-        )
+        items = [(task_id, token, outcome) for task_id, token, outcome, _ in batch]
+        write = self.db.write(lambda c, fx: lease_ops.finish_many(c, fx, items, now, self._rng))
+        write.add_done_callback(lambda done: self._finished(batch, done))
+
+    def _finished(
+        self,
+        batch: list[tuple[str, str, Outcome, asyncio.Future[str | None]]],
+        write: asyncio.Future[list[str | None]],
+    ) -> None:
+        self._finish_in_flight = False
+        error = write.exception() if not write.cancelled() else asyncio.CancelledError()
+        results: list[str | None] = [None] * len(batch) if error else write.result()
+        for (_, _, _, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        self._flush_finishes()
 
     async def release(self, task_id: str, token: str) -> bool:
         """Hand a held task back to the queue."""

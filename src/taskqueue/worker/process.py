@@ -157,9 +157,7 @@ class _NativeSpawn:
             libc.posix_spawn_file_actions_adddup2(actions, out_w, 1)
             libc.posix_spawn_file_actions_adddup2(actions, err_w, 2)
             c_argv = (ctypes.c_char_p * (len(argv) + 1))(*[os.fsencode(a) for a in argv], None)
-            c_env = (ctypes.c_char_p * (len(env) + 1))(
-                *[os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()], None
-            )
+            c_env = (ctypes.c_char_p * (len(env) + 1))(*_encode_env(env), None)
             pid = ctypes.c_int()
             error = libc.posix_spawn(ctypes.byref(pid), c_argv[0], actions, attr, c_argv, c_env)
         finally:
@@ -171,6 +169,24 @@ class _NativeSpawn:
 
 
 _native = _NativeSpawn()
+
+#: ``KEY=value`` bytes of environment entries seen before: the worker's own environment is the
+#: same for every command, and encoding it anew cost more than the spawn itself.
+_ENV_CACHE: dict[tuple[str, str], bytes] = {}
+_ENV_CACHE_MAX = 4096
+
+
+def _encode_env(env: Mapping[str, str]) -> list[bytes]:
+    encoded: list[bytes] = []
+    cache = _ENV_CACHE
+    for item in env.items():
+        entry = cache.get(item)
+        if entry is None:
+            entry = os.fsencode(item[0]) + b"=" + os.fsencode(item[1])
+            if len(cache) < _ENV_CACHE_MAX and not item[0].startswith("TASKQUEUE_"):
+                cache[item] = entry  # per-task variables change every time: not worth keeping
+        encoded.append(entry)
+    return encoded
 
 
 def _spawn_blocking(
