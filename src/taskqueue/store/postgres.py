@@ -257,11 +257,11 @@ class PostgresDatabase(WriteQueue):
         listen: bool = True,
     ) -> None:
         super().__init__(on_commit)
-        self.url = url
-        self.conninfo = pg_conninfo(url)
-        self.listen = listen
+        self.url: str = url
+        self.conninfo: str = pg_conninfo(url)
+        self.listen: bool = listen
         #: Whether NOTIFYs from other processes arrive (False: waiters must poll).
-        self.notifications = False
+        self.notifications: bool = False
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] | None = None
         self._thread: threading.Thread | None = None
         self._listener: threading.Thread | None = None

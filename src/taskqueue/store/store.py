@@ -84,7 +84,7 @@ class Store:
     """Async access to tasks and projects on one database."""
 
     def __init__(self, db: str | Path, *, listen: bool = True) -> None:
-        self.url = str(db)
+        self.url: str = str(db)
         self.db: SqliteDatabase | PostgresDatabase
         if is_postgres_url(self.url):
             from taskqueue.store.postgres import PostgresDatabase

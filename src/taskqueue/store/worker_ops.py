@@ -8,6 +8,7 @@ listed, its ``last_seen`` growing old, until housekeeping forgets it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from taskqueue.store.database import Effects
@@ -17,26 +18,16 @@ from taskqueue.store.sql import Tx
 __all__ = ["WorkerInfo", "deregister_worker", "list_workers", "register_worker", "touch_worker"]
 
 
+@dataclass(frozen=True)
 class WorkerInfo:
     """What a worker says of itself when it registers."""
 
-    __slots__ = ("concurrency", "host", "id", "pid", "queues", "version")
-
-    def __init__(
-        self,
-        id: str,
-        host: str,
-        pid: int,
-        concurrency: int,
-        queues: Sequence[str],
-        version: str,
-    ) -> None:
-        self.id = id
-        self.host = host
-        self.pid = pid
-        self.concurrency = concurrency
-        self.queues = list(queues)
-        self.version = version
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    queues: Sequence[str]
+    version: str
 
 
 def register_worker(conn: Tx, fx: Effects, info: WorkerInfo, now: int) -> None:
@@ -51,7 +42,7 @@ def register_worker(conn: Tx, fx: Effects, info: WorkerInfo, now: int) -> None:
             info.host,
             info.pid,
             info.concurrency,
-            dumps(info.queues),
+            dumps(list(info.queues)),
             info.version,
             now,
             now,

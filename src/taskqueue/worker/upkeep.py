@@ -39,7 +39,7 @@ class QuietLog:
     """Warnings of a failure that repeats (the database is down) once per key per interval."""
 
     def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
+        self.interval: float = interval
         self._last: dict[str, float] = {}
 
     def warn(self, key: str, message: str, *args: object) -> None:
@@ -63,12 +63,12 @@ class Upkeep:
         lose: Callable[[str, str], None],
         busy: Callable[[], int],
     ) -> None:
-        self.store = store
-        self.settings = settings
-        self.leases = leases
-        self.lose = lose
-        self.busy = busy
-        self.quiet = QuietLog()
+        self.store: Store = store
+        self.settings: WorkerSettings = settings
+        self.leases: Callable[[], list[tuple[str, str]]] = leases
+        self.lose: Callable[[str, str], None] = lose
+        self.busy: Callable[[], int] = busy
+        self.quiet: QuietLog = QuietLog()
 
     def start(self) -> list[asyncio.Task[None]]:
         """Start every loop; the caller cancels them when the worker stops."""
