@@ -160,6 +160,22 @@ def test_health(live: ServerProcess, api: httpx.Client, some_tasks: list[dict]) 
     assert yaml.safe_load(as_yaml.stdout) == expected
 
 
+def test_workers(live: ServerProcess, api: httpx.Client) -> None:
+    expected = get(api, "/api/workers")
+    [embedded] = expected["workers"]
+    table = cli(live.url, "workers")
+    assert table.exit_code == 0, table.output
+    assert str(live.process.pid) in table.stdout  # type: ignore[union-attr]
+    assert "active" in table.stdout
+    assert "default" in table.stdout
+    assert f"0/{embedded['concurrency']}" in table.stdout
+    as_json_out = cli(live.url, "workers", "-o", "json")
+    assert as_json_out.exit_code == 0, as_json_out.output
+    listed = json.loads(as_json_out.stdout)
+    assert [w["id"] for w in listed["workers"]] == [embedded["id"]]
+    assert listed["workers"][0]["queues"] == ["default"]
+
+
 def test_version() -> None:
     result = cli(None, "--version")
     assert result.exit_code == 0
@@ -189,6 +205,7 @@ COMMANDS = [
     ["run"],
     ["submit"],
     ["health"],
+    ["workers"],
     ["config"],
     ["config", "show"],
     ["config", "set"],

@@ -1053,6 +1053,9 @@ def test_request_id_is_echoed_only_when_sane(client: httpx.Client) -> None:
         pytest.param("DELETE", "/api/projects", 405, id="delete-projects"),
         pytest.param("POST", "/api/health", 405, id="post-health"),
         pytest.param("DELETE", "/api/health", 405, id="delete-health"),
+        pytest.param("POST", "/api/workers", 405, id="post-workers"),
+        pytest.param("DELETE", "/api/workers", 405, id="delete-workers"),
+        pytest.param("GET", "/api/workers/x", 404, id="workers-subpath"),
         pytest.param("POST", "/openapi.json", 405, id="post-openapi"),
         pytest.param("PATCH", "/api/tasks/{pending}", 405, id="patch-task"),
         pytest.param("POST", "/api/tasks/{pending}", 405, id="post-task"),
@@ -1251,6 +1254,7 @@ def test_nan_and_infinity_are_not_json(
         ),
         pytest.param("POST", "/api/projects?dry_run=1", {"json": {"name": "dry"}}, id="project"),
         pytest.param("GET", "/api/tasks/{fresh}?fields=name", {}, id="get-task"),
+        pytest.param("GET", "/api/workers?status=stale", {}, id="workers"),
     ],
 )
 def test_unknown_query_parameter_on_endpoint_without_any(

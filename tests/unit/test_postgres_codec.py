@@ -1,0 +1,86 @@
+"""The I/O-free parts of the PostgreSQL backend: notification payloads, rows, SQL, URLs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from taskqueue.store.database import Effects
+from taskqueue.store.postgres import (
+    MAX_PAYLOAD,
+    PgRow,
+    _effects_of,
+    _payloads,
+    _pg_sql,
+    pg_conninfo,
+    redact,
+)
+from taskqueue.store.store import describe_database, is_postgres_url
+
+
+def test_nothing_to_say_sends_no_notification() -> None:
+    assert _payloads(Effects()) == []
+    # A task that reached a terminal status is also "changed"; terminal alone says nothing new.
+    assert _payloads(Effects(terminal={"a"})) == []
+
+
+def test_a_payload_carries_wake_changes_logs_and_revoked_leases() -> None:
+    fx = Effects(wake=True, changed={"t1", "t2"}, logs={"t2", "t3"}, stop_running={("t1", "tok")})
+    [payload] = _payloads(fx)
+    assert len(payload) < MAX_PAYLOAD
+    heard = _effects_of(payload)
+    assert heard is not None
+    assert heard.wake
+    assert heard.changed == {"t1", "t2"}
+    assert heard.logs == {"t3"}  # t2's followers wake through "changed" already
+    assert heard.stop_running == {("t1", "tok")}
+
+
+def test_many_changes_split_into_payloads_under_the_limit_and_lose_nothing() -> None:
+    ids = {f"{i:036d}" for i in range(1000)}
+    payloads = _payloads(Effects(wake=True, changed=ids))
+    assert len(payloads) > 1
+    assert all(len(p.encode()) < 8000 for p in payloads)
+    heard = [_effects_of(p) for p in payloads]
+    assert set().union(*(h.changed for h in heard if h is not None)) == ids
+    assert any(h.wake for h in heard if h is not None)
+
+
+def test_a_flood_of_changes_is_capped_and_waiters_fall_back_to_polling() -> None:
+    ids = {f"{i:036d}" for i in range(20_000)}
+    assert len(_payloads(Effects(changed=ids))) == 20
+
+
+@pytest.mark.parametrize("payload", ["", "not json", "[1, 2]", '{"c": 5}', '{"s": [[1]]}'])
+def test_a_malformed_notification_is_ignored(payload: str) -> None:
+    assert _effects_of(payload) is None
+
+
+def test_rows_read_by_position_and_by_name() -> None:
+    row = PgRow((1, "x"), {"id": 0, "name": 1})
+    assert row[0] == 1
+    assert row["name"] == "x"
+    assert list(row.keys()) == ["id", "name"]
+    assert list(row) == [1, "x"]
+    assert len(row) == 2
+    assert dict(zip(row.keys(), row, strict=True)) == {"id": 1, "name": "x"}
+
+
+def test_placeholders_are_rewritten_and_percent_signs_escaped() -> None:
+    assert _pg_sql("SELECT ? WHERE a LIKE '5%' AND b IN (?, ?)") == (
+        "SELECT %s WHERE a LIKE '5%%' AND b IN (%s, %s)"
+    )
+
+
+def test_database_urls() -> None:
+    assert is_postgres_url("postgresql://u@h/db")
+    assert is_postgres_url("postgres://u@h/db")
+    assert is_postgres_url("postgresql+psycopg://u@h/db")
+    assert not is_postgres_url("sqlite:///x.db")
+    assert not is_postgres_url("postgresql.db")
+    assert pg_conninfo("postgresql+psycopg://u:p@h:5433/db") == "postgresql://u:p@h:5433/db"
+    assert redact("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    assert describe_database("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    assert describe_database("plain.db") == "plain.db"
+    assert "secret" not in json.dumps(describe_database("postgresql://u:secret@h:x/db"))
