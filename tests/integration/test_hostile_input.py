@@ -822,6 +822,11 @@ QUERY_CASES = [
     ("GET", "/api/tasks/{pending}/logs", "timeout=1000000000000", "timeout"),
     ("GET", "/api/tasks/{pending}/logs", "tail=1", "tail"),
     ("GET", "/api/tasks/{pending}/logs", "stream=stdout&stream=stderr", "stream"),
+    # NUL characters: no database stores them (PostgreSQL refuses them outright)
+    ("GET", "/api/tasks", "queue=a%00b", "queue"),
+    ("GET", "/api/tasks", "worker_id=w%00", "worker_id"),
+    ("GET", "/api/tasks", "error=%00", "error"),
+    ("GET", "/api/tasks/{pending}/logs", "stream=std%00out", "stream"),
     # DELETE /api/projects/{id}
     ("DELETE", "/api/projects/{project}", "cascade=maybe", "cascade"),
     ("DELETE", "/api/projects/{project}", "cascade=", "cascade"),

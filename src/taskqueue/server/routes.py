@@ -121,6 +121,12 @@ def parse_query(request: Request, model: type[M], allowed: frozenset[str] | None
                 f"query parameter {key!r} is given more than once",
                 [{"loc": ["query", key], "msg": "given more than once", "type": "duplicate"}],
             )
+        if "\x00" in value:  # no database stores it, and no stored value contains it
+            raise ApiError(
+                422,
+                f"query parameter {key!r} must not contain NUL characters",
+                [{"loc": ["query", key], "msg": "contains a NUL character", "type": "value_error"}],
+            )
         params[key] = value
     try:
         return model.model_validate(params)
