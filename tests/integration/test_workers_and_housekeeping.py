@@ -9,6 +9,7 @@ task still depends on.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from taskqueue.models import TaskCreate
 from taskqueue.store import Outcome, Store
@@ -186,3 +188,34 @@ def test_a_server_prunes_on_its_own(make_server: Callable[..., ServerProcess]) -
             30,
             "the finished task to be pruned",
         )
+
+
+def test_commands_do_not_inherit_the_database_url(
+    make_server: Callable[..., ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKQUEUE_DATABASE_URL", "postgresql://u:hunter2@nowhere/db")
+    monkeypatch.setenv("TASKQUEUE_API_KEY", "key-hunter2")
+    monkeypatch.setenv("SOME_SETTING", "kept")
+    server = make_server()  # --db wins over the variable
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        created = api.post("/api/tasks", json={"name": "env", "command": "env"}).json()
+        done = wait_status(api, created["id"])
+        assert done["status"] == "Completed"
+        output = "".join(
+            c["data"] for c in api.get(f"/api/tasks/{created['id']}/logs").json()["chunks"]
+        )
+    assert "SOME_SETTING=kept" in output
+    assert "TASKQUEUE_WORKER_ID=" in output
+    assert "hunter2" not in output
+
+
+def test_a_reused_pid_is_not_taken_for_the_worker_that_died() -> None:
+    from taskqueue.worker.orphans import AttemptProcess, process_start
+
+    me, started = os.getpid(), process_start(os.getpid())
+    assert started is not None
+    assert AttemptProcess(1, 1, "t", 1, me, started).worker_alive()
+    # Same pid, another start time: the worker died and something else got its pid.
+    assert not AttemptProcess(1, 1, "t", 1, me, started + 1).worker_alive()
+    assert not AttemptProcess(1, 1, "t", 1, me, None).worker_alive()
+    assert not AttemptProcess(1, 1, "t", 1, None, started).worker_alive()

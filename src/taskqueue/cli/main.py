@@ -122,6 +122,20 @@ def _check_db(db: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--db")
 
 
+def _migrate_or_explain(db: str) -> None:
+    """Apply the migrations, or exit with one line saying why the database cannot be used."""
+    from taskqueue.store import Store, describe_database
+
+    try:
+        Store(db).migrate()
+    except Exception as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        raise click.ClickException(
+            f"cannot use the database {describe_database(db)}: {reason}"
+        ) from exc
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="taskqueue")
 @click.option(
@@ -206,6 +220,7 @@ def server(
         )
     _check_db(db)
     _setup_logging(log_level)
+    _migrate_or_explain(db)
     import uvicorn
 
     settings = ServerSettings(
@@ -276,6 +291,7 @@ def worker(
     _need_server()
     _check_db(db)
     _setup_logging(log_level)
+    _migrate_or_explain(db)
     from taskqueue.store import Store, describe_database
     from taskqueue.worker import Worker, WorkerSettings
 
@@ -353,9 +369,9 @@ def db_upgrade(db: str) -> None:
     """Create the database if needed and apply every migration."""
     _need_server()
     _check_db(db)
-    from taskqueue.store import Store, describe_database
+    from taskqueue.store import describe_database
 
-    Store(db).migrate()
+    _migrate_or_explain(db)
     click.echo(f"database {describe_database(db)} is up to date")
 
 

@@ -62,8 +62,10 @@ RETRYABLE = frozenset({"40001", "40P01", "23505"})
 MAX_TRIES = 5
 #: Longest payload of one NOTIFY (PostgreSQL's limit is 8000 bytes).
 MAX_PAYLOAD = 7000
-#: How long a read waits for a pooled connection before answering "unavailable".
+#: How long a read waits for a pooled connection before answering "unavailable"...
 READ_TIMEOUT_S = 5.0
+#: ...or, while the writer cannot reach the database either, this long.
+READ_TIMEOUT_DOWN_S = 0.5
 #: Connection attempts give up after this long (then the caller retries).
 CONNECT_TIMEOUT_S = 5
 #: libpq settings of every connection: a peer that vanished without closing the connection
@@ -268,6 +270,8 @@ class PostgresDatabase(WriteQueue):
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer_pid = 0
+        #: False while the writer cannot reach the database: reads then give up sooner.
+        self._reachable = True
         self._probe = ""
         self._probed = threading.Event()
 
@@ -332,7 +336,8 @@ class PostgresDatabase(WriteQueue):
             raise RuntimeError("database is not started")
         for attempt in (1, 2):
             try:
-                with pool.connection() as conn:
+                timeout = READ_TIMEOUT_S if self._reachable else READ_TIMEOUT_DOWN_S
+                with pool.connection(timeout=timeout) as conn:
                     return fn(PgTx(conn))
             except PoolTimeout as exc:
                 raise _unavailable(exc) from exc
@@ -359,7 +364,9 @@ class PostgresDatabase(WriteQueue):
                             conn = self._connect()
                             log.info("reconnected to the database")
                             backoff = 0.05
+                            self._reachable = True
                         except psycopg.Error as exc:
+                            self._reachable = False
                             log.warning("database unavailable (retrying): %s", exc)
                             self.deliver(
                                 group, [(False, _unavailable(exc))] * len(group), Effects()
@@ -373,6 +380,7 @@ class PostgresDatabase(WriteQueue):
                     group = self._apply(conn, group)
                     if conn.broken:
                         conn = None
+                        self._reachable = False
                 if stop:
                     return
         finally:

@@ -20,13 +20,14 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["AttemptProcess", "find_attempt_processes", "kill_groups"]
+__all__ = ["AttemptProcess", "find_attempt_processes", "kill_groups", "process_start"]
 
 log: logging.Logger = logging.getLogger(__name__)
 
 _ID = b"TASKQUEUE_TASK_ID="
 _ATTEMPT = b"TASKQUEUE_ATTEMPT="
 _WORKER = b"TASKQUEUE_WORKER_ID="
+_WORKER_START = b"TASKQUEUE_WORKER_START="
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,35 @@ class AttemptProcess:
     task_id: str
     attempt: int
     worker_pid: int | None = None
+    worker_start: int | None = None
 
     def worker_alive(self) -> bool:
-        """Whether the worker process that started this command still runs."""
-        if self.worker_pid is None:
+        """Whether the worker process that started this command still runs.
+
+        The pid alone could have been reused by now: the process there must also have started
+        when the worker did.
+        """
+        if self.worker_pid is None or self.worker_start is None:
             return False
-        try:
-            os.kill(self.worker_pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # pragma: no cover - another user's process
-            return True
-        return True
+        return process_start(self.worker_pid) == self.worker_start
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (None: there is no such process).
+
+    Together with the pid, this names one process for as long as the machine runs.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: count from its end.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of the whole line
+    except (IndexError, ValueError):  # pragma: no cover - not Linux's format
+        return None
 
 
 def _environ_of(pid: int) -> bytes | None:
@@ -76,6 +94,7 @@ def find_attempt_processes(proc: str = "/proc") -> list[AttemptProcess]:
             continue
         task_id = attempt = None
         worker_pid: int | None = None
+        worker_start: int | None = None
         for item in environ.split(b"\0"):
             if item.startswith(_ID):
                 task_id = item[len(_ID) :].decode(errors="replace")
@@ -83,13 +102,17 @@ def find_attempt_processes(proc: str = "/proc") -> list[AttemptProcess]:
                 attempt = item[len(_ATTEMPT) :].decode(errors="replace")
             elif item.startswith(_WORKER):
                 worker_pid = _pid_of_worker_id(item[len(_WORKER) :].decode(errors="replace"))
+            elif item.startswith(_WORKER_START) and item[len(_WORKER_START) :].isdigit():
+                worker_start = int(item[len(_WORKER_START) :])
         if task_id is None or attempt is None or not attempt.isdigit():
             continue
         try:
             pgid = os.getpgid(int(entry))
         except OSError:
             continue
-        found.append(AttemptProcess(int(entry), pgid, task_id, int(attempt), worker_pid))
+        found.append(
+            AttemptProcess(int(entry), pgid, task_id, int(attempt), worker_pid, worker_start)
+        )
     return found
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
+from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
 from taskqueue.worker.upkeep import QuietLog, Upkeep
@@ -39,6 +40,9 @@ from taskqueue.worker.upkeep import QuietLog, Upkeep
 __all__ = ["Worker", "WorkerSettings"]
 
 log: logging.Logger = logging.getLogger(__name__)
+
+#: Variables of the worker's environment that its commands do not inherit.
+PRIVATE_VARIABLES = frozenset({"TASKQUEUE_DATABASE_URL", "TASKQUEUE_API_KEY"})
 
 #: Output is sent to the store at least this often while a command runs...
 FLUSH_INTERVAL_S = 0.1
@@ -102,7 +106,10 @@ class Worker:
         self._files = Path(tempfile.mkdtemp(prefix="taskqueue-worker-"))
         self._null_input = self._files / "null.json"
         self._null_input.write_text("null")
-        self._base_env = dict(os.environ)
+        # Commands get the worker's environment, less its secrets: the database URL carries a
+        # password, and a command's output is served by the API.
+        self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARIABLES}
+        self._started = str(process_start(os.getpid()) or 0)
         # One thread follows each running command (see taskqueue.worker.process).
         self._runners = ThreadPoolExecutor(
             max_workers=self.settings.concurrency, thread_name_prefix="taskqueue-run"
@@ -293,6 +300,7 @@ class Worker:
         env["TASKQUEUE_TASK_ID"] = claimed.id
         env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
         env["TASKQUEUE_WORKER_ID"] = self.worker_id
+        env["TASKQUEUE_WORKER_START"] = self._started
         env["TASKQUEUE_INPUT"] = input_path
         env["TASKQUEUE_OUTPUT"] = output_path
         return env
