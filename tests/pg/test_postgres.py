@@ -32,7 +32,15 @@ from tests.pg.conftest import StartWorker
 MakeServer = Callable[..., ServerProcess]
 
 #: The tables the migrations create (besides alembic_version).
-TABLES = {"projects", "tasks", "task_deps", "attempts", "output_chunks", "events", "idempotency_keys"}
+TABLES = {
+    "projects",
+    "tasks",
+    "task_deps",
+    "attempts",
+    "output_chunks",
+    "events",
+    "idempotency_keys",
+}
 
 NO_NOTIFICATIONS = "notifications from PostgreSQL do not arrive"
 
@@ -141,8 +149,7 @@ def test_an_idle_standalone_worker_runs_a_task_created_through_the_api(
     worker = start_worker(db_url, "--concurrency", "2")
     worker_id = worker.wait_up()
     with httpx.Client(base_url=server.url, timeout=30) as api:
-        # The worker is idle: nothing to claim until the API creates something.
-        wait_until(lambda: NO_NOTIFICATIONS not in worker.output(), 5, "the worker's probe")
+        # The worker is idle (its database is empty) when the API creates each task.
         for round_ in range(3):
             task = api.post(
                 "/api/tasks", json={"name": f"wake-{round_}", "command": f"echo woke {round_}"}
@@ -152,7 +159,14 @@ def test_an_idle_standalone_worker_runs_a_task_created_through_the_api(
             assert done["result"]["stdout_tail"] == f"woke {round_}\n"
             attempts = api.get(f"/api/tasks/{task['id']}/attempts").json()["attempts"]
             assert [a["worker_id"] for a in attempts] == [worker_id]
-    # Both processes heard their notification probe: neither fell back to polling.
+    # Both processes listen on the database and heard their notification probe: neither fell
+    # back to polling.
+    listening = query_db(
+        db_url,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
+    )
+    assert listening == [(2,)]
     assert NO_NOTIFICATIONS not in worker.output()
     assert server.log is not None
     assert NO_NOTIFICATIONS not in server.log.read_text()
