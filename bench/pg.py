@@ -15,7 +15,8 @@ Figures:
 
 ``drain``    4,000 ``true`` tasks queued first (``server --workers 0``), then drained by 1, 2 or
              4 ``taskqueue worker`` processes with 16 slots in total (16, 8x2, 4x4), on
-             PostgreSQL and on SQLite, each over the raw rate of a ``Pool(2)`` running ``true``.
+             PostgreSQL and on SQLite, each over the raw rate of a ``Pool(2)`` running ``true``
+             (measured just before and just after each run: their mean).
              The rate is tasks / (last attempt finished - first attempt started), from the
              database's own timestamps, so worker process start-up (~0.5 s of imports) is not
              counted; the wall time from spawning the workers is reported beside it.
@@ -400,10 +401,13 @@ def drain_once(
         machine_before = psutil.cpu_times()
         with working([figure], db, processes, concurrency, run_dir) as workers:
             spawned = time.perf_counter()
+            # Start-up (imports, migration check: ~0.5 s of CPU a process) is not per-task work.
+            workers.wait_ready()
+            startup_cpu = cpu_by_pid(workers.ps())
             final = wait_all_done(client, count, timeout=240)
             wall = time.perf_counter() - spawned
             machine = machine_busy(machine_before, psutil.cpu_times())
-            worker_cpu = cpu_since({}, workers.ps())
+            worker_cpu = cpu_since(startup_cpu, workers.ps())
             children_cpu = workers.children_cpu()
             pg_cpu = (
                 cpu_since(pg_before, backends.postgres_processes())
@@ -426,6 +430,7 @@ def drain_once(
             "tasks_per_s_from_spawn": round(count / wall, 1),
             "attempts": attempts,
             "final_counts": final,
+            "worker_startup_cpu_seconds": round(sum(startup_cpu.values()), 2),
             "worker_cpu_seconds": round(worker_cpu, 2),
             "command_cpu_seconds": round(children_cpu, 2),
             "worker_cpu_ms_per_task": round(1000 * worker_cpu / count, 3),
@@ -442,8 +447,13 @@ def drain_once(
 
 
 def fig_drain(backends: Backends, sizes: Sizes, workdir: Path) -> list[Figure]:
-    raw_before = raw_true_rate(sizes.drain_tasks)
-    say(f"  raw Pool(2) `true`: {raw_before:,.0f}/s")
+    """Each drain run between two raw ``Pool(2)`` measurements; its ratio uses their mean.
+
+    Measuring the raw rate beside each run keeps the ratio honest when the machine's load
+    changes during the group (another job starting on a shared machine, say).
+    """
+    raw = [raw_true_rate(sizes.drain_tasks)]
+    say(f"  raw Pool(2) `true`: {raw[-1]:,.0f}/s")
     figures: list[Figure] = []
     for backend in ("postgresql", "sqlite"):
         for processes in sizes.drain_processes:
@@ -457,29 +467,23 @@ def fig_drain(backends: Backends, sizes: Sizes, workdir: Path) -> list[Figure]:
                     drain_once, backends, backend, processes, sizes.drain_tasks, workdir
                 ),
             )
+            raw.append(raw_true_rate(sizes.drain_tasks))
+            beside = (raw[-2] + raw[-1]) / 2
             d = figure.details
+            d["raw_pool2_true_per_s"] = round(beside, 1)
+            d["raw_before"], d["raw_after"] = round(raw[-2], 1), round(raw[-1], 1)
             if "tasks_per_s" in d:
+                figure.value = d["tasks_per_s"] / beside
+                d["ratio_from_spawn"] = round(d["tasks_per_s_from_spawn"] / beside, 3)
                 say(
                     f"  {backend:>10} x{processes}: {d['tasks_per_s']:,.0f} tasks/s over"
                     f" {d['span_seconds']:.2f} s (wall from spawn"
-                    f" {d['wall_seconds_from_spawn']:.2f} s); worker CPU"
+                    f" {d['wall_seconds_from_spawn']:.2f} s); raw {beside:,.0f}/s"
+                    f" ({raw[-2]:,.0f} before, {raw[-1]:,.0f} after); worker CPU"
                     f" {d['worker_cpu_ms_per_task']:.2f} ms/task,"
                     f" machine {d['machine_busy_percent']:.0f}% busy"
                 )
             figures.append(figure)
-    raw_after = raw_true_rate(sizes.drain_tasks)
-    raw = (raw_before + raw_after) / 2
-    say(f"  raw Pool(2) `true` after: {raw_after:,.0f}/s; ratios use the mean {raw:,.0f}/s")
-    for figure in figures:
-        figure.details["raw_pool2_true_per_s"] = round(raw, 1)
-        figure.details["raw_before"] = round(raw_before, 1)
-        figure.details["raw_after"] = round(raw_after, 1)
-        rate = figure.details.get("tasks_per_s")
-        if rate is not None:
-            figure.value = rate / raw
-            figure.details["ratio_from_spawn"] = round(
-                figure.details["tasks_per_s_from_spawn"] / raw, 3
-            )
     return figures
 
 
@@ -598,9 +602,21 @@ def measure_latency(
                 raise RuntimeError(f"enqueue failed: {response.status_code} {response.text}")
             sent.append((response.json()["id"], before, after))
         finished = [(wait_task(client, task_id), b, a) for task_id, b, a in sent]
-    before_ms = [(iso_to_ns(t["started_at"]) - b) / 1e6 for t, b, _ in finished]
-    after_ms = [(iso_to_ns(t["started_at"]) - a) / 1e6 for t, _, a in finished]
-    post_ms = [(a - b) / 1e6 for _, b, a in finished]
+    before_ms: list[float] = []  # POST sent -> started_at: the figure
+    after_ms: list[float] = []  # 201 received -> started_at (negative: started before the 201)
+    post_ms: list[float] = []  # the POST's round trip
+    # Where the time goes, by the server's clock: created_at is taken as the write is queued.
+    to_created_ms: list[float] = []
+    created_to_start_ms: list[float] = []
+    created_to_201_ms: list[float] = []
+    for task, before, after in finished:
+        started, created = iso_to_ns(task["started_at"]), iso_to_ns(task["created_at"])
+        before_ms.append((started - before) / 1e6)
+        after_ms.append((started - after) / 1e6)
+        post_ms.append((after - before) / 1e6)
+        to_created_ms.append((created - before) / 1e6)
+        created_to_start_ms.append((started - created) / 1e6)
+        created_to_201_ms.append((after - created) / 1e6)
     figure.value = percentile(before_ms, 99)
     figure.details.update(
         {
@@ -614,6 +630,11 @@ def measure_latency(
             "after_201_p99_ms": round(percentile(after_ms, 99), 3),
             "post_round_trip_p50_ms": round(percentile(post_ms, 50), 3),
             "post_round_trip_p99_ms": round(percentile(post_ms, 99), 3),
+            "post_to_created_at_p50_ms": round(percentile(to_created_ms, 50), 3),
+            "created_at_to_start_p50_ms": round(percentile(created_to_start_ms, 50), 3),
+            "created_at_to_start_p99_ms": round(percentile(created_to_start_ms, 99), 3),
+            "created_at_to_201_p50_ms": round(percentile(created_to_201_ms, 50), 3),
+            "created_at_to_201_p99_ms": round(percentile(created_to_201_ms, 99), 3),
             "not_completed": sum(1 for t, _, _ in finished if t["status"] != "Completed"),
         }
     )
@@ -650,6 +671,13 @@ def fig_latency(backends: Backends, sizes: Sizes, workdir: Path) -> list[Figure]
                 f" p99 {d['p99_ms']:.2f} ms, max {d['max_ms']:.2f} ms; after the 201: p50"
                 f" {d['after_201_p50_ms']:.2f} ms, p99 {d['after_201_p99_ms']:.2f} ms;"
                 f" POST round trip p50 {d['post_round_trip_p50_ms']:.2f} ms"
+            )
+            say(
+                f"  {'':>10}  by the server's clock: POST -> created_at p50"
+                f" {d['post_to_created_at_p50_ms']:.2f} ms; created_at -> started_at p50"
+                f" {d['created_at_to_start_p50_ms']:.2f} ms (p99"
+                f" {d['created_at_to_start_p99_ms']:.2f}); created_at -> 201 received p50"
+                f" {d['created_at_to_201_p50_ms']:.2f} ms (p99 {d['created_at_to_201_p99_ms']:.2f})"
             )
         figures.append(figure)
     return figures
@@ -938,6 +966,12 @@ def main(argv: list[str] | None = None) -> int:
         f" {os.cpu_count()} CPU(s), load average"
         f" {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
+    busy_before = psutil.cpu_percent(interval=1.0)
+    if busy_before > 20:
+        say(
+            f"WARNING: the machine is already {busy_before:.0f}% busy before the run (other"
+            " processes): every figure here will be lower than on a quiet machine"
+        )
     base = Path(tempfile.mkdtemp(prefix="taskqueue-bench-pg-"))
     base.chmod(0o755)  # the cluster's owner (nobody, when we are root) must reach its directory
     started = time.perf_counter()
@@ -954,6 +988,9 @@ def main(argv: list[str] | None = None) -> int:
         backends = Backends(cluster, workdir)
         for name in names:
             say(f"\n== {name}")
+            busy = psutil.cpu_percent(interval=0.5)
+            if busy > 20:
+                say(f"  WARNING: the machine is {busy:.0f}% busy with other work before {name}")
             t0 = time.perf_counter()
             try:
                 group = GROUPS[name](backends, sizes, workdir)
@@ -964,6 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
                 group = [failed]
             for figure in group:
                 figure.details["group_wall_seconds"] = round(time.perf_counter() - t0, 1)
+                figure.details["machine_busy_percent_before_group"] = busy
+                if busy > 20:
+                    figure.notes.append(f"the machine was {busy:.0f}% busy before this group")
                 status = "met" if figure.met else "NOT met"
                 say(
                     f"  -> {figure.title}: {fmt(figure.value)} {figure.unit}"
@@ -987,6 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "postgresql": version,
             "sqlite": sqlite3.sqlite_version,
+            "busy_percent_before_run": busy_before,
             "load_average_at_end": os.getloadavg(),
         },
         "drain_slots": f"{DRAIN_SLOTS} in total, split evenly over the worker processes",
