@@ -17,7 +17,7 @@ from taskqueue.engine import Fail, Retry, after_failure
 from taskqueue.models import TaskStatus
 from taskqueue.store.database import Effects
 from taskqueue.store.rows import dumps, loads
-from taskqueue.store.sql import Tx, chunks, insert_rows, locking, marks
+from taskqueue.store.sql import Tx, chunks, insert_rows, is_postgres, locking, marks
 from taskqueue.store.task_ops import (
     cancel_dependents,
     emit,
@@ -86,13 +86,22 @@ def claim(
     One statement: the sub-select walks the partial index of runnable tasks in claim order.
     """
     token = new_lease_token()
+    pick = (
+        "SELECT seq FROM tasks"
+        f" WHERE status = 'Pending' AND waiting_on = 0 AND queue IN ({marks(queues)})"
+        " AND run_at <= ? ORDER BY priority_rank DESC, run_at, seq LIMIT ?"
+    )
+    # On PostgreSQL the picked rows are locked and skipped by other claimers, and "= ANY
+    # (ARRAY(...))" keeps the planner on the index for any plan (an IN join may turn into a
+    # hash join over the whole table under a generic plan).
+    chosen = (
+        f"seq = ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED))"
+        if is_postgres(conn)
+        else f"seq IN ({pick})"
+    )
     rows = conn.execute(
         "UPDATE tasks SET status = 'Running', lease_token = ?, lease_expires_at = ?,"
-        " worker_id = ?, attempt = attempt + 1, started_at = ?, updated_at = ?"
-        " WHERE seq IN (SELECT seq FROM tasks"
-        f"  WHERE status = 'Pending' AND waiting_on = 0 AND queue IN ({marks(queues)})"
-        "   AND run_at <= ? ORDER BY priority_rank DESC, run_at, seq LIMIT ?"
-        f"{locking(conn, 'FOR UPDATE SKIP LOCKED')})"
+        f" worker_id = ?, attempt = attempt + 1, started_at = ?, updated_at = ? WHERE {chosen}"
         " RETURNING id, name, command, environment, working_directory, timeout, attempt,"
         " input, project_id, priority_rank, run_at, seq",
         (token, now + lease_us, worker_id, now, now, *queues, now, limit),

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.sql
 from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy import Engine, create_engine
@@ -388,31 +389,32 @@ class PostgresDatabase(WriteQueue):
                 conn.close()
 
     def _apply(self, conn: psycopg.Connection[PgRow], group: list[Op[Any]]) -> list[Op[Any]]:
-        """Run ``group`` in one transaction and deliver the outcomes; return writes to re-run."""
+        """Run ``group`` in one transaction and deliver the outcomes; return writes to re-run.
+
+        The transaction's own statements travel together, several to a round trip (the
+        simple query protocol runs a string of statements at once): ``BEGIN`` with the first
+        ``SAVEPOINT``, each ``RELEASE`` with the next ``SAVEPOINT``, the NOTIFYs with ``COMMIT``
+        (which releases the last savepoint itself). A group of one write needs no savepoint.
+        """
         tx = PgTx(conn)
         outcomes: list[tuple[bool, Any]] = []
         done: list[Op[Any]] = []
         again: list[Op[Any]] = []
         effects = Effects()
         savepoints = len(group) > 1
+        head = "BEGIN"
+        if not any(op.durable for op in group):
+            head += "; SET LOCAL synchronous_commit = off"
         try:
-            conn.execute("BEGIN")
-            if not any(op.durable for op in group):
-                conn.execute("SET LOCAL synchronous_commit = off")
             for op in group:
                 fx = Effects()
-                if savepoints:
-                    conn.execute("SAVEPOINT op")
+                conn.execute((head + "; SAVEPOINT op") if savepoints else head)
+                head = "RELEASE op"  # what comes before the next savepoint, if this one holds
                 try:
                     value = op.fn(tx, fx)
                 except Exception as exc:
                     if conn.broken:
                         raise
-                    if savepoints:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                    else:
-                        conn.execute("ROLLBACK")
                     op.tries += 1
                     if _retryable(exc) and op.tries < MAX_TRIES:
                         again.append(op)
@@ -420,17 +422,23 @@ class PostgresDatabase(WriteQueue):
                         done.append(op)
                         outcomes.append((False, exc))
                     if not savepoints:
+                        conn.execute("ROLLBACK")
                         self.deliver(done, outcomes, Effects())
                         return again
+                    conn.execute("ROLLBACK TO op; RELEASE op")
+                    head = "SELECT 1"  # nothing left to release
                 else:
-                    if savepoints:
-                        conn.execute("RELEASE op")
                     done.append(op)
                     outcomes.append((True, value))
                     effects.merge(fx)
-            for payload in _payloads(effects):
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-            conn.execute("COMMIT")
+            tail: list[psycopg.sql.Composable] = [
+                psycopg.sql.SQL("NOTIFY {}, {}").format(
+                    psycopg.sql.Identifier(CHANNEL), psycopg.sql.Literal(payload)
+                )
+                for payload in _payloads(effects)
+            ]
+            tail.append(psycopg.sql.SQL("COMMIT"))
+            conn.execute(psycopg.sql.SQL("; ").join(tail))
         except Exception as exc:
             failure: BaseException = exc
             if conn.broken or isinstance(exc, psycopg.OperationalError):

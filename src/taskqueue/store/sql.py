@@ -21,8 +21,6 @@ __all__ = ["IN_CHUNK", "Cursor", "Tx", "chunks", "insert_rows", "is_postgres", "
 
 #: Most values bound in one ``IN (...)`` list (SQLite's default limit is 32,766 variables).
 IN_CHUNK = 500
-#: Most parameters of one PostgreSQL statement (the protocol's limit is 65,535).
-MAX_PG_PARAMETERS = 60_000
 
 
 class Cursor(Protocol):
@@ -84,6 +82,17 @@ def marks(values: Sequence[Any] | Iterable[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def _pg_array_types(table: str, columns: Sequence[str]) -> list[str]:
+    """The PostgreSQL type of each column, as the schema declares it."""
+    from sqlalchemy.dialects import postgresql
+
+    from taskqueue.store.schema import metadata
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    found = metadata.tables[table].c
+    return [found[name].type.compile(dialect=dialect) for name in columns]
+
+
 def insert_rows(tx: Tx, table: str, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table`` with one ``executemany``.
 
@@ -101,17 +110,19 @@ def insert_rows(tx: Tx, table: str, rows: Sequence[dict[str, Any]]) -> None:
         empty = {k for k in empty if all(r[k] is None for r in rows)}
         columns = tuple([k for k in first if k not in empty])
     if is_postgres(tx) and len(rows) > 1:
-        # One multi-row INSERT per chunk: one round trip, where executemany makes one
-        # statement (and its bookkeeping) per row.
-        per_chunk = max(1, MAX_PG_PARAMETERS // len(columns))
-        for start in range(0, len(rows), per_chunk):
-            part = rows[start : start + per_chunk]
-            row_marks = f"({marks(columns)})"
-            tx.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                + ", ".join([row_marks] * len(part)),
-                [r[k] for r in part for k in columns],
+        # One statement whatever the number of rows: an array per column, unnested. The text
+        # is the same for every batch of the same columns, so the driver parses and prepares
+        # it once (a multi-row VALUES list would be a new, long statement every time).
+        key = ("unnest:" + table, columns)
+        sql = _INSERT_CACHE.get(key)
+        if sql is None:
+            types = _pg_array_types(table, columns)
+            sql = _INSERT_CACHE[key] = (
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest("
+                + ", ".join(f"?::{t}[]" for t in types)
+                + ")"
             )
+        tx.execute(sql, [[r[k] for r in rows] for k in columns])
         return
     key = (table, columns)
     sql = _INSERT_CACHE.get(key)
