@@ -174,6 +174,16 @@ class PgTx:
         """Run one statement."""
         return self.conn.execute(_pg_sql(statement), parameters)
 
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert ``rows`` with COPY (formatted in C; one stream, whatever the number)."""
+        statement = psycopg.sql.SQL("COPY {} ({}) FROM STDIN").format(
+            psycopg.sql.Identifier(table),
+            psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns),
+        )
+        with self.conn.cursor().copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def executemany(self, statement: str, parameters: Iterable[Any], /) -> psycopg.Cursor[PgRow]:
         """Run one statement for each set of parameters (pipelined by psycopg)."""
         rows = parameters if isinstance(parameters, list) else list(parameters)

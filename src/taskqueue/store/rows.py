@@ -7,11 +7,12 @@ sends parses as its model.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import orjson
 
 __all__ = [
     "attempt_to_dict",
@@ -53,12 +54,12 @@ def dumps(value: Any) -> str:
     """Compact JSON text for storage."""
     if not value and (value == {} or value == []):
         return "{}" if isinstance(value, dict) else "[]"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def loads(value: str | None) -> Any:
     """Parse stored JSON text (None stays None)."""
-    return None if value is None else json.loads(value)
+    return None if value is None else orjson.loads(value)
 
 
 def task_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:

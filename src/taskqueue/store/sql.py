@@ -82,17 +82,6 @@ def marks(values: Sequence[Any] | Iterable[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
-def _pg_array_types(table: str, columns: Sequence[str]) -> list[str]:
-    """The PostgreSQL type of each column, as the schema declares it."""
-    from sqlalchemy.dialects import postgresql
-
-    from taskqueue.store.schema import metadata
-
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    found = metadata.tables[table].c
-    return [found[name].type.compile(dialect=dialect) for name in columns]
-
-
 def insert_rows(tx: Tx, table: str, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table`` with one ``executemany``.
 
@@ -110,19 +99,8 @@ def insert_rows(tx: Tx, table: str, rows: Sequence[dict[str, Any]]) -> None:
         empty = {k for k in empty if all(r[k] is None for r in rows)}
         columns = tuple([k for k in first if k not in empty])
     if is_postgres(tx) and len(rows) > 1:
-        # One statement whatever the number of rows: an array per column, unnested. The text
-        # is the same for every batch of the same columns, so the driver parses and prepares
-        # it once (a multi-row VALUES list would be a new, long statement every time).
-        key = ("unnest:" + table, columns)
-        sql = _INSERT_CACHE.get(key)
-        if sql is None:
-            types = _pg_array_types(table, columns)
-            sql = _INSERT_CACHE[key] = (
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest("
-                + ", ".join(f"?::{t}[]" for t in types)
-                + ")"
-            )
-        tx.execute(sql, [[r[k] for r in rows] for k in columns])
+        # COPY: the driver formats the rows in C and the server loads them in one go.
+        tx.copy_rows(table, columns, [tuple([r[k] for k in columns]) for r in rows])  # type: ignore[attr-defined]
         return
     key = (table, columns)
     sql = _INSERT_CACHE.get(key)
