@@ -125,6 +125,8 @@ def _out_of_range_int(value: Any) -> bool:
 
 
 def _json_size(value: Any) -> Any:
+    if value is None or value == {} or value == []:
+        return value
     try:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:

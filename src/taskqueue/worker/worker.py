@@ -62,7 +62,11 @@ class WorkerSettings:
     concurrency: int = 16
     queues: Sequence[str] = ("default",)
     lease_seconds: float = 30.0
-    poll_interval: float = 0.1
+    #: How often an idle worker looks for work another process made runnable (or a retry that
+    #: came due). None picks by database: 0.02 s on SQLite (a read of a local file, and the
+    #: only way to hear of another process's commits), 0.5 s on PostgreSQL while NOTIFYs
+    #: arrive (they wake the worker at once), 0.1 s when they do not.
+    poll_interval: float | None = None
     cancel_check_interval: float = 0.5
     kill_grace_seconds: float = 5.0
     drain_timeout: float = 30.0
@@ -169,7 +173,7 @@ class Worker:
                 except Exception as exc:
                     self._quiet.warn("claim", "claim failed, retrying: %s", exc)
                     claimed = []
-                    await self._sleep(settings.poll_interval * 10)
+                    await self._sleep(1.0)
                 for task in claimed:
                     run = _Run(task)
                     self.running[task.id] = run
@@ -187,7 +191,7 @@ class Worker:
         ]
         if have_slots:
             waits.append(asyncio.ensure_future(self.store.work_available.wait()))
-        deadline = time.monotonic() + self.settings.poll_interval
+        deadline = time.monotonic() + self._poll_interval()
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -202,10 +206,17 @@ class Worker:
                         return
                 except Exception as exc:  # a locked or unreadable file: keep polling
                     self._quiet.warn("poll", "checking for work failed: %s", exc)
-                deadline = time.monotonic() + self.settings.poll_interval
+                deadline = time.monotonic() + self._poll_interval()
         finally:
             for waiter in waits:
                 waiter.cancel()
+
+    def _poll_interval(self) -> float:
+        if self.settings.poll_interval is not None:
+            return self.settings.poll_interval
+        if self.store.backend == "sqlite":
+            return 0.02
+        return 0.5 if self.store.notifications else 0.1
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
