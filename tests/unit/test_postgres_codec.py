@@ -8,6 +8,8 @@ import pytest
 
 from taskqueue.store.database import Effects
 from taskqueue.store.postgres import (
+    CHANGES,
+    CHANNEL,
     MAX_PAYLOAD,
     PgRow,
     _effects_of,
@@ -27,19 +29,25 @@ def test_nothing_to_say_sends_no_notification() -> None:
 
 def test_a_payload_carries_wake_changes_logs_and_revoked_leases() -> None:
     fx = Effects(wake=True, changed={"t1", "t2"}, logs={"t2", "t3"}, stop_running={("t1", "tok")})
-    [payload] = _payloads(fx)
-    assert len(payload) < MAX_PAYLOAD
-    heard = _effects_of(payload)
-    assert heard is not None
-    assert heard.wake
-    assert heard.changed == {"t1", "t2"}
-    assert heard.logs == {"t3"}  # t2's followers wake through "changed" already
-    assert heard.stop_running == {("t1", "tok")}
+    (wake_channel, wake), (changes_channel, changes) = _payloads(fx)
+    # Workers hear wake-ups and revoked leases; only API servers need which tasks changed.
+    assert (wake_channel, changes_channel) == (CHANNEL, CHANGES)
+    assert len(wake) < MAX_PAYLOAD
+    assert len(changes) < MAX_PAYLOAD
+    heard_wake, heard_changes = _effects_of(wake), _effects_of(changes)
+    assert heard_wake is not None
+    assert heard_changes is not None
+    assert heard_wake.wake
+    assert heard_wake.stop_running == {("t1", "tok")}
+    assert not heard_wake.changed
+    assert not heard_changes.wake
+    assert heard_changes.changed == {"t1", "t2"}
+    assert heard_changes.logs == {"t3"}  # t2's followers wake through "changed" already
 
 
 def test_many_changes_split_into_payloads_under_the_limit_and_lose_nothing() -> None:
     ids = {f"{i:036d}" for i in range(1000)}
-    payloads = _payloads(Effects(wake=True, changed=ids))
+    payloads = [p for _, p in _payloads(Effects(wake=True, changed=ids))]
     assert len(payloads) > 1
     assert all(len(p.encode()) < 8000 for p in payloads)
     heard = [_effects_of(p) for p in payloads]
@@ -50,6 +58,15 @@ def test_many_changes_split_into_payloads_under_the_limit_and_lose_nothing() -> 
 def test_a_flood_of_changes_is_capped_and_waiters_fall_back_to_polling() -> None:
     ids = {f"{i:036d}" for i in range(20_000)}
     assert len(_payloads(Effects(changed=ids))) == 20
+
+
+def test_many_revoked_leases_split_and_all_arrive() -> None:
+    stops = {(f"{i:036d}", f"{i:032x}") for i in range(500)}
+    notes = _payloads(Effects(stop_running=stops))
+    assert len(notes) > 1
+    assert all(channel == CHANNEL and len(p.encode()) < 8000 for channel, p in notes)
+    heard = set().union(*(e.stop_running for _, p in notes if (e := _effects_of(p))))
+    assert heard == stops
 
 
 @pytest.mark.parametrize("payload", ["", "not json", "[1, 2]", '{"c": 5}', '{"s": [[1]]}'])

@@ -304,7 +304,8 @@ def worker(
     )
 
     async def run() -> None:
-        store = Store(db, listen=listen)
+        # A worker without the API waits on no task: it needs wake-ups, not every change.
+        store = Store(db, listen=listen, changes=False)
         store.start()
         runner = Worker(store, settings)
         loop = asyncio.get_running_loop()

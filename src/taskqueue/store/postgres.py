@@ -18,11 +18,13 @@ got no answer may or may not have committed: its callers get :class:`Unavailable
 every write is safe to repeat (creates carry idempotency keys; worker writes are fenced by
 lease tokens).
 
-Each commit that changed something another process may wait for sends one NOTIFY on the
-``taskqueue`` channel; every process LISTENs and turns what it hears into the same in-process
-wake-ups a local commit gives. When notifications do not arrive (behind a transaction-pooling
-PgBouncer, say), :attr:`PostgresDatabase.notifications` is False and waiters fall back to
-polling.
+Each commit that changed something another process may wait for sends NOTIFYs: on the
+``taskqueue`` channel when work became runnable or a lease was revoked (every process LISTENs:
+workers wake and stop revoked commands), on ``taskqueue_changes`` with the tasks that changed
+(only processes that serve the API LISTEN, for their long-polls and log followers). Each turns
+what it hears into the same in-process wake-ups a local commit gives. When notifications do
+not arrive (behind a transaction-pooling PgBouncer, say), :attr:`PostgresDatabase.notifications`
+is False and waiters fall back to polling.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ T = TypeVar("T")
 
 #: The channel every taskqueue process listens on.
 CHANNEL = "taskqueue"
+#: The channel of changed tasks, for processes that serve the API.
+CHANGES = "taskqueue_changes"
 #: SQLSTATEs of a write that lost a race and is worth running again: serialization failure,
 #: deadlock, unique violation (the re-run sees the row the other transaction committed).
 RETRYABLE = frozenset({"40001", "40P01", "23505"})
@@ -217,27 +221,35 @@ def _unavailable(exc: BaseException) -> Unavailable:
 # ---------------------------------------------------------------------------- notifications
 
 
-def _payloads(fx: Effects) -> list[str]:
-    """NOTIFY payloads telling other processes what a commit changed (empty: nothing to say)."""
-    if not (fx.wake or fx.changed or fx.logs or fx.stop_running):
-        return []
-    payloads: list[str] = []
-    body: dict[str, Any] = {"w": 1} if fx.wake else {}
-    items: list[tuple[str, Any]] = [("c", i) for i in sorted(fx.changed)]
+def _payloads(fx: Effects) -> list[tuple[str, str]]:
+    """(channel, payload) NOTIFYs telling other processes what a commit changed."""
+    notes: list[tuple[str, str]] = []
+    if fx.wake or fx.stop_running:
+        body: dict[str, Any] = {"w": 1} if fx.wake else {}
+        stops = [list(pair) for pair in sorted(fx.stop_running)]
+        for start in range(0, len(stops), 70):  # ~100 bytes each
+            body["s"] = stops[start : start + 70]
+            notes.append((CHANNEL, json.dumps(body, separators=(",", ":"))))
+            body = {}
+        if body:
+            notes.append((CHANNEL, json.dumps(body, separators=(",", ":"))))
+    items: list[tuple[str, str]] = [("c", i) for i in sorted(fx.changed)]
     items += [("l", i) for i in sorted(fx.logs - fx.changed)]
-    items += [("s", list(pair)) for pair in sorted(fx.stop_running)]
+    changes: dict[str, list[str]] = {}
     size = 16
+    sent = 0
     for key, value in items:
-        body.setdefault(key, []).append(value)
-        size += 50 if key != "s" else 90
+        changes.setdefault(key, []).append(value)
+        size += 50
         if size >= MAX_PAYLOAD:
-            payloads.append(json.dumps(body, separators=(",", ":")))
-            body, size = {}, 16
-            if len(payloads) >= 20:  # beyond this, waiters poll: a wake-up costs latency only
-                return payloads
-    if body:
-        payloads.append(json.dumps(body, separators=(",", ":")))
-    return payloads
+            notes.append((CHANGES, json.dumps(changes, separators=(",", ":"))))
+            changes, size = {}, 16
+            sent += 1
+            if sent >= 20:  # beyond this, waiters poll: a wake-up costs latency only
+                return notes
+    if changes:
+        notes.append((CHANGES, json.dumps(changes, separators=(",", ":"))))
+    return notes
 
 
 def _effects_of(payload: str) -> Effects | None:
@@ -250,7 +262,7 @@ def _effects_of(payload: str) -> Effects | None:
             stop_running={(str(a), str(b)) for a, b in body.get("s", ())},
         )
     except (ValueError, TypeError, AttributeError):
-        log.warning("ignoring a malformed notification on %s", CHANNEL)
+        log.warning("ignoring a malformed notification")
         return None
 
 
@@ -268,11 +280,14 @@ class PostgresDatabase(WriteQueue):
         on_commit: Callable[[Effects], None] | None = None,
         *,
         listen: bool = True,
+        changes: bool = True,
     ) -> None:
         super().__init__(on_commit)
         self.url: str = url
         self.conninfo: str = pg_conninfo(url)
         self.listen: bool = listen
+        #: Whether to hear which tasks changed (a process serving the API waits on them).
+        self.changes: bool = changes
         #: Whether NOTIFYs from other processes arrive (False: waiters must poll).
         self.notifications: bool = False
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] | None = None
@@ -443,9 +458,9 @@ class PostgresDatabase(WriteQueue):
                     effects.merge(fx)
             tail: list[psycopg.sql.Composable] = [
                 psycopg.sql.SQL("NOTIFY {}, {}").format(
-                    psycopg.sql.Identifier(CHANNEL), psycopg.sql.Literal(payload)
+                    psycopg.sql.Identifier(channel), psycopg.sql.Literal(payload)
                 )
-                for payload in _payloads(effects)
+                for channel, payload in _payloads(effects)
             ]
             tail.append(psycopg.sql.SQL("COMMIT"))
             conn.execute(psycopg.sql.SQL("; ").join(tail))
@@ -478,6 +493,8 @@ class PostgresDatabase(WriteQueue):
                     self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **_LIVENESS
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    if self.changes:
+                        conn.execute(f"LISTEN {CHANGES}")
                     self._send_probe()
                     backoff = 0.1
                     while not self._stopping.is_set():

@@ -83,14 +83,16 @@ def resolve_sqlite_path(db: str) -> Path:
 class Store:
     """Async access to tasks and projects on one database."""
 
-    def __init__(self, db: str | Path, *, listen: bool = True) -> None:
+    def __init__(self, db: str | Path, *, listen: bool = True, changes: bool = True) -> None:
         self.url: str = str(db)
         self.db: SqliteDatabase | PostgresDatabase
         if is_postgres_url(self.url):
             from taskqueue.store.postgres import PostgresDatabase
 
             self.path: Path | None = None
-            self.db = PostgresDatabase(self.url, on_commit=self._on_commit, listen=listen)
+            self.db = PostgresDatabase(
+                self.url, on_commit=self._on_commit, listen=listen, changes=changes
+            )
         else:
             self.path = resolve_sqlite_path(self.url)
             self.db = SqliteDatabase(self.path, on_commit=self._on_commit)
