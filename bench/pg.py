@@ -655,7 +655,7 @@ def fig_latency(backends: Backends, sizes: Sizes, workdir: Path) -> list[Figure]
         if backend == "sqlite":
             figure.notes.append(
                 "for reference: SQLite has no cross-process wake-up, so a standalone worker"
-                " finds new tasks by polling (every 0.1 s)"
+                " finds new tasks by polling (every 20 ms by default)"
             )
         run_dir = workdir / figure.name
         run_dir.mkdir()
