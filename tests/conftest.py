@@ -8,6 +8,7 @@ tests at an existing server instead (the URL of a database whose user may create
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -15,16 +16,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 
+from taskqueue.store import Store
 from tests.pg_cluster import PgCluster, start_cluster
 
 BIN = Path(sys.executable).parent / "taskqueue"
+
+T = TypeVar("T")
 
 #: The backend the integration tests run on: "sqlite" (default) or "postgresql".
 BACKEND = os.environ.get("TASKQUEUE_TEST_BACKEND", "sqlite")
@@ -104,13 +109,22 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgDatabases]:
 @pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The database of one test: a SQLite file path, or a fresh PostgreSQL database URL."""
-    if BACKEND == "sqlite":
-        yield str(tmp_path / "tq.db")
-        return
-    databases: PgDatabases = request.getfixturevalue("pg")
-    url = databases.create()
-    yield url
-    databases.drop(url)
+    with module_database(request, tmp_path) as url:
+        yield url
+
+
+def run_store(db: str, body: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``body`` with a started :class:`Store` on ``db`` (in process), then close it."""
+
+    async def main() -> T:
+        store = Store(db)
+        store.start()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
 
 
 def query_db(db: str | Path, statement: str) -> list[tuple[object, ...]]:
@@ -250,7 +264,7 @@ def wait_status(api: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
 
 @contextlib.contextmanager
 def module_database(request: pytest.FixtureRequest, root: Path) -> Iterator[str]:
-    """A database for a module-scoped server (see :func:`db_url`)."""
+    """A fresh database under ``root`` (SQLite) or on the session's cluster (PostgreSQL)."""
     if BACKEND == "sqlite":
         yield str(root / "tq.db")
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,21 +10,9 @@ import pytest
 
 from taskqueue.models import TaskCreate, TaskUpdate
 from taskqueue.store import Conflict, NotFound, Outcome, Store
-from tests.conftest import query_db
+from tests.conftest import query_db, run_store
 
 T = TypeVar("T")
-
-
-def run(db: str, body: Callable[[Store], Awaitable[T]]) -> T:
-    async def main() -> T:
-        store = Store(db)
-        store.start()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 def test_a_stale_worker_cannot_overwrite_a_newer_attempt(db_url: str) -> None:
@@ -55,7 +42,7 @@ def test_a_stale_worker_cannot_overwrite_a_newer_attempt(db_url: str) -> None:
             (2, "new", "Completed"),
         ]
 
-    run(db_url, body)
+    run_store(db_url, body)
 
 
 def test_two_claimers_never_get_the_same_task(db_url: str) -> None:
@@ -68,7 +55,7 @@ def test_two_claimers_never_get_the_same_task(db_url: str) -> None:
         assert len(ids) == 200
         assert len(set(ids)) == 200
 
-    run(db_url, body)
+    run_store(db_url, body)
 
 
 def test_failed_attempts_back_off_and_queue_filter(db_url: str) -> None:
@@ -88,7 +75,7 @@ def test_failed_attempts_back_off_and_queue_filter(db_url: str) -> None:
         assert not await store.has_runnable(["q1"])
         assert await store.claim("w", ["q1"], 1, 30) == []
 
-    run(db_url, body)
+    run_store(db_url, body)
 
 
 def test_completing_a_dependency_releases_its_dependents(db_url: str) -> None:
@@ -108,7 +95,7 @@ def test_completing_a_dependency_releases_its_dependents(db_url: str) -> None:
         [last] = await store.claim("w", ["default"], 10, 30)
         assert last.id == both["id"]
 
-    run(db_url, body)
+    run_store(db_url, body)
 
 
 def test_cancel_cascades_and_retry_rules(db_url: str) -> None:
@@ -140,7 +127,7 @@ def test_cancel_cascades_and_retry_rules(db_url: str) -> None:
         with pytest.raises(NotFound):
             await store.get_task("00000000-0000-0000-0000-000000000000")
 
-    run(db_url, body)
+    run_store(db_url, body)
 
 
 def test_every_state_change_writes_its_event_in_the_same_transaction(db_url: str) -> None:
@@ -150,7 +137,7 @@ def test_every_state_change_writes_its_event_in_the_same_transaction(db_url: str
         await store.finish(held.id, held.lease_token, Outcome(True, exit_code=0))
         return str(task["id"])
 
-    task_id = run(db_url, body)
+    task_id = run_store(db_url, body)
     types = [
         r[0]
         for r in query_db(
@@ -174,7 +161,7 @@ def test_a_failing_write_in_a_group_leaves_the_others_committed(db_url: str) -> 
         assert query_db(db_url, "SELECT count(*) FROM events WHERE type = 'x'") == [(0,)]
         assert query_db(db_url, "SELECT count(*) FROM tasks") == [(1,)]
 
-    run(db_url, body)
+    run_store(db_url, body)
 
 
 def test_the_database_url_forms(db_url: str) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,21 +22,9 @@ import pytest
 from taskqueue.models import TaskCreate
 from taskqueue.store import Outcome, Store
 from taskqueue.store.worker_ops import WorkerInfo
-from tests.conftest import BIN, ServerProcess, query_db, wait_status, wait_until
+from tests.conftest import BIN, ServerProcess, query_db, run_store, wait_status, wait_until
 
 T = TypeVar("T")
-
-
-def run(db: str, body: Callable[[Store], Awaitable[T]]) -> T:
-    async def main() -> T:
-        store = Store(db)
-        store.start()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 def workers_of(api: httpx.Client) -> list[dict[str, Any]]:
@@ -104,7 +92,7 @@ def test_a_killed_worker_stays_listed_as_stale(db_url: str) -> None:
         stale = await store.list_workers(stale_after_s=0.01)
         return [fresh[0], stale[0]]
 
-    fresh, stale = run(db_url, body)
+    fresh, stale = run_store(db_url, body)
     assert fresh["status"] == "active"
     assert fresh["running"] == 3
     assert fresh["host"] == "ghost"
@@ -144,7 +132,7 @@ def test_housekeeping_prunes_old_finished_tasks_but_not_needed_dependencies(db_u
             "pruned": pruned,
         }
 
-    result = run(db_url, body)
+    result = run_store(db_url, body)
     done_id, parent_id, child_id, pending_id = result["ids"]
     assert result["young"]["tasks"] == 0
     assert result["pruned"]["tasks"] == 1
@@ -168,7 +156,7 @@ def test_idempotency_keys_are_kept_for_a_day(db_url: str) -> None:
         [again] = await store.create_tasks([TaskCreate(name="once", command="true")], idem)
         return pruned, first["id"], again["id"]
 
-    pruned, first, again = run(db_url, body)
+    pruned, first, again = run_store(db_url, body)
     assert pruned["idempotency_keys"] == 0
     assert "tasks" not in pruned  # no retention: finished tasks are kept forever
     assert first == again
