@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from taskqueue.models import TaskCreate, TaskUpdate
 from taskqueue.store import Conflict, NotFound, Outcome, Store
 from tests.conftest import query_db, run_store
-
-T = TypeVar("T")
 
 
 def test_a_stale_worker_cannot_overwrite_a_newer_attempt(db_url: str) -> None:

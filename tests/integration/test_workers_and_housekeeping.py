@@ -14,7 +14,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -23,8 +23,6 @@ from taskqueue.models import TaskCreate
 from taskqueue.store import Outcome, Store
 from taskqueue.store.worker_ops import WorkerInfo
 from tests.conftest import BIN, ServerProcess, query_db, run_store, wait_status, wait_until
-
-T = TypeVar("T")
 
 
 def workers_of(api: httpx.Client) -> list[dict[str, Any]]:
