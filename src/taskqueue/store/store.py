@@ -362,7 +362,11 @@ class Store:
         write: asyncio.Future[list[str | None]],
     ) -> None:
         self._finish_in_flight = False
-        error = write.exception() if not write.cancelled() else asyncio.CancelledError()
+        if write.cancelled():  # the loop is shutting down: so are the callers
+            for _, _, _, future in batch:
+                future.cancel()
+            return
+        error = write.exception()
         results: list[str | None] = [None] * len(batch) if error else write.result()
         for (_, _, _, future), result in zip(batch, results, strict=True):
             if future.done():
