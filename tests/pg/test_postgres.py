@@ -202,6 +202,39 @@ def test_cancel_through_the_api_stops_a_command_in_a_standalone_worker(
         assert wait_status(api, after["id"])["status"] == "Completed"
 
 
+def test_without_notifications_everything_still_works_by_polling(
+    make_server: MakeServer, start_worker: StartWorker, db_url: str, tmp_path: Path
+) -> None:
+    """--no-notify (what a transaction-pooling PgBouncer forces): nobody LISTENs, and tasks
+    still start, end, wake long-polls and get cancelled, by polling."""
+    server = make_server("--workers", "0", "--no-notify")
+    worker = start_worker(db_url, "--concurrency", "2", "--no-notify")
+    worker.wait_up()
+    pidfile = tmp_path / "pid"
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        quick = api.post("/api/tasks", json={"name": "polled", "command": "echo polled"}).json()
+        done = wait_status(api, quick["id"])  # the server's long-poll hears by polling too
+        assert done["status"] == "Completed"
+        assert done["result"]["stdout_tail"] == "polled\n"
+        long = api.post(
+            "/api/tasks",
+            json={
+                "name": "long",
+                "command": f"echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; exec sleep 300",
+            },
+        ).json()
+        wait_until(pidfile.exists, 30, "the long task to start")
+        pid = int(pidfile.read_text())
+        assert api.post(f"/api/tasks/{long['id']}/cancel").json()["status"] == "Cancelled"
+        wait_until(lambda: not _alive(pid), 15, "the cancelled command to die")
+    listening = query_db(
+        db_url,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
+    )
+    assert listening == [(0,)]
+
+
 # ----------------------------------------------------------------------------- passwords
 
 
