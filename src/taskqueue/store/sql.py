@@ -21,6 +21,8 @@ __all__ = ["IN_CHUNK", "Cursor", "Tx", "chunks", "insert_rows", "is_postgres", "
 
 #: Most values bound in one ``IN (...)`` list (SQLite's default limit is 32,766 variables).
 IN_CHUNK = 500
+#: PostgreSQL: up to this many rows go in one multi-row INSERT, more through COPY.
+PG_VALUES_MAX_ROWS = 32
 
 
 class Cursor(Protocol):
@@ -99,8 +101,21 @@ def insert_rows(tx: Tx, table: str, rows: Sequence[dict[str, Any]]) -> None:
         empty = {k for k in empty if all(r[k] is None for r in rows)}
         columns = tuple([k for k in first if k not in empty])
     if is_postgres(tx) and len(rows) > 1:
-        # COPY: the driver formats the rows in C and the server loads them in one go.
-        tx.copy_rows(table, columns, [tuple([r[k] for k in columns]) for r in rows])  # type: ignore[attr-defined]
+        if len(rows) > PG_VALUES_MAX_ROWS:
+            # COPY: the driver formats the rows in C and the server loads them in one go.
+            tx.copy_rows(table, columns, [tuple([r[k] for k in columns]) for r in rows])  # type: ignore[attr-defined]
+            return
+        # A few rows: one multi-row INSERT, one round trip where COPY takes two; its text is
+        # short enough for the driver to parse it once and keep it.
+        key = (f"{table}*{len(rows)}", columns)
+        sql = _INSERT_CACHE.get(key)
+        if sql is None:
+            row_marks = f"({marks(columns)})"
+            sql = _INSERT_CACHE[key] = (
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                + ", ".join([row_marks] * len(rows))
+            )
+        tx.execute(sql, [r[k] for r in rows for k in columns])
         return
     key = (table, columns)
     sql = _INSERT_CACHE.get(key)
