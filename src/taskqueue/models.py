@@ -92,7 +92,8 @@ class TaskType(str, Enum):
 
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+#: What a queue name may be (and at most 100 characters).
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 #: Largest size, in bytes of JSON, of a ``metadata`` or ``input`` value.
 MAX_JSON_FIELD_BYTES = 256 * 1024
@@ -287,9 +288,7 @@ class TaskCreate(_Input):
     ] = Field(default_factory=dict)
     working_directory: Annotated[Text, Field(min_length=1, max_length=4096)] | None = None
     metadata: JSONObject = Field(default_factory=dict)
-    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=_QUEUE_RE.pattern)] = (
-        "default"
-    )
+    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_RE.pattern)] = "default"
     run_at: UTCDateTime | None = None
     input: JSONValue = None
     ai_reviews_required: Annotated[int, Field(ge=0, le=100)] = 3
@@ -341,7 +340,7 @@ class TaskUpdate(_Input):
         | None
     ) = None
     working_directory: Annotated[Text, Field(min_length=1, max_length=4096)] | None = None
-    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=_QUEUE_RE.pattern)] | None = (
+    queue: Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_RE.pattern)] | None = (
         None
     )
     run_at: UTCDateTime | None = None

@@ -91,6 +91,9 @@ def test_server_option_errors(tmp_path: Path) -> None:
         (["server", "--workers", "-1"], "--workers"),
         (["worker", "--concurrency", "0"], "--concurrency"),
         (["server", "--log-level", "loud"], "--log-level"),
+        (["worker", "--queue", "bad queue!"], "--queue"),
+        (["worker", "--queue", "a" * 101], "--queue"),
+        (["worker", "--retention-hours", "-1"], "--retention-hours"),
     ):
         result = tq(*args, "--db", str(tmp_path / "never.db"))
         assert result.returncode == 2, (args, result.stderr)

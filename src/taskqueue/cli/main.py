@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from taskqueue.cli._context import FORMATS, CliContext
 from taskqueue.cli.projects import projects
 from taskqueue.cli.run import config, health, run, submit, workers
 from taskqueue.cli.tasks import tasks
+
+if TYPE_CHECKING:
+    from taskqueue.store import Store
 
 __all__ = ["main"]
 
@@ -100,6 +103,18 @@ def _need_server() -> None:
         ) from exc
 
 
+def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
+    from taskqueue.models import QUEUE_RE
+
+    for queue in queues:
+        if len(queue) > 100 or not QUEUE_RE.fullmatch(queue):
+            raise click.BadParameter(
+                f"{queue!r} is not a queue name: 1 to 100 letters, digits and . _ : -",
+                param_hint="--queue",
+            )
+    return queues
+
+
 def _check_db(db: str) -> None:
     from taskqueue.store import is_postgres_url, resolve_sqlite_path
 
@@ -122,12 +137,17 @@ def _check_db(db: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--db")
 
 
-def _migrate_or_explain(db: str) -> None:
-    """Apply the migrations, or exit with one line saying why the database cannot be used."""
-    from taskqueue.store import Store, describe_database
+def _migrate_or_explain(store: Store) -> Store:
+    """Apply the migrations, or exit with one line saying why the database cannot be used.
 
+    The store remembers it is migrated: starting it later does not migrate again.
+    """
+    from taskqueue.store import describe_database
+
+    db = store.url
     try:
-        Store(db).migrate()
+        store.migrate()
+        return store
     except Exception as exc:
         cause = getattr(exc, "orig", None) or exc
         reason = " ".join(str(cause).split()) or type(cause).__name__
@@ -209,7 +229,7 @@ def server(
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     _need_server()
     from taskqueue.server import ServerSettings, create_app, is_loopback
-    from taskqueue.store import describe_database
+    from taskqueue.store import Store, describe_database
     from taskqueue.worker import WorkerSettings
 
     if not is_loopback(host):
@@ -220,7 +240,7 @@ def server(
         )
     _check_db(db)
     _setup_logging(log_level)
-    _migrate_or_explain(db)
+    store = _migrate_or_explain(Store(db, listen=listen))
     import uvicorn
 
     settings = ServerSettings(
@@ -236,7 +256,7 @@ def server(
         ),
         listen=listen,
     )
-    app = create_app(settings)
+    app = create_app(settings, store)
     click.echo(
         f"taskqueue {__version__} serving http://{host}:{port} "
         f"(database {describe_database(db)}, {workers} worker slot(s))",
@@ -274,6 +294,7 @@ def server(
     multiple=True,
     default=["default"],
     show_default=True,
+    callback=lambda _ctx, _param, value: _check_queues(value),
     help="Queue to serve; repeat for several.",
 )
 @_worker_options
@@ -291,8 +312,10 @@ def worker(
     _need_server()
     _check_db(db)
     _setup_logging(log_level)
-    _migrate_or_explain(db)
     from taskqueue.store import Store, describe_database
+
+    # A worker without the API waits on no task: it needs wake-ups, not every change.
+    store = _migrate_or_explain(Store(db, listen=listen, changes=False))
     from taskqueue.worker import Worker, WorkerSettings
 
     settings = WorkerSettings(
@@ -304,8 +327,6 @@ def worker(
     )
 
     async def run() -> None:
-        # A worker without the API waits on no task: it needs wake-ups, not every change.
-        store = Store(db, listen=listen, changes=False)
         store.start()
         runner = Worker(store, settings)
         loop = asyncio.get_running_loop()
@@ -370,9 +391,9 @@ def db_upgrade(db: str) -> None:
     """Create the database if needed and apply every migration."""
     _need_server()
     _check_db(db)
-    from taskqueue.store import describe_database
+    from taskqueue.store import Store, describe_database
 
-    _migrate_or_explain(db)
+    _migrate_or_explain(Store(db))
     click.echo(f"database {describe_database(db)} is up to date")
 
 

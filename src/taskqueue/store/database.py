@@ -233,6 +233,8 @@ class SqliteDatabase(WriteQueue):
     """A SQLite file shared by a single writer thread and a reader on the event loop."""
 
     backend = "sqlite"
+    #: Commits of other processes are never announced here: waiters poll.
+    notifications = False
 
     def __init__(self, path: str | Path, on_commit: Callable[[Effects], None] | None = None):
         super().__init__(on_commit)

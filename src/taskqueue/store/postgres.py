@@ -50,7 +50,7 @@ from sqlalchemy.pool import NullPool
 from taskqueue.store.database import STOP, Effects, Op, WriteQueue
 from taskqueue.store.errors import Unavailable
 
-__all__ = ["PgRow", "PgTx", "PostgresDatabase", "is_postgres_url", "pg_conninfo", "pg_engine"]
+__all__ = ["PgRow", "PgTx", "PostgresDatabase", "pg_conninfo", "pg_engine"]
 
 log: logging.Logger = logging.getLogger(__name__)
 
@@ -84,12 +84,6 @@ _LIVENESS: dict[str, Any] = {
 }
 
 
-def is_postgres_url(db: str) -> bool:
-    """Whether ``db`` names a PostgreSQL database."""
-    scheme = db.split("://", 1)[0].lower() if "://" in db else ""
-    return scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")
-
-
 def pg_conninfo(url: str) -> str:
     """The libpq form of a ``postgresql://`` or ``postgresql+psycopg://`` URL."""
     parsed = make_url(url)
@@ -100,11 +94,6 @@ def pg_engine(url: str) -> Engine:
     """A SQLAlchemy engine on the database, used for migrations only."""
     parsed = make_url(url).set(drivername="postgresql+psycopg")
     return create_engine(parsed, poolclass=NullPool)
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden, fit for a log line."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 # ---------------------------------------------------------------------------- rows and SQL
@@ -225,13 +214,12 @@ def _payloads(fx: Effects) -> list[tuple[str, str]]:
     """(channel, payload) NOTIFYs telling other processes what a commit changed."""
     notes: list[tuple[str, str]] = []
     if fx.wake or fx.stop_running:
-        body: dict[str, Any] = {"w": 1} if fx.wake else {}
         stops = [list(pair) for pair in sorted(fx.stop_running)]
-        for start in range(0, len(stops), 70):  # ~100 bytes each
-            body["s"] = stops[start : start + 70]
-            notes.append((CHANNEL, json.dumps(body, separators=(",", ":"))))
-            body = {}
-        if body:
+        # ~100 bytes a revoked lease: 70 to a payload; the first one carries the wake-up.
+        for n, start in enumerate(range(0, max(len(stops), 1), 70)):
+            body: dict[str, Any] = {"w": 1} if fx.wake and n == 0 else {}
+            if stops:
+                body["s"] = stops[start : start + 70]
             notes.append((CHANNEL, json.dumps(body, separators=(",", ":"))))
     items: list[tuple[str, str]] = [("c", i) for i in sorted(fx.changed)]
     items += [("l", i) for i in sorted(fx.logs - fx.changed)]
@@ -489,9 +477,7 @@ class PostgresDatabase(WriteQueue):
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(
-                    self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **_LIVENESS
-                ) as conn:
+                with self._connect() as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     if self.changes:
                         conn.execute(f"LISTEN {CHANGES}")

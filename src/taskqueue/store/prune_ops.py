@@ -56,7 +56,10 @@ def prune_idempotency_keys(conn: Tx, fx: Effects, before: int, limit: int) -> in
     ).rowcount
 
 
-def prune_workers(conn: Tx, fx: Effects, before: int) -> int:
-    """Forget workers not seen since ``before`` (killed without saying goodbye)."""
+def prune_workers(conn: Tx, fx: Effects, before: int, limit: int) -> int:
+    """Forget up to ``limit`` workers not seen since ``before`` (killed without a goodbye)."""
     del fx
-    return conn.execute("DELETE FROM workers WHERE last_seen < ?", (before,)).rowcount
+    return conn.execute(
+        "DELETE FROM workers WHERE id IN (SELECT id FROM workers WHERE last_seen < ? LIMIT ?)",
+        (before, limit),
+    ).rowcount

@@ -10,6 +10,7 @@ so a missed notification costs latency, never progress.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -80,6 +81,12 @@ def resolve_sqlite_path(db: str) -> Path:
     return Path(db)
 
 
+def _prune_batch(
+    prune: Callable[[Any, Effects, int, int], int], before: int, conn: Any, fx: Effects
+) -> int:
+    return prune(conn, fx, before, PRUNE_BATCH)
+
+
 class Store:
     """Async access to tasks and projects on one database."""
 
@@ -102,6 +109,7 @@ class Store:
         self._log_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._stop_listeners: list[Callable[[set[tuple[str, str]]], None]] = []
         self._rng = random.Random()
+        self._migrated = False
         self._finishing: list[tuple[str, str, Outcome, asyncio.Future[str | None]]] = []
         self._finish_in_flight = False
 
@@ -110,7 +118,7 @@ class Store:
     @property
     def notifications(self) -> bool:
         """Whether commits of other processes wake this one (else waiters must poll)."""
-        return getattr(self.db, "notifications", False)
+        return self.db.notifications
 
     def migrate(self) -> None:
         """Create the database (a SQLite file) if needed and apply every migration."""
@@ -126,10 +134,12 @@ class Store:
             upgrade(engine)
         finally:
             engine.dispose()
+        self._migrated = True
 
     def start(self) -> None:
-        """Migrate, then open the database."""
-        self.migrate()
+        """Migrate (unless this store did already), then open the database."""
+        if not self._migrated:
+            self.migrate()
         self.db.start()
 
     async def close(self) -> None:
@@ -419,33 +429,29 @@ class Store:
         an hour. Each batch is its own short transaction, queued like any other write.
         """
         now = now_us()
-        jobs: list[tuple[str, Any]] = [
+        jobs: list[tuple[str, Callable[[Any, Effects, int, int], int], int]] = [
             (
                 "idempotency_keys",
-                lambda c, fx, before=now - IDEMPOTENCY_RETENTION_S * 1_000_000: (
-                    prune_ops.prune_idempotency_keys(c, fx, before, PRUNE_BATCH)
-                ),
+                prune_ops.prune_idempotency_keys,
+                now - IDEMPOTENCY_RETENTION_S * 1_000_000,
             ),
-            (
-                "workers",
-                lambda c, fx, before=now - WORKER_RETENTION_S * 1_000_000: prune_ops.prune_workers(
-                    c, fx, before
-                ),
-            ),
+            ("workers", prune_ops.prune_workers, now - WORKER_RETENTION_S * 1_000_000),
         ]
         if retention_s is not None:
             before = now - int(retention_s * 1_000_000)
             jobs += [
-                ("tasks", lambda c, fx: prune_ops.prune_tasks(c, fx, before, PRUNE_BATCH)),
-                ("events", lambda c, fx: prune_ops.prune_events(c, fx, before, PRUNE_BATCH)),
+                ("tasks", prune_ops.prune_tasks, before),
+                ("events", prune_ops.prune_events, before),
             ]
         deleted: dict[str, int] = {}
-        for kind, job in jobs:
+        for kind, prune, before in jobs:
             total = 0
             while True:
-                count = await self.db.write(job, durable=False)
+                count = await self.db.write(
+                    functools.partial(_prune_batch, prune, before), durable=False
+                )
                 total += count
-                if count < PRUNE_BATCH or kind == "workers":
+                if count < PRUNE_BATCH:
                     break
                 await asyncio.sleep(0)  # let other writes in between batches
             deleted[kind] = total
