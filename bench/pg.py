@@ -23,7 +23,7 @@ Figures:
 ``batch``    ``POST /api/tasks/batch`` of 1,000 tasks from 4 concurrent clients, tasks/s.
 ``latency``  enqueue-to-start latency with one idle standalone worker: from just before the
              ``POST /api/tasks`` to the attempt's ``started_at`` (the claim), 20 tasks/s.
-``claim``    ``lease_ops.claim`` on 1,000 vs 1,000,000 queued rows in a rolled-back
+``claim``    ``transitions.claim`` on 1,000 vs 1,000,000 queued rows in a rolled-back
              transaction (as ``bench.run`` does on SQLite), median µs; plus ``Store.claim`` end
              to end (committed) as a detail.
 ``chain``    40 tasks each depending on the previous, created in one batch, run by idle
@@ -686,17 +686,6 @@ def fig_latency(backends: Backends, sizes: Sizes, workdir: Path) -> list[Figure]
 # ------------------------------------------------------------------------------ 4. claim
 
 
-_FILL_SQL = """
-INSERT INTO tasks (id, name, command, description, acceptance_criteria, task_type, priority,
-    priority_rank, dependencies, retry_attempts, retry_delay, retries_used, environment, status,
-    phases, ai_reviews_required, ai_reviews_completed, metadata, created_at, updated_at, queue,
-    run_at, attempt, waiting_on)
-SELECT gen_random_uuid()::text, 'bench-claim-' || i, 'true', '', '[]', 'Simple', 'Normal',
-    %(rank)s, '[]', 3, 30.0, 0, '{}', 'Pending', '[]', 3, 0, '{}', %(now)s + i, %(now)s + i,
-    'default', %(now)s + i, 0, 0
-FROM generate_series(0, %(count)s - 1) AS i
-"""
-
 _CLAIM_SELECT = (
     "SELECT seq FROM tasks WHERE status = 'Pending' AND waiting_on = 0 AND queue IN ('default')"
     " AND run_at <= {now} ORDER BY priority_rank DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED"
@@ -705,28 +694,40 @@ _CLAIM_SELECT = (
 
 def build_claim_db(url: str, count: int) -> float:
     """Fill a migrated database with ``count`` runnable Pending tasks; seconds it took."""
-    from taskqueue.engine import PRIORITY_RANK
-    from taskqueue.models import TaskPriority
+    from bench.run import claim_row_template
 
     migrate(url)
     now = time.time_ns() // 1000 - 60_000_000
+    template = claim_row_template(now)
+    # Every column as the store writes it; the ones that differ per row come from the series.
+    varying = {
+        "id": "gen_random_uuid()::text",
+        "name": "'bench-claim-' || i",
+        "created_at": "%(now)s + i",
+        "updated_at": "%(now)s + i",
+        "run_at": "%(now)s + i",
+    }
+    values = ", ".join(varying.get(column, f"%({column})s") for column in template)
+    fill = (
+        f"INSERT INTO tasks ({', '.join(template)}) SELECT {values}"
+        " FROM generate_series(0, %(count)s - 1) AS i"
+    )
     start = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")  # only for the build
-        params = {"rank": PRIORITY_RANK[TaskPriority.NORMAL], "now": now, "count": count}
-        conn.execute(_FILL_SQL, params)  # type: ignore[arg-type]
+        conn.execute(fill, {**template, "now": now, "count": count})  # type: ignore[arg-type]
         conn.execute("VACUUM (ANALYZE) tasks")
         conn.execute("CHECKPOINT")
     return time.perf_counter() - start
 
 
 def time_claims(url: str, iterations: int) -> dict[str, Any]:
-    """``lease_ops.claim`` of one task in a rolled-back transaction, ``iterations`` times."""
+    """``transitions.claim`` of one task in a rolled-back transaction, ``iterations`` times."""
     from psycopg.rows import dict_row
 
-    from taskqueue.store.database import Effects
-    from taskqueue.store.lease_ops import claim
+    from taskqueue.store.pipeline import Effects
     from taskqueue.store.postgres import PgTx
+    from taskqueue.store.transitions import claim
 
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         tx = PgTx(conn)  # type: ignore[arg-type]  # claim reads rows by column name only

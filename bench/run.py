@@ -14,7 +14,7 @@ fresh SQLite file in a temporary directory):
 ``batch_enqueue``   ``POST /api/tasks/batch`` of 1,000 tasks from 4 concurrent clients, tasks/s
 ``drain``           2,000 ``true`` tasks run by the server vs a ``Pool(2)`` running ``true``
 ``latency``         enqueue-to-start latency at 20 tasks/s on an idle server, p50/p99 ms
-``claim_cost``      ``lease_ops.claim`` on 1,000 vs 1,000,000 queued tasks, median µs
+``claim_cost``      ``transitions.claim`` on 1,000 vs 1,000,000 queued tasks, median µs
 
 The results are also written to ``bench/results.json``.
 """
@@ -743,48 +743,31 @@ def fig_latency(quick: bool) -> Figure:
 # ------------------------------------------------------------------------------ 5. claim
 
 
-_TASK_COLUMNS = (
-    "id",
-    "name",
-    "command",
-    "description",
-    "acceptance_criteria",
-    "task_type",
-    "priority",
-    "priority_rank",
-    "dependencies",
-    "retry_attempts",
-    "retry_delay",
-    "retries_used",
-    "environment",
-    "status",
-    "phases",
-    "ai_reviews_required",
-    "ai_reviews_completed",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "queue",
-    "run_at",
-    "attempt",
-    "waiting_on",
-)
+def claim_row_template(now: int) -> dict[str, Any]:
+    """The columns and values of a new runnable task, as the store writes them."""
+    from taskqueue.models import TaskCreate
+    from taskqueue.store.tasks import new_task_row
+
+    row = new_task_row(TaskCreate(name="bench-claim", command="true"), "", [], 0, now, None)
+    return {column: value for column, value in row.items() if value is not None}
 
 
 def build_claim_db(path: Path, count: int) -> float:
     """A migrated database with ``count`` Pending runnable tasks; seconds spent inserting."""
     from taskqueue.store import Store
-    from taskqueue.store.database import connect
+    from taskqueue.store.sqlite import connect
 
     Store(path).migrate()
     conn = connect(path)
     try:
         conn.execute("PRAGMA synchronous=OFF")  # only for the build; the claims run on FULL
-        sql = (
-            f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)})"
-            f" VALUES ({', '.join('?' for _ in _TASK_COLUMNS)})"
-        )
         now = time.time_ns() // 1000 - 60_000_000
+        template = claim_row_template(now)
+        columns = list(template)
+        sql = f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        varying = {"id", "name", "created_at", "updated_at", "run_at"}
+        fixed = [None if c in varying else template[c] for c in columns]
+        slot = {c: columns.index(c) for c in varying}
         start = time.perf_counter()
         chunk = 100_000
         conn.execute("BEGIN")
@@ -797,35 +780,13 @@ def build_claim_db(path: Path, count: int) -> float:
                 f"-a{hexes[k + 17 : k + 20]}-{hexes[k + 20 : k + 32]}"
                 for k in range(0, 32 * size, 32)
             ]
-            rows = [
-                (
-                    ids[i - first],
-                    f"bench-claim-{i}",
-                    "true",
-                    "",
-                    "[]",
-                    "simple",
-                    "normal",
-                    1,
-                    "[]",
-                    3,
-                    30.0,
-                    0,
-                    "{}",
-                    "Pending",
-                    "[]",
-                    3,
-                    0,
-                    "{}",
-                    now + i,
-                    now + i,
-                    "default",
-                    now + i,
-                    0,
-                    0,
-                )
-                for i in range(first, min(first + chunk, count))
-            ]
+            rows = []
+            for i in range(first, min(first + chunk, count)):
+                row = list(fixed)
+                row[slot["id"]] = ids[i - first]
+                row[slot["name"]] = f"bench-claim-{i}"
+                row[slot["created_at"]] = row[slot["updated_at"]] = row[slot["run_at"]] = now + i
+                rows.append(tuple(row))
             conn.executemany(sql, rows)
         conn.execute("COMMIT")
         elapsed = time.perf_counter() - start
@@ -837,8 +798,9 @@ def build_claim_db(path: Path, count: int) -> float:
 
 
 def time_claims(path: Path, iterations: int) -> dict[str, Any]:
-    from taskqueue.store.database import Effects, connect
-    from taskqueue.store.lease_ops import claim
+    from taskqueue.store.pipeline import Effects
+    from taskqueue.store.sqlite import connect
+    from taskqueue.store.transitions import claim
 
     conn = connect(path)
     try:

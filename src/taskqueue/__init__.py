@@ -21,6 +21,7 @@ from taskqueue.errors import (
 )
 from taskqueue.models import (
     Attempt,
+    FailureReason,
     Health,
     LogChunk,
     LogPage,
@@ -48,6 +49,7 @@ __all__ = [
     "AuthenticationError",
     "AuthorizationError",
     "ConflictError",
+    "FailureReason",
     "Health",
     "LogChunk",
     "LogPage",

@@ -32,6 +32,7 @@ __all__ = [
     "DependencyRef",
     "ErrorBody",
     "ErrorInfo",
+    "FailureReason",
     "Health",
     "LogChunk",
     "LogPage",
@@ -71,6 +72,20 @@ class TaskStatus(str, Enum):
 
 
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class FailureReason(str, Enum):
+    """Why an attempt failed or a task ended without completing, beside the human message."""
+
+    EXIT_CODE = "exit_code"  # the command exited with a non-zero code
+    SIGNAL = "signal"  # the command was killed by a signal it did not get from taskqueue
+    TIMEOUT = "timeout"  # the command ran past the task's timeout and was killed
+    SPAWN_ERROR = "spawn_error"  # the command could not start (working directory, exec...)
+    OUTPUT_INVALID = "output_invalid"  # the result file ($TASKQUEUE_OUTPUT) was not usable
+    LEASE_EXPIRED = "lease_expired"  # the worker running it stopped responding
+    HANDED_BACK = "handed_back"  # the worker shut down and gave the attempt back
+    CANCELLED = "cancelled"  # cancelled by request
+    DEPENDENCY_FAILED = "dependency_failed"  # a dependency ended Failed or Cancelled
 
 
 class TaskPriority(str, Enum):
@@ -353,22 +368,6 @@ class TaskUpdate(_Input):
         return value
 
 
-#: Fields of :class:`TaskUpdate` that change how a task runs, so they apply only while Pending.
-RUN_FIELDS = frozenset(
-    {
-        "command",
-        "priority",
-        "timeout",
-        "retry_attempts",
-        "retry_delay",
-        "environment",
-        "working_directory",
-        "queue",
-        "run_at",
-    }
-)
-
-
 class TaskResult(_Output):
     """What the last attempt of a task produced."""
 
@@ -378,6 +377,7 @@ class TaskResult(_Output):
     stderr_tail: str = ""
     duration_ms: int | None = None
     error: str | None = None
+    failure_reason: FailureReason | None = None
 
 
 class Task(_Output):
@@ -400,6 +400,7 @@ class Task(_Output):
     working_directory: str | None = None
     status: TaskStatus = TaskStatus.PENDING
     status_reason: str | None = None
+    failure_reason: FailureReason | None = None
     result: TaskResult | None = None
     phases: list[dict[str, Any]] = Field(default_factory=list)
     current_phase: TaskStatus | None = None
@@ -461,6 +462,7 @@ class Attempt(_Output):
     finished_at: datetime | None = None
     exit_code: int | None = None
     error: str | None = None
+    failure_reason: FailureReason | None = None
     duration_ms: int | None = None
 
 

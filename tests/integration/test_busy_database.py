@@ -11,14 +11,14 @@ import pytest
 
 from taskqueue.models import TaskCreate
 from taskqueue.server import ServerSettings, create_app
-from taskqueue.store import Store, database
+from taskqueue.store import Store, Unavailable, sqlite
 
 pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 200)
 
 
 def test_a_locked_database_is_a_503_with_retry_after_and_changes_nothing(
@@ -63,9 +63,9 @@ def test_the_store_reports_the_lock_and_recovers(tmp_path: Path, short_busy_time
         store = Store(tmp_path / "s.db")
         store.start()
         try:
-            holder = sqlite3.connect(store.path, isolation_level=None)
+            holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
             holder.execute("BEGIN EXCLUSIVE")
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(Unavailable, match="busy"):
                 await store.create_tasks([TaskCreate(name="x", command="true")])
             holder.execute("ROLLBACK")
             holder.close()

@@ -10,9 +10,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from taskqueue.store import Store
-from taskqueue.store.database import sqlite_engine
 from taskqueue.store.migrate import current_revision, head_revision, upgrade
 from taskqueue.store.schema import metadata
+from taskqueue.store.sqlite import sqlite_engine
 
 pytestmark = pytest.mark.sqlite_only
 

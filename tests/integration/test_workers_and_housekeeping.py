@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from taskqueue.models import TaskCreate
-from taskqueue.store import Outcome, Store
-from taskqueue.store.worker_ops import WorkerInfo
+from taskqueue.store import Outcome, Store, WorkerInfo
 from tests.conftest import BIN, ServerProcess, query_db, run_store, wait_status, wait_until
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from taskqueue.store.database import Effects
+from taskqueue.store import describe_database, is_postgres_url
+from taskqueue.store.pipeline import Effects
 from taskqueue.store.postgres import (
     CHANGES,
     CHANNEL,
@@ -17,13 +18,10 @@ from taskqueue.store.postgres import (
     _pg_sql,
     pg_conninfo,
 )
-from taskqueue.store.store import describe_database, is_postgres_url
 
 
 def test_nothing_to_say_sends_no_notification() -> None:
     assert _payloads(Effects()) == []
-    # A task that reached a terminal status is also "changed"; terminal alone says nothing new.
-    assert _payloads(Effects(terminal={"a"})) == []
 
 
 def test_a_payload_carries_wake_changes_logs_and_revoked_leases() -> None:

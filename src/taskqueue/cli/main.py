@@ -116,17 +116,15 @@ def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _check_db(db: str) -> None:
-    from taskqueue.store import is_postgres_url, resolve_sqlite_path
+    from taskqueue.store.backend import is_postgres_url, missing_driver, resolve_sqlite_path
 
     if is_postgres_url(db):
-        try:
-            import psycopg  # noqa: F401
-            import psycopg_pool  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the install
+        missing = missing_driver(db)
+        if missing is not None:  # pragma: no cover - depends on the install
             raise click.ClickException(
-                f"PostgreSQL needs extra packages ({exc.name} is missing): "
+                f"PostgreSQL needs extra packages ({missing} is missing): "
                 "pip install 'taskqueue[server]'"
-            ) from exc
+            )
         return
     try:
         path = resolve_sqlite_path(db)

@@ -31,7 +31,7 @@ from taskqueue.cli.tasks import (
 from taskqueue.client import resolve_config
 from taskqueue.client._config import config_paths
 from taskqueue.errors import TaskQueueError, ValidationError
-from taskqueue.models import Task, TaskPriority, TaskStatus
+from taskqueue.models import FailureReason, Task, TaskPriority, TaskStatus
 
 __all__ = ["config", "exit_code_of", "health", "run", "submit", "workers"]
 
@@ -45,7 +45,7 @@ def exit_code_of(task: Task) -> int:
         return 0
     result = task.result
     if task.status is TaskStatus.FAILED and result is not None:
-        if result.error and result.error.startswith("timed out"):
+        if result.failure_reason is FailureReason.TIMEOUT:
             return EXIT_TIMED_OUT
         if result.exit_code is not None and result.exit_code > 0:
             return min(result.exit_code, 255)

@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from taskqueue.engine.lifecycle import allowed_targets
 from taskqueue.models import TERMINAL_STATUSES, TaskPriority, TaskStatus
 
 __all__ = [
@@ -37,18 +38,8 @@ PRIORITY_RANK: Final[dict[TaskPriority, int]] = {
 #: No retry waits longer than this, however many attempts came before.
 MAX_RETRY_DELAY_S: Final = 3600.0
 
-_P, _R = TaskStatus.PENDING, TaskStatus.RUNNING
-_C, _F, _X = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
-
-#: What may follow what. A retry puts Running back to Pending; a manual retry re-queues Failed
-#: and Cancelled tasks. Completed is final.
-_ALLOWED: Final[dict[TaskStatus, frozenset[TaskStatus]]] = {
-    _P: frozenset({_R, _X}),
-    _R: frozenset({_C, _F, _X, _P}),
-    _F: frozenset({_P}),
-    _X: frozenset({_P}),
-    _C: frozenset(),
-}
+#: What may follow what: derived from the named transitions of :mod:`.lifecycle`.
+_ALLOWED: Final[dict[TaskStatus, frozenset[TaskStatus]]] = allowed_targets()
 
 
 class InvalidTransition(Exception):

@@ -12,7 +12,6 @@ import itertools
 import logging
 import os
 import re
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -168,26 +167,12 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return error_response(400, exc.message, rid)  # pragma: no cover - no other subclasses
 
 
-async def _database_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, sqlite3.OperationalError)
-    rid = request_id_of(request.scope)
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        # Another process held the write lock past the busy timeout: nothing was written.
-        return error_response(
-            503, "the database is busy; try again", rid, headers={"Retry-After": "1"}
-        )
-    log.error("request %s: database error: %s", rid, exc)
-    return error_response(500, "internal error; the server log has the details", rid)
-
-
 #: The exception mapper: Starlette picks the handler of the nearest class.
 exception_handlers: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_error,
     pydantic.ValidationError: _pydantic_error,
     StoreError: _store_error,
-    sqlite3.OperationalError: _database_error,
 }
 
 

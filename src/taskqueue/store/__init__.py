@@ -1,9 +1,18 @@
-"""The store: tables, migrations and every SQL statement taskqueue runs."""
+"""The store: tables, migrations and every SQL statement taskqueue runs.
 
+Where each thing lives (the file names say it): ``tasks``, ``transitions`` (every status
+change), ``leases``, ``attempts`` (and their output), ``dependencies``, ``projects``,
+``workers`` (the registry), ``housekeeping``, ``outbox`` (events), ``idempotency``; the commit
+``pipeline``; the ``backend`` seam with one module per database (``sqlite``, ``postgres``);
+the ``codec`` (rows to wire dicts); the ``schema`` and its ``migrations``.
+"""
+
+from taskqueue.store.backend import describe_database, is_postgres_url, resolve_sqlite_path
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError, Unavailable
-from taskqueue.store.lease_ops import Claimed, Outcome
-from taskqueue.store.store import Store, describe_database, is_postgres_url, resolve_sqlite_path
-from taskqueue.store.task_ops import IdempotencyRequest
+from taskqueue.store.idempotency import IdempotencyRequest
+from taskqueue.store.store import Store
+from taskqueue.store.transitions import Claimed, Outcome
+from taskqueue.store.workers import WorkerInfo
 
 __all__ = [
     "Claimed",
@@ -15,6 +24,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Unavailable",
+    "WorkerInfo",
     "describe_database",
     "is_postgres_url",
     "resolve_sqlite_path",

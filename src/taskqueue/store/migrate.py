@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
-
-#: The advisory lock that serialises migrations on PostgreSQL.
-MIGRATION_LOCK = 0x7461_736B  # "task"
 
 _HERE = Path(__file__).resolve().parent / "migrations"
 
@@ -25,14 +23,18 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database behind ``engine`` up to ``revision`` (default: the newest)."""
+def upgrade(
+    engine: Engine, revision: str = "head", prelude: Callable[[Connection], None] | None = None
+) -> None:
+    """Bring the database behind ``engine`` up to ``revision`` (default: the newest).
+
+    ``prelude`` runs first in the migration's transaction: the backend's way of making
+    processes that start together migrate one at a time.
+    """
     config = alembic_config()
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Workers starting together on one database migrate one at a time (the lock is
-            # held until this transaction commits; PostgreSQL's DDL is transactional).
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        if prelude is not None:
+            prelude(conn)
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 

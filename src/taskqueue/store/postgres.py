@@ -1,21 +1,17 @@
-"""The PostgreSQL database: a writer thread, a pool of readers, and a LISTEN/NOTIFY listener.
+"""The PostgreSQL backend: the writer's session, pooled readers, and a LISTEN/NOTIFY listener.
 
-Writes go through the same queue as on SQLite (:class:`WriteQueue`): one writer thread per
-process applies every write queued in one transaction, each in its own SAVEPOINT, and commits
-once, so concurrent requests share one commit (one WAL flush). A group made only of writes that
-at-least-once execution redoes anyway (claims, heartbeats, output) commits with
-``synchronous_commit = off``; a group with a durable write (a create, a finish, a cancel)
-commits synchronously, so an acknowledged write is on disk.
+Writes go through the same :class:`~taskqueue.store.pipeline.CommitPipeline` as on SQLite. A
+group made only of writes that at-least-once execution redoes anyway (claims, heartbeats,
+output) commits with ``synchronous_commit = off``; a group with a durable write (a create, a
+finish, a cancel) commits synchronously, so an acknowledged write is on disk. The session's own
+statements travel together, several to a round trip: ``BEGIN`` with the first ``SAVEPOINT``,
+each ``RELEASE`` with the next ``SAVEPOINT``, the NOTIFYs with ``COMMIT``.
 
-Many processes write at once here, so the store functions lock the rows they decide on (see
-:func:`taskqueue.store.sql.locking`). A write that loses a race (a deadlock, a serialization
-failure, a unique key taken by a concurrent transaction) is run again in the next transaction,
-where it sees the winner's commit and decides again.
-
-A lost connection fails the writes of the group it was running with :class:`Unavailable` (the
-API answers 503; workers retry) and the writer reconnects with backoff. A group whose COMMIT
-got no answer may or may not have committed: its callers get :class:`Unavailable` too, and
-every write is safe to repeat (creates carry idempotency keys; worker writes are fenced by
+Many processes write at once here, so the store's functions lock the rows they decide on (the
+dialect's :meth:`~PostgresDialect.lock`), and a write that lost a race is run again by the
+pipeline. A lost connection fails the writes of its group with :class:`Unavailable` (the API
+answers 503; workers retry); a group whose COMMIT got no answer may or may not have committed,
+and every write is safe to repeat (creates carry idempotency keys; worker writes are fenced by
 lease tokens).
 
 Each commit that changed something another process may wait for sends NOTIFYs: on the
@@ -23,7 +19,7 @@ Each commit that changed something another process may wait for sends NOTIFYs: o
 workers wake and stop revoked commands), on ``taskqueue_changes`` with the tasks that changed
 (only processes that serve the API LISTEN, for their long-polls and log followers). Each turns
 what it hears into the same in-process wake-ups a local commit gives. When notifications do
-not arrive (behind a transaction-pooling PgBouncer, say), :attr:`PostgresDatabase.notifications`
+not arrive (behind a transaction-pooling PgBouncer, say), :attr:`PostgresBackend.notifications`
 is False and waiters fall back to polling.
 """
 
@@ -35,7 +31,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -47,10 +42,12 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from taskqueue.store.database import STOP, Effects, Op, WriteQueue
-from taskqueue.store.errors import Unavailable
+from taskqueue.store.backend import Dialect
+from taskqueue.store.errors import StoreError, Unavailable
+from taskqueue.store.migrate import upgrade
+from taskqueue.store.pipeline import CommitPipeline, Effects, WriteFn
 
-__all__ = ["PgRow", "PgTx", "PostgresDatabase", "pg_conninfo", "pg_engine"]
+__all__ = ["PgRow", "PgTx", "PostgresBackend", "PostgresDialect", "pg_conninfo", "pg_engine"]
 
 log: logging.Logger = logging.getLogger(__name__)
 
@@ -63,8 +60,10 @@ CHANGES = "taskqueue_changes"
 #: SQLSTATEs of a write that lost a race and is worth running again: serialization failure,
 #: deadlock, unique violation (the re-run sees the row the other transaction committed).
 RETRYABLE = frozenset({"40001", "40P01", "23505"})
-#: How often one write is tried before its error is the answer.
-MAX_TRIES = 5
+#: PostgreSQL: up to this many rows go in one multi-row INSERT, more through COPY.
+VALUES_MAX_ROWS = 32
+#: The advisory lock that serialises migrations.
+MIGRATION_LOCK = 0x7461_736B  # "task"
 #: Longest payload of one NOTIFY (PostgreSQL's limit is 8000 bytes).
 MAX_PAYLOAD = 7000
 #: How long a read waits for a pooled connection before answering "unavailable"...
@@ -157,8 +156,46 @@ def _pg_sql(statement: str) -> str:
     return cached
 
 
+class PostgresDialect(Dialect):
+    """PostgreSQL's answers: many writers at once under READ COMMITTED, and LISTEN/NOTIFY."""
+
+    name = "postgresql"
+    can_listen = True
+
+    def lock(self, clause: str = "FOR UPDATE") -> str:
+        """Rows read to decide a write must be locked first: another process may change them."""
+        return f" {clause}"
+
+    def claim_pick(self, pick: str) -> str:
+        """The picked rows are locked and skipped by other claimers.
+
+        ``= ANY(ARRAY(...))`` keeps the planner on the index for any plan (an IN join may
+        turn into a hash join over the whole table under a generic plan).
+        """
+        return f"seq = ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED))"
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """A serialization failure, a deadlock or a unique key taken by a concurrent write."""
+        return isinstance(exc, psycopg.Error) and getattr(exc, "sqlstate", None) in RETRYABLE
+
+    def classify(self, exc: BaseException) -> StoreError | None:
+        """A lost or refused connection is "unavailable": the same request may succeed later."""
+        if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+            return _unavailable(exc)
+        return None
+
+    def poll_interval(self, notifications: bool) -> float:
+        """0.5 s while NOTIFYs arrive (they wake a worker at once), else 0.1 s."""
+        return 0.5 if notifications else 0.1
+
+
+POSTGRES = PostgresDialect()
+
+
 class PgTx:
     """A psycopg connection that runs the store's ``?``-style statements."""
+
+    dialect: Dialect = POSTGRES
 
     def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
         self.conn = conn
@@ -166,16 +203,6 @@ class PgTx:
     def execute(self, statement: str, parameters: Any = (), /) -> psycopg.Cursor[PgRow]:
         """Run one statement."""
         return self.conn.execute(_pg_sql(statement), parameters)
-
-    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        """Insert ``rows`` with COPY (formatted in C; one stream, whatever the number)."""
-        statement = psycopg.sql.SQL("COPY {} ({}) FROM STDIN").format(
-            psycopg.sql.Identifier(table),
-            psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns),
-        )
-        with self.conn.cursor().copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
 
     def executemany(self, statement: str, parameters: Iterable[Any], /) -> psycopg.Cursor[PgRow]:
         """Run one statement for each set of parameters (pipelined by psycopg)."""
@@ -185,6 +212,36 @@ class PgTx:
         cursor = self.conn.cursor()
         cursor.executemany(_pg_sql(statement), rows)
         return cursor
+
+    def insert_many(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert ``rows``: one multi-row INSERT for a few (one round trip), COPY for many.
+
+        COPY has the driver format the rows in C and the server load them in one go; a few
+        rows cost it two round trips where a multi-row INSERT, short enough for the driver to
+        parse once and keep, takes one.
+        """
+        if len(rows) > VALUES_MAX_ROWS:
+            statement = psycopg.sql.SQL("COPY {} ({}) FROM STDIN").format(
+                psycopg.sql.Identifier(table),
+                psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns),
+            )
+            with self.conn.cursor().copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        key = (table, len(rows), tuple(columns))
+        sql = _INSERTS.get(key)
+        if sql is None:
+            row_marks = "(" + ", ".join("%s" for _ in columns) + ")"
+            sql = _INSERTS[key] = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join(
+                [row_marks] * len(rows)
+            )
+        self.conn.execute(sql, [value for row in rows for value in row])
+
+
+_INSERTS: dict[tuple[str, int, tuple[str, ...]], str] = {}
 
 
 def _connection_kwargs(prepare: bool) -> dict[str, Any]:
@@ -257,10 +314,68 @@ def _effects_of(payload: str) -> Effects | None:
 # ---------------------------------------------------------------------------- the database
 
 
-class PostgresDatabase(WriteQueue):
-    """A PostgreSQL database: one writer thread, pooled readers, and a listener thread."""
+class _Session:
+    """The writer's connection, its statements batched into as few round trips as they allow."""
 
-    backend = "postgresql"
+    def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
+        self.conn = conn
+        self.tx: PgTx = PgTx(conn)
+        self._head = ""  # statements still to send before the next write's own
+
+    @property
+    def broken(self) -> bool:
+        return self.conn.broken or self.conn.closed
+
+    def begin(self, durable: bool, savepoints: bool) -> None:
+        self._head = "BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off"
+        if not savepoints:  # the write's statements come next, on their own
+            self.flush()
+
+    def _send(self, statement: str) -> None:
+        head, self._head = self._head, ""
+        self.conn.execute(f"{head}; {statement}" if head else statement)
+
+    def savepoint(self) -> None:
+        self._send("SAVEPOINT op")
+
+    def release(self) -> None:
+        self._head = "RELEASE op"  # sent with the next savepoint; COMMIT releases it anyway
+
+    def rollback_savepoint(self) -> None:
+        self._send("ROLLBACK TO op; RELEASE op")
+
+    def flush(self) -> None:
+        """Send what is held back (a group of one runs its write right after ``BEGIN``)."""
+        if self._head:
+            self.conn.execute(self._head)
+            self._head = ""
+
+    def rollback(self) -> None:
+        self._head = ""
+        if not self.broken:
+            self.conn.execute("ROLLBACK")
+
+    def commit(self, effects: Effects) -> None:
+        if self._head.startswith("BEGIN"):
+            self.flush()  # nothing was written: an empty transaction
+        self._head = ""
+        tail: list[psycopg.sql.Composable] = [
+            psycopg.sql.SQL("NOTIFY {}, {}").format(
+                psycopg.sql.Identifier(channel), psycopg.sql.Literal(payload)
+            )
+            for channel, payload in _payloads(effects)
+        ]
+        tail.append(psycopg.sql.SQL("COMMIT"))
+        self.conn.execute(psycopg.sql.SQL("; ").join(tail))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresBackend:
+    """A PostgreSQL database: the commit pipeline, pooled readers, and a listener thread."""
+
+    dialect: Dialect = POSTGRES
 
     def __init__(
         self,
@@ -270,7 +385,6 @@ class PostgresDatabase(WriteQueue):
         listen: bool = True,
         changes: bool = True,
     ) -> None:
-        super().__init__(on_commit)
         self.url: str = url
         self.conninfo: str = pg_conninfo(url)
         self.listen: bool = listen
@@ -278,18 +392,30 @@ class PostgresDatabase(WriteQueue):
         self.changes: bool = changes
         #: Whether NOTIFYs from other processes arrive (False: waiters must poll).
         self.notifications: bool = False
+        self.on_commit = on_commit
+        self.pipeline: CommitPipeline = CommitPipeline(self._open_session, POSTGRES, on_commit)
         self._pool: ConnectionPool[psycopg.Connection[PgRow]] | None = None
-        self._thread: threading.Thread | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer_pid = 0
-        #: False while the writer cannot reach the database: reads then give up sooner.
-        self._reachable = True
         self._probe = ""
         self._probed = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
+
+    def migrate(self) -> None:
+        """Apply every migration; processes starting together take turns (an advisory lock)."""
+
+        def take_turns(conn: Any) -> None:
+            # Held until the migration's transaction commits (PostgreSQL's DDL is transactional).
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+
+        engine = pg_engine(self.url)
+        try:
+            upgrade(engine, prelude=take_turns)
+        finally:
+            engine.dispose()
 
     def start(self) -> None:
         """Open the pool and start the writer (and the listener, when ``listen``)."""
@@ -297,7 +423,7 @@ class PostgresDatabase(WriteQueue):
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        first = self._connect()  # fail now, clearly, if the database is unreachable
+        first = self._open_session()  # fail now, clearly, if the database is unreachable
         self._pool = ConnectionPool(
             self.conninfo,
             kwargs=_connection_kwargs(self.listen),
@@ -308,10 +434,7 @@ class PostgresDatabase(WriteQueue):
             name="taskqueue-read",
             open=True,
         )
-        self._thread = threading.Thread(
-            target=self._writer_main, args=(first,), name="taskqueue-writer", daemon=True
-        )
-        self._thread.start()
+        self.pipeline.start(first)
         if self.listen and self._loop is not None:
             self._listener = threading.Thread(
                 target=self._listener_main, name="taskqueue-listen", daemon=True
@@ -327,10 +450,7 @@ class PostgresDatabase(WriteQueue):
     async def close(self) -> None:
         """Let queued writes finish, then stop every thread and close every connection."""
         self._stopping.set()
-        if self._thread is not None:
-            self._queue.put(STOP)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
+        await self.pipeline.close()
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join)
             self._listener = None
@@ -338,7 +458,11 @@ class PostgresDatabase(WriteQueue):
             pool, self._pool = self._pool, None
             await asyncio.to_thread(pool.close)
 
-    # ------------------------------------------------------------------ reads
+    # ------------------------------------------------------------------ reads and writes
+
+    def write(self, fn: WriteFn[T], *, durable: bool = True) -> asyncio.Future[T]:
+        """Queue a write (see :meth:`CommitPipeline.write`)."""
+        return self.pipeline.write(fn, durable=durable)
 
     async def read(self, fn: Callable[[Any], T]) -> T:
         """Run a read-only function on a pooled connection, off the event loop."""
@@ -350,7 +474,7 @@ class PostgresDatabase(WriteQueue):
             raise RuntimeError("database is not started")
         for attempt in (1, 2):
             try:
-                timeout = READ_TIMEOUT_S if self._reachable else READ_TIMEOUT_DOWN_S
+                timeout = READ_TIMEOUT_S if self.pipeline.reachable else READ_TIMEOUT_DOWN_S
                 with pool.connection(timeout=timeout) as conn:
                     return fn(PgTx(conn))
             except PoolTimeout as exc:
@@ -362,114 +486,13 @@ class PostgresDatabase(WriteQueue):
                     raise _unavailable(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # ------------------------------------------------------------------ the writer thread
-
     def _connect(self) -> psycopg.Connection[PgRow]:
         return _connect(self.conninfo, prepare=self.listen)
 
-    def _writer_main(self, conn: psycopg.Connection[PgRow] | None) -> None:
-        backoff = 0.05
-        try:
-            while True:
-                group, stop = self.take_group()
-                while group:
-                    if conn is None or conn.closed:
-                        try:
-                            conn = self._connect()
-                            log.info("reconnected to the database")
-                            backoff = 0.05
-                            self._reachable = True
-                        except psycopg.Error as exc:
-                            self._reachable = False
-                            log.warning("database unavailable (retrying): %s", exc)
-                            self.deliver(
-                                group, [(False, _unavailable(exc))] * len(group), Effects()
-                            )
-                            group = []
-                            if not stop:
-                                self._stopping.wait(backoff)
-                                backoff = min(backoff * 2, 2.0)
-                            break
-                    self._writer_pid = conn.info.backend_pid
-                    group = self._apply(conn, group)
-                    if conn.broken:
-                        conn = None
-                        self._reachable = False
-                if stop:
-                    return
-        finally:
-            if conn is not None:
-                conn.close()
-
-    def _apply(self, conn: psycopg.Connection[PgRow], group: list[Op[Any]]) -> list[Op[Any]]:
-        """Run ``group`` in one transaction and deliver the outcomes; return writes to re-run.
-
-        The transaction's own statements travel together, several to a round trip (the
-        simple query protocol runs a string of statements at once): ``BEGIN`` with the first
-        ``SAVEPOINT``, each ``RELEASE`` with the next ``SAVEPOINT``, the NOTIFYs with ``COMMIT``
-        (which releases the last savepoint itself). A group of one write needs no savepoint.
-        """
-        tx = PgTx(conn)
-        outcomes: list[tuple[bool, Any]] = []
-        done: list[Op[Any]] = []
-        again: list[Op[Any]] = []
-        effects = Effects()
-        savepoints = len(group) > 1
-        head = "BEGIN"
-        if not any(op.durable for op in group):
-            head += "; SET LOCAL synchronous_commit = off"
-        try:
-            for op in group:
-                fx = Effects()
-                conn.execute((head + "; SAVEPOINT op") if savepoints else head)
-                head = "RELEASE op"  # what comes before the next savepoint, if this one holds
-                try:
-                    value = op.fn(tx, fx)
-                except Exception as exc:
-                    if conn.broken:
-                        raise
-                    op.tries += 1
-                    if _retryable(exc) and op.tries < MAX_TRIES:
-                        again.append(op)
-                    else:
-                        done.append(op)
-                        outcomes.append((False, exc))
-                    if not savepoints:
-                        conn.execute("ROLLBACK")
-                        self.deliver(done, outcomes, Effects())
-                        return again
-                    conn.execute("ROLLBACK TO op; RELEASE op")
-                    head = "SELECT 1"  # nothing left to release
-                else:
-                    done.append(op)
-                    outcomes.append((True, value))
-                    effects.merge(fx)
-            tail: list[psycopg.sql.Composable] = [
-                psycopg.sql.SQL("NOTIFY {}, {}").format(
-                    psycopg.sql.Identifier(channel), psycopg.sql.Literal(payload)
-                )
-                for channel, payload in _payloads(effects)
-            ]
-            tail.append(psycopg.sql.SQL("COMMIT"))
-            conn.execute(psycopg.sql.SQL("; ").join(tail))
-        except Exception as exc:
-            failure: BaseException = exc
-            if conn.broken or isinstance(exc, psycopg.OperationalError):
-                failure = _unavailable(exc)
-                log.warning("lost the database during a write: %s", exc)
-            else:
-                log.warning("a group of %d write(s) failed: %s", len(group), exc)
-            if not conn.broken:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK")
-            if conn.broken:
-                conn.close()
-            self.deliver(group, [(False, failure)] * len(group), Effects())
-            return []
-        self.deliver(done, outcomes, effects)
-        if again:
-            time.sleep(0.001 * len(again))  # let the other transaction finish first
-        return again
+    def _open_session(self) -> _Session:
+        session = _Session(self._connect())
+        self._writer_pid = session.conn.info.backend_pid
+        return session
 
     # ------------------------------------------------------------------ the listener thread
 
@@ -518,7 +541,3 @@ class PostgresDatabase(WriteQueue):
             return
         with contextlib.suppress(RuntimeError):  # the loop is closing
             loop.call_soon_threadsafe(self.on_commit, fx)
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.Error) and getattr(exc, "sqlstate", None) in RETRYABLE

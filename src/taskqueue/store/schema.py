@@ -6,6 +6,8 @@ convert; the wire format turns them into ISO 8601.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -21,7 +23,11 @@ from sqlalchemy import (
     text,
 )
 
+from taskqueue.models import TERMINAL_STATUSES, TaskStatus
+
 __all__ = [
+    "FINISHED_SQL",
+    "RUNNABLE_SQL",
     "attempts",
     "events",
     "idempotency_keys",
@@ -34,6 +40,20 @@ __all__ = [
 ]
 
 metadata: MetaData = MetaData()
+
+
+def _where(predicate: str) -> dict[str, Any]:
+    """The keyword arguments of a partial index over rows matching ``predicate``, any backend."""
+    clause = text(predicate)
+    return {"sqlite_where": clause, "postgresql_where": clause}
+
+
+_FINISHED = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+assert frozenset(_FINISHED) == TERMINAL_STATUSES
+#: Statuses a task never leaves by itself, as an SQL list: ``('Completed', 'Failed', ...)``.
+FINISHED_SQL = "(" + ", ".join(f"'{status.value}'" for status in _FINISHED) + ")"
+#: Rows of tasks a worker may claim now (given a queue and a time), the claim index's predicate.
+RUNNABLE_SQL = "status = 'Pending' AND waiting_on = 0"
 
 _ID = String(36)
 _TIME = BigInteger()
@@ -78,6 +98,8 @@ tasks: Table = Table(
     Column("working_directory", Text),
     Column("status", String(20), nullable=False),
     Column("status_reason", Text),
+    # The typed reason (taskqueue.models.FailureReason) beside the message in status_reason.
+    Column("failure_reason", String(30)),
     Column("result", Text),
     Column("phases", Text, nullable=False),
     Column("current_phase", String(20)),
@@ -111,22 +133,19 @@ tasks: Table = Table(
         text("priority_rank DESC"),
         "run_at",
         "seq",
-        sqlite_where=text("status = 'Pending' AND waiting_on = 0"),
-        postgresql_where=text("status = 'Pending' AND waiting_on = 0"),
+        **_where(RUNNABLE_SQL),
     ),
     Index(
         "ix_tasks_running_lease",
         "lease_expires_at",
-        sqlite_where=text("status = 'Running'"),
-        postgresql_where=text("status = 'Running'"),
+        **_where("status = 'Running'"),
     ),
     Index("ix_tasks_status_created", "status", "created_at"),
     # Housekeeping walks finished tasks oldest first.
     Index(
         "ix_tasks_finished",
         "finished_at",
-        sqlite_where=text("status IN ('Completed', 'Failed', 'Cancelled')"),
-        postgresql_where=text("status IN ('Completed', 'Failed', 'Cancelled')"),
+        **_where(f"status IN {FINISHED_SQL}"),
     ),
 )
 
@@ -150,6 +169,7 @@ attempts: Table = Table(
     Column("exit_code", Integer),
     Column("error", Text),
     Column("duration_ms", BigInteger),
+    Column("failure_reason", String(30)),
 )
 
 output_chunks: Table = Table(

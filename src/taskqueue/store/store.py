@@ -1,113 +1,74 @@
 """The store: the one object the API and the workers use to read and change state.
 
-It owns the database (SQLite or PostgreSQL, by the URL it is given) and the in-process
-notifications that follow each commit: waking idle workers, long-polls waiting for a task to
-end, log followers, and workers that must stop a task whose lease was revoked. On PostgreSQL,
-commits of other processes arrive as NOTIFYs and wake the same waiters. Every waiter also polls,
-so a missed notification costs latency, never progress.
+It opens the backend its URL names (SQLite or PostgreSQL, see :mod:`.backend`), queues each
+write to the backend's commit pipeline and runs each read on a reader, and fans every commit
+out to the in-process waiters (:mod:`.waiters`). On PostgreSQL, commits of other processes
+arrive as NOTIFYs and wake the same waiters. Every time the store takes comes from its
+``clock``, so tests can drive time instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
-from sqlalchemy.engine import make_url
-
-from taskqueue.models import ProjectCreate, ProjectUpdate, TaskCreate, TaskFilters, TaskUpdate
-from taskqueue.store import (
-    create_ops,
-    lease_ops,
-    project_ops,
-    prune_ops,
-    queries,
-    task_ops,
-    worker_ops,
+from taskqueue.models import (
+    TERMINAL_STATUSES,
+    ProjectCreate,
+    ProjectUpdate,
+    TaskCreate,
+    TaskFilters,
+    TaskUpdate,
 )
-from taskqueue.store.database import Effects, SqliteDatabase, sqlite_engine
-from taskqueue.store.lease_ops import Claimed, Outcome
-from taskqueue.store.migrate import upgrade
-from taskqueue.store.rows import now_us
-from taskqueue.store.task_ops import IdempotencyRequest
+from taskqueue.store import (
+    attempts,
+    housekeeping,
+    leases,
+    projects,
+    tasks,
+    transitions,
+    workers,
+)
+from taskqueue.store.backend import Backend, open_backend
+from taskqueue.store.codec import now_us
+from taskqueue.store.idempotency import IdempotencyRequest
+from taskqueue.store.pipeline import Effects
+from taskqueue.store.sql import Tx
+from taskqueue.store.transitions import Claimed, Outcome
+from taskqueue.store.waiters import Waiters
 
-if TYPE_CHECKING:
-    from taskqueue.store.postgres import PostgresDatabase
+__all__ = ["Store"]
 
-__all__ = ["Store", "describe_database", "is_postgres_url", "resolve_sqlite_path"]
+T = TypeVar("T")
 
 #: How often a waiter re-reads the database in case the change came from another process.
 POLL_INTERVAL_S = 0.5
-#: Rows housekeeping deletes in one transaction.
-PRUNE_BATCH = 1000
-#: How long an idempotency key is remembered.
-IDEMPOTENCY_RETENTION_S = 24 * 3600
-#: A worker silent this long is forgotten.
-WORKER_RETENTION_S = 3600
-
-
-def is_postgres_url(db: str) -> bool:
-    """Whether ``db`` names a PostgreSQL database (``postgresql://...``)."""
-    scheme = db.split("://", 1)[0].lower() if "://" in db else ""
-    return scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")
-
-
-def describe_database(db: str) -> str:
-    """``db`` fit for a log line: a URL's password is hidden."""
-    if "://" not in db:
-        return db
-    try:
-        return make_url(db).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: say nothing of it
-        return "<database>"
-
-
-def resolve_sqlite_path(db: str) -> Path:
-    """The SQLite file named by ``db``: a plain path or a ``sqlite:///`` URL."""
-    if "://" in db:
-        url = make_url(db)
-        if url.get_backend_name() != "sqlite":
-            raise ValueError(
-                f"unsupported database {url.get_backend_name()!r}: "
-                "give a SQLite file or a postgresql:// URL"
-            )
-        if not url.database or url.database == ":memory:":
-            raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
-        return Path(url.database)
-    return Path(db)
-
-
-def _prune_batch(
-    prune: Callable[[Any, Effects, int, int], int], before: int, conn: Any, fx: Effects
-) -> int:
-    return prune(conn, fx, before, PRUNE_BATCH)
+_TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 
 class Store:
-    """Async access to tasks and projects on one database."""
+    """Async access to tasks, projects and workers on one database.
 
-    def __init__(self, db: str | Path, *, listen: bool = True, changes: bool = True) -> None:
+    ``clock`` gives the time in integer microseconds since the epoch (default: the system's).
+    """
+
+    def __init__(
+        self,
+        db: str | Path,
+        *,
+        listen: bool = True,
+        changes: bool = True,
+        clock: Callable[[], int] = now_us,
+    ) -> None:
         self.url: str = str(db)
-        self.db: SqliteDatabase | PostgresDatabase
-        if is_postgres_url(self.url):
-            from taskqueue.store.postgres import PostgresDatabase
-
-            self.path: Path | None = None
-            self.db = PostgresDatabase(
-                self.url, on_commit=self._on_commit, listen=listen, changes=changes
-            )
-        else:
-            self.path = resolve_sqlite_path(self.url)
-            self.db = SqliteDatabase(self.path, on_commit=self._on_commit)
-        self.backend: str = self.db.backend
-        self.work_available: asyncio.Event = asyncio.Event()
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._log_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._stop_listeners: list[Callable[[set[tuple[str, str]]], None]] = []
+        self.clock: Callable[[], int] = clock
+        self.waiters: Waiters = Waiters()
+        self.db: Backend = open_backend(
+            self.url, self.waiters.on_commit, listen=listen, changes=changes
+        )
         self._rng = random.Random()
         self._migrated = False
         self._finishing: list[tuple[str, str, Outcome, asyncio.Future[str | None]]] = []
@@ -116,24 +77,27 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``, for people (health, logs)."""
+        return self.db.dialect.name
+
+    @property
     def notifications(self) -> bool:
         """Whether commits of other processes wake this one (else waiters must poll)."""
         return self.db.notifications
 
+    @property
+    def work_available(self) -> asyncio.Event:
+        """Set when a commit may have made work runnable."""
+        return self.waiters.work_available
+
+    def poll_interval(self) -> float:
+        """How often an idle worker should look for work that nothing announced, in seconds."""
+        return self.db.dialect.poll_interval(self.db.notifications)
+
     def migrate(self) -> None:
         """Create the database (a SQLite file) if needed and apply every migration."""
-        if self.path is None:
-            from taskqueue.store.postgres import pg_engine
-
-            engine = pg_engine(self.url)
-        else:
-            if self.path.parent and not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            engine = sqlite_engine(self.path)
-        try:
-            upgrade(engine)
-        finally:
-            engine.dispose()
+        self.db.migrate()
         self._migrated = True
 
     def start(self) -> None:
@@ -146,39 +110,14 @@ class Store:
         """Finish queued writes and close the database."""
         await self.db.close()
 
-    # ------------------------------------------------------------------ notifications
+    def _write(self, fn: Callable[[Tx, Effects], T], *, durable: bool = True) -> asyncio.Future[T]:
+        return self.db.write(fn, durable=durable)
 
-    def _on_commit(self, fx: Effects) -> None:
-        if fx.wake:
-            self.work_available.set()
-        for task_id in fx.changed:
-            for waiter in self._waiters.get(task_id, ()):
-                waiter.set()
-        for task_id in fx.logs | fx.changed:
-            for waiter in self._log_waiters.get(task_id, ()):
-                waiter.set()
-        if fx.stop_running:
-            for listener in self._stop_listeners:
-                listener(fx.stop_running)
+    # ------------------------------------------------------------------ notifications
 
     def on_stop_running(self, listener: Callable[[set[tuple[str, str]]], None]) -> None:
         """Call ``listener`` with (task id, lease token) of attempts revoked in this process."""
-        self._stop_listeners.append(listener)
-
-    async def _wait_change(
-        self, registry: dict[str, set[asyncio.Event]], task_id: str, timeout: float
-    ) -> None:
-        event = asyncio.Event()
-        registry[task_id].add(event)
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            waiters = registry[task_id]
-            waiters.discard(event)
-            if not waiters:
-                del registry[task_id]
+        self.waiters.on_stop_running(listener)
 
     async def wait_terminal(self, task_id: str, timeout: float) -> dict[str, Any]:
         """The task once it is terminal, or as it is when ``timeout`` seconds have passed."""
@@ -187,13 +126,13 @@ class Store:
         while True:
             task = await self.get_task(task_id)
             remaining = deadline - loop.time()
-            if task["status"] in ("Completed", "Failed", "Cancelled") or remaining <= 0:
+            if task["status"] in _TERMINAL or remaining <= 0:
                 return task
-            await self._wait_change(self._waiters, task_id, min(remaining, POLL_INTERVAL_S))
+            await self.waiters.change(task_id, min(remaining, POLL_INTERVAL_S))
 
     async def wait_logs(self, task_id: str, timeout: float) -> None:
         """Return when the task has new output or changed status, or after ``timeout``."""
-        await self._wait_change(self._log_waiters, task_id, timeout)
+        await self.waiters.output(task_id, timeout)
 
     # ------------------------------------------------------------------ tasks
 
@@ -204,42 +143,52 @@ class Store:
         batch: bool = False,
     ) -> list[dict[str, Any]]:
         """Create tasks atomically; later items may depend on earlier ones by ``ref``."""
-        now = now_us()
-        return await self.db.write(
-            lambda c, fx: create_ops.create_tasks(c, fx, items, now, idem, batch)
+        now = self.clock()
+        result: list[dict[str, Any]] = await self._write(
+            lambda c, fx: tasks.create_tasks(c, fx, items, now, idem, batch)
         )
+        return result
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         """One task."""
-        return await self.db.read(lambda c: queries.get_task(c, task_id))
+        return await self.db.read(lambda c: tasks.get_task(c, task_id))
 
     async def list_tasks(self, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks and the number matching."""
-        return await self.db.read(lambda c: queries.list_tasks(c, filters))
+        return await self.db.read(lambda c: tasks.list_tasks(c, filters))
 
     async def update_task(self, task_id: str, changes: TaskUpdate) -> dict[str, Any]:
         """Change a task's fields."""
-        now = now_us()
-        return await self.db.write(lambda c, fx: task_ops.update_task(c, fx, task_id, changes, now))
+        now = self.clock()
+        result: dict[str, Any] = await self._write(
+            lambda c, fx: tasks.update_task(c, fx, task_id, changes, now)
+        )
+        return result
 
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
         """Cancel a task and its dependents."""
-        now = now_us()
-        return await self.db.write(lambda c, fx: task_ops.cancel_task(c, fx, task_id, now))
+        now = self.clock()
+        result: dict[str, Any] = await self._write(
+            lambda c, fx: transitions.cancel(c, fx, task_id, now)
+        )
+        return result
 
     async def retry_task(self, task_id: str) -> dict[str, Any]:
         """Re-queue a Failed or Cancelled task."""
-        now = now_us()
-        return await self.db.write(lambda c, fx: task_ops.retry_task(c, fx, task_id, now))
+        now = self.clock()
+        result: dict[str, Any] = await self._write(
+            lambda c, fx: transitions.requeue(c, fx, task_id, now)
+        )
+        return result
 
     async def delete_task(self, task_id: str) -> None:
         """Delete a task."""
-        now = now_us()
-        await self.db.write(lambda c, fx: task_ops.delete_task(c, fx, task_id, now))
+        now = self.clock()
+        await self._write(lambda c, fx: tasks.delete_task(c, fx, task_id, now))
 
     async def list_attempts(self, task_id: str) -> list[dict[str, Any]]:
         """Every attempt of a task."""
-        return await self.db.read(lambda c: queries.list_attempts(c, task_id))
+        return await self.db.read(lambda c: attempts.list_attempts(c, task_id))
 
     async def read_logs(
         self,
@@ -251,12 +200,12 @@ class Store:
     ) -> tuple[list[dict[str, Any]], int, str]:
         """Output chunks from ``offset``, the next offset, and the task's status."""
         return await self.db.read(
-            lambda c: queries.read_logs(c, task_id, offset, limit, stream, attempt)
+            lambda c: attempts.read_logs(c, task_id, offset, limit, stream, attempt)
         )
 
     async def task_counts(self) -> dict[str, int]:
         """Tasks per status."""
-        return await self.db.read(queries.task_counts)
+        return await self.db.read(tasks.task_counts)
 
     # ------------------------------------------------------------------ projects
 
@@ -264,30 +213,32 @@ class Store:
         self, data: ProjectCreate, idem: IdempotencyRequest | None = None
     ) -> dict[str, Any]:
         """Create a project."""
-        now = now_us()
-        return await self.db.write(lambda c, fx: project_ops.create_project(c, fx, data, now, idem))
+        now = self.clock()
+        result: dict[str, Any] = await self._write(
+            lambda c, fx: projects.create_project(c, fx, data, now, idem)
+        )
+        return result
 
     async def get_project(self, project_id: str) -> dict[str, Any]:
         """One project."""
-        return await self.db.read(lambda c: queries.get_project(c, project_id))
+        return await self.db.read(lambda c: projects.get_project(c, project_id))
 
     async def list_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         """A page of projects and their number."""
-        return await self.db.read(lambda c: queries.list_projects(c, limit, offset))
+        return await self.db.read(lambda c: projects.list_projects(c, limit, offset))
 
     async def update_project(self, project_id: str, changes: ProjectUpdate) -> dict[str, Any]:
         """Change a project's fields."""
-        now = now_us()
-        return await self.db.write(
-            lambda c, fx: project_ops.update_project(c, fx, project_id, changes, now)
+        now = self.clock()
+        result: dict[str, Any] = await self._write(
+            lambda c, fx: projects.update_project(c, fx, project_id, changes, now)
         )
+        return result
 
     async def delete_project(self, project_id: str, cascade: bool) -> None:
         """Delete a project (and its tasks, when ``cascade``)."""
-        now = now_us()
-        await self.db.write(
-            lambda c, fx: project_ops.delete_project(c, fx, project_id, cascade, now)
-        )
+        now = self.clock()
+        await self._write(lambda c, fx: projects.delete_project(c, fx, project_id, cascade, now))
 
     # ------------------------------------------------------------------ workers
 
@@ -295,41 +246,43 @@ class Store:
         self, worker_id: str, queues: Sequence[str], limit: int, lease_s: float
     ) -> list[Claimed]:
         """Take up to ``limit`` runnable tasks under a fresh lease."""
-        now = now_us()
+        now = self.clock()
         lease_us = int(lease_s * 1_000_000)
-        return await self.db.write(
-            lambda c, fx: lease_ops.claim(c, fx, worker_id, queues, limit, lease_us, now),
+        result: list[Claimed] = await self._write(
+            lambda c, fx: transitions.claim(c, fx, worker_id, queues, limit, lease_us, now),
             durable=False,
         )
+        return result
 
     async def has_runnable(self, queues: Sequence[str]) -> bool:
         """Whether a task of ``queues`` could be claimed now (a cheap read)."""
-        now = now_us()
-        return await self.db.read(lambda c: queries.has_runnable(c, list(queues), now))
+        now = self.clock()
+        return await self.db.read(lambda c: transitions.has_runnable(c, list(queues), now))
 
     async def has_expired_leases(self) -> bool:
         """Whether some running task's lease has expired (a cheap read)."""
-        now = now_us()
-        return await self.db.read(lambda c: queries.has_expired_leases(c, now))
+        now = self.clock()
+        return await self.db.read(lambda c: leases.has_expired_leases(c, now))
 
-    async def held_attempts(self, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+    async def held_attempts(self, pairs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which (task id, attempt) pairs are still running under a live lease (a read)."""
-        now = now_us()
-        return await self.db.read(lambda c: queries.held_attempts(c, list(attempts), now))
+        now = self.clock()
+        return await self.db.read(lambda c: leases.held_attempts(c, list(pairs), now))
 
     async def heartbeat(
-        self, leases: Sequence[tuple[str, str]], lease_s: float
+        self, held: Sequence[tuple[str, str]], lease_s: float
     ) -> list[tuple[str, str]]:
         """Extend leases; the (task id, token) pairs no longer held."""
-        now = now_us()
+        now = self.clock()
         lease_us = int(lease_s * 1_000_000)
-        return await self.db.write(
-            lambda c, fx: lease_ops.heartbeat(c, fx, leases, lease_us, now), durable=False
+        result: list[tuple[str, str]] = await self._write(
+            lambda c, fx: leases.heartbeat(c, fx, held, lease_us, now), durable=False
         )
+        return result
 
-    async def lost_leases(self, leases: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    async def lost_leases(self, held: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """Which of these leases are no longer held (a cheap read)."""
-        return await self.db.read(lambda c: lease_ops.lost_leases(c, leases))
+        return await self.db.read(lambda c: leases.lost_leases(c, held))
 
     def append_output(
         self, task_id: str, token: str, attempt: int, chunks: Sequence[tuple[str, str]]
@@ -338,16 +291,17 @@ class Store:
 
         Queued at once (not when awaited), so writes queued after it apply after it.
         """
-        return self.db.write(
-            lambda c, fx: lease_ops.append_output(c, fx, task_id, token, attempt, chunks),
+        future: asyncio.Future[bool] = self._write(
+            lambda c, fx: attempts.append_output(c, fx, task_id, token, attempt, chunks),
             durable=False,
         )
+        return future
 
     async def finish(self, task_id: str, token: str, outcome: Outcome) -> str | None:
         """End an attempt; the task's new status, or None if the lease was lost.
 
         Finishes are batched: while one batch is being written, the next ones gather, and go
-        together as one set-based write (see :func:`lease_ops.finish_many`). An idle store
+        together as one set-based write (see :func:`transitions.finish_many`). An idle store
         writes a lone finish at once.
         """
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -361,9 +315,11 @@ class Store:
         if not batch:
             return
         self._finish_in_flight = True
-        now = now_us()
+        now = self.clock()
         items = [(task_id, token, outcome) for task_id, token, outcome, _ in batch]
-        write = self.db.write(lambda c, fx: lease_ops.finish_many(c, fx, items, now, self._rng))
+        write: asyncio.Future[list[str | None]] = self._write(
+            lambda c, fx: transitions.finish_many(c, fx, items, now, self._rng)
+        )
         write.add_done_callback(lambda done: self._finished(batch, done))
 
     def _finished(
@@ -389,70 +345,46 @@ class Store:
 
     async def release(self, task_id: str, token: str) -> bool:
         """Hand a held task back to the queue."""
-        now = now_us()
-        return await self.db.write(lambda c, fx: lease_ops.release(c, fx, task_id, token, now))
+        now = self.clock()
+        result: bool = await self._write(
+            lambda c, fx: transitions.hand_back(c, fx, task_id, token, now)
+        )
+        return result
 
     async def reap_expired(self) -> list[str]:
         """Settle expired leases as failed attempts."""
-        now = now_us()
-        return await self.db.write(lambda c, fx: lease_ops.reap_expired(c, fx, now, rng=self._rng))
+        now = self.clock()
+        result: list[str] = await self._write(
+            lambda c, fx: transitions.expire_leases(c, fx, now, rng=self._rng)
+        )
+        return result
 
     # ------------------------------------------------------------------ registry and housekeeping
 
-    async def register_worker(self, info: worker_ops.WorkerInfo) -> None:
+    async def register_worker(self, info: workers.WorkerInfo) -> None:
         """Record a starting worker."""
-        now = now_us()
-        await self.db.write(lambda c, fx: worker_ops.register_worker(c, fx, info, now))
+        now = self.clock()
+        await self._write(lambda c, fx: workers.register_worker(c, fx, info, now))
 
-    async def touch_worker(self, info: worker_ops.WorkerInfo, running: int) -> None:
+    async def touch_worker(self, info: workers.WorkerInfo, running: int) -> None:
         """Say the worker is alive (a write that need not wait for the disk)."""
-        now = now_us()
-        await self.db.write(
-            lambda c, fx: worker_ops.touch_worker(c, fx, info, running, now), durable=False
+        now = self.clock()
+        await self._write(
+            lambda c, fx: workers.touch_worker(c, fx, info, running, now), durable=False
         )
 
     async def deregister_worker(self, worker_id: str) -> None:
         """Forget a worker that stops cleanly."""
-        await self.db.write(lambda c, fx: worker_ops.deregister_worker(c, fx, worker_id))
+        await self._write(lambda c, fx: workers.deregister_worker(c, fx, worker_id))
 
     async def list_workers(self, stale_after_s: float) -> list[dict[str, Any]]:
         """Every registered worker, marked ``stale`` when silent for ``stale_after_s``."""
-        now = now_us()
+        now = self.clock()
         stale_us = int(stale_after_s * 1_000_000)
-        return await self.db.read(lambda c: worker_ops.list_workers(c, now, stale_us))
+        return await self.db.read(lambda c: workers.list_workers(c, now, stale_us))
 
     async def prune(self, retention_s: float | None) -> dict[str, int]:
-        """Delete what is older than its retention, batch by batch; the rows deleted per kind.
-
-        Finished tasks (with their attempts, output and edges) and events go after
-        ``retention_s`` (never, when None); idempotency keys after a day; workers silent for
-        an hour. Each batch is its own short transaction, queued like any other write.
-        """
-        now = now_us()
-        jobs: list[tuple[str, Callable[[Any, Effects, int, int], int], int]] = [
-            (
-                "idempotency_keys",
-                prune_ops.prune_idempotency_keys,
-                now - IDEMPOTENCY_RETENTION_S * 1_000_000,
-            ),
-            ("workers", prune_ops.prune_workers, now - WORKER_RETENTION_S * 1_000_000),
-        ]
-        if retention_s is not None:
-            before = now - int(retention_s * 1_000_000)
-            jobs += [
-                ("tasks", prune_ops.prune_tasks, before),
-                ("events", prune_ops.prune_events, before),
-            ]
-        deleted: dict[str, int] = {}
-        for kind, prune, before in jobs:
-            total = 0
-            while True:
-                count = await self.db.write(
-                    functools.partial(_prune_batch, prune, before), durable=False
-                )
-                total += count
-                if count < PRUNE_BATCH:
-                    break
-                await asyncio.sleep(0)  # let other writes in between batches
-            deleted[kind] = total
-        return deleted
+        """Delete what is past its retention, in small batches (see :func:`housekeeping.prune`)."""
+        return await housekeeping.prune(
+            lambda fn: self._write(fn, durable=False), self.clock(), retention_s
+        )

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taskqueue._version import __version__
-from taskqueue.store import Store
-from taskqueue.store.worker_ops import WorkerInfo
+from taskqueue.store import Store, WorkerInfo
 from taskqueue.worker.orphans import find_attempt_processes, kill_groups
 
 if TYPE_CHECKING:

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from taskqueue.models import FailureReason
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
@@ -214,9 +215,7 @@ class Worker:
     def _poll_interval(self) -> float:
         if self.settings.poll_interval is not None:
             return self.settings.poll_interval
-        if self.store.backend == "sqlite":
-            return 0.02
-        return 0.5 if self.store.notifications else 0.1
+        return self.store.poll_interval()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -244,7 +243,11 @@ class Worker:
                 outcome = await self._run_command(run)
             except Exception as exc:  # a spawn failure is the task's failure, not the worker's
                 log.warning("task %s could not run: %s", claimed.id, exc)
-                outcome = Outcome(False, error=f"could not start the command: {exc}")
+                outcome = Outcome(
+                    False,
+                    error=f"could not start the command: {exc}",
+                    reason=FailureReason.SPAWN_ERROR,
+                )
             # The process is gone: its slot can take the next task while the result commits.
             # The lease stays held (heartbeats go on) until the result is on disk.
             holds_slot = False
@@ -326,7 +329,11 @@ class Worker:
         settings = self.settings
         cwd = claimed.working_directory
         if cwd is not None and not os.path.isdir(cwd):
-            return Outcome(False, error=f"working_directory {cwd!r} is not a directory")
+            return Outcome(
+                False,
+                error=f"working_directory {cwd!r} is not a directory",
+                reason=FailureReason.SPAWN_ERROR,
+            )
         stem = self._files / f"{claimed.id}-{claimed.attempt}"
         output_path = f"{stem}.out.json"
         if claimed.input is None:
@@ -363,19 +370,21 @@ class Worker:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(input_path)
         error: str | None = None
+        reason: FailureReason | None = None
         if result.timed_out:
-            error = f"timed out after {claimed.timeout}s"
+            error, reason = f"timed out after {claimed.timeout}s", FailureReason.TIMEOUT
         elif result.exit_code < 0:
-            error = f"killed by signal {-result.exit_code}"
+            error, reason = f"killed by signal {-result.exit_code}", FailureReason.SIGNAL
         elif result.exit_code != 0:
-            error = f"exit code {result.exit_code}"
+            error, reason = f"exit code {result.exit_code}", FailureReason.EXIT_CODE
         elif output_error is not None:
-            error = output_error
+            error, reason = output_error, FailureReason.OUTPUT_INVALID
         return Outcome(
             success=error is None,
             exit_code=result.exit_code,
             output=output,
             error=error,
+            reason=reason,
             stdout_tail=captures[0].summary_tail(),
             stderr_tail=captures[1].summary_tail(),
             duration_ms=duration_ms,

@@ -1,4 +1,4 @@
-"""Conversions between stored rows and the JSON-ready dicts the API sends.
+"""The codec: stored rows to the JSON-ready dicts the API sends, times, and stored JSON.
 
 The dicts follow :mod:`taskqueue.models` field for field; the API serialises them directly, which
 is several times cheaper than building a model per row. A test checks that every dict the API
@@ -7,6 +7,7 @@ sends parses as its model.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -39,6 +40,7 @@ def to_us(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@functools.lru_cache(maxsize=512)
 def from_us(value: int | None) -> str | None:
     """Integer microseconds as an ISO 8601 UTC string ending in ``Z`` (None stays None).
 
@@ -82,6 +84,7 @@ def task_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "working_directory": row["working_directory"],
         "status": row["status"],
         "status_reason": row["status_reason"],
+        "failure_reason": row["failure_reason"],
         "result": loads(row["result"]),
         "phases": loads(row["phases"]),
         "current_phase": row["current_phase"],
@@ -131,5 +134,6 @@ def attempt_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": from_us(row["finished_at"]),
         "exit_code": row["exit_code"],
         "error": row["error"],
+        "failure_reason": row["failure_reason"],
         "duration_ms": row["duration_ms"],
     }

@@ -1,19 +1,27 @@
-"""Project writes: create, update and delete (refused while it has tasks, unless cascading)."""
+"""Projects: create, read, update, and delete (refused while it has tasks, unless cascading)."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from taskqueue.engine import project_delete_refusal
 from taskqueue.models import ProjectCreate, ProjectUpdate
-from taskqueue.store.database import Effects
+from taskqueue.store import idempotency, outbox
+from taskqueue.store.codec import dumps, project_to_dict, to_us
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound
 from taskqueue.store.ids import new_id
-from taskqueue.store.rows import dumps, project_to_dict, to_us
+from taskqueue.store.pipeline import Effects
+from taskqueue.store.schema import FINISHED_SQL
 from taskqueue.store.sql import Tx, insert_rows
-from taskqueue.store.task_ops import IdempotencyRequest, emit, idempotent_replay, remember
 
-__all__ = ["create_project", "delete_project", "get_project_row", "update_project"]
+__all__ = [
+    "create_project",
+    "delete_project",
+    "get_project",
+    "get_project_row",
+    "list_projects",
+    "update_project",
+]
 
 
 def get_project_row(conn: Tx, project_id: str) -> Any:
@@ -38,10 +46,10 @@ def create_project(
     fx: Effects,
     data: ProjectCreate,
     now: int,
-    idem: IdempotencyRequest | None = None,
+    idem: idempotency.IdempotencyRequest | None = None,
 ) -> dict[str, Any]:
     """Insert a project; names are unique."""
-    replay = idempotent_replay(conn, idem)
+    replay = idempotency.replay(conn, idem)
     if replay is not None:
         return dict(replay)
     if _name_taken(conn, data.name):
@@ -58,13 +66,12 @@ def create_project(
         "created_at": now,
         "updated_at": now,
     }
-    try:
-        insert_rows(conn, "projects", [row])
-    except sqlite3.IntegrityError as exc:  # pragma: no cover - a race with another process
-        raise Conflict(f"a project named {data.name!r} already exists") from exc
-    emit(conn, "project.created", now, None, project_id, {"name": data.name})
+    # A concurrent create of the same name fails on the unique key, and the pipeline runs
+    # this again (it then sees the winner's row and answers Conflict).
+    insert_rows(conn, "projects", [row])
+    outbox.emit(conn, "project.created", now, None, project_id, {"name": data.name})
     result = project_to_dict(row)
-    remember(conn, idem, result, now)
+    idempotency.remember(conn, idem, result, now)
     return result
 
 
@@ -95,7 +102,7 @@ def update_project(
         conn.execute(
             f"UPDATE projects SET {assignments} WHERE id = ?", [*values.values(), project_id]
         )
-        emit(conn, "project.updated", now, None, project_id, {"fields": sorted(given)})
+        outbox.emit(conn, "project.updated", now, None, project_id, {"fields": sorted(given)})
     return project_to_dict(get_project_row(conn, project_id))
 
 
@@ -105,31 +112,44 @@ def delete_project(conn: Tx, fx: Effects, project_id: str, cascade: bool, now: i
     count = conn.execute(
         "SELECT count(*) FROM tasks WHERE project_id = ?", (project_id,)
     ).fetchone()[0]
-    if count and not cascade:
-        raise Conflict(f"the project has {count} task(s); delete them first or pass cascade=true")
-    if count:
+    running = 0
+    outside: tuple[str, str] | None = None
+    if count and cascade:
         running = conn.execute(
             "SELECT count(*) FROM tasks WHERE project_id = ? AND status = 'Running'",
             (project_id,),
         ).fetchone()[0]
-        if running:
-            raise Conflict(f"{running} task(s) of the project are Running; cancel them first")
-        outside = conn.execute(
+        row = conn.execute(
             "SELECT t.id, p.id FROM task_deps d JOIN tasks t ON t.id = d.task_id"
             " JOIN tasks p ON p.id = d.depends_on"
             " WHERE p.project_id = ? AND (t.project_id IS NULL OR t.project_id <> ?)"
-            " AND t.status NOT IN ('Completed', 'Failed', 'Cancelled') LIMIT 1",
+            f" AND t.status NOT IN {FINISHED_SQL} LIMIT 1",
             (project_id, project_id),
         ).fetchone()
-        if outside is not None:
-            raise Conflict(
-                f"unfinished task {outside[0]}, outside this project, depends on task "
-                f"{outside[1]} of it; cancel or delete that task first"
-            )
+        outside = None if row is None else (row[0], row[1])
+    refusal = project_delete_refusal(count, cascade, running, outside)
+    if refusal is not None:
+        raise Conflict(refusal)
+    if count:
         ids = [
             r[0] for r in conn.execute("SELECT id FROM tasks WHERE project_id = ?", (project_id,))
         ]
         conn.execute("DELETE FROM tasks WHERE project_id = ?", (project_id,))
         fx.changed.update(ids)
     conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))
-    emit(conn, "project.deleted", now, None, project_id, {"tasks_deleted": count})
+    outbox.emit(conn, "project.deleted", now, None, project_id, {"tasks_deleted": count})
+
+
+def get_project(conn: Tx, project_id: str) -> dict[str, Any]:
+    """One project as its wire dict, or raise :class:`NotFound`."""
+    return project_to_dict(get_project_row(conn, project_id))
+
+
+def list_projects(conn: Tx, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of projects in creation order, and how many there are."""
+    rows = conn.execute(
+        "SELECT * FROM projects ORDER BY created_at, id LIMIT ? OFFSET ?", (limit, offset)
+    )
+    page = [project_to_dict(row) for row in rows]
+    total = conn.execute("SELECT count(*) FROM projects").fetchone()[0]
+    return page, int(total)

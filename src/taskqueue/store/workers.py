@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from taskqueue.store.database import Effects
-from taskqueue.store.rows import dumps, from_us, loads
+from taskqueue.store.codec import dumps, from_us, loads
+from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
 
 __all__ = ["WorkerInfo", "deregister_worker", "list_workers", "register_worker", "touch_worker"]

@@ -1,0 +1,163 @@
+"""The seam between the store and its two databases: every question whose answer differs.
+
+The store's functions are written once, in the SQL SQLite and PostgreSQL share. Where the two
+differ they ask the :class:`Dialect` of the connection they run on (``tx.dialect``): the row
+locks to take, how the claim picks its rows, what an error means, how often an idle worker
+polls. Each backend module (:mod:`.sqlite`, :mod:`.postgres`) answers for its database, and
+:func:`open_backend` picks one by URL. Nothing else in the store (or outside it) imports a
+database driver or asks which database it is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from sqlalchemy.engine import make_url
+
+from taskqueue.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from taskqueue.store.pipeline import Effects, WriteFn
+
+__all__ = [
+    "Backend",
+    "Dialect",
+    "describe_database",
+    "is_postgres_url",
+    "missing_driver",
+    "open_backend",
+    "resolve_sqlite_path",
+]
+
+T = TypeVar("T")
+
+
+class Dialect:
+    """What differs between the databases, asked by the SQL that runs on them.
+
+    The defaults are SQLite's: one writer holds the whole database for its transaction, so a
+    row read there cannot change before the transaction ends and needs no lock.
+    """
+
+    #: ``"sqlite"`` or ``"postgresql"``: for people (health, logs), never for branching.
+    name: str = "sqlite"
+    #: Whether other processes' commits can wake this one (LISTEN/NOTIFY).
+    can_listen: bool = False
+
+    def lock(self, clause: str = "FOR UPDATE") -> str:
+        """The clause that locks the rows a read decides a write on (`` FOR UPDATE``...)."""
+        return ""
+
+    def claim_pick(self, pick: str) -> str:
+        """The condition choosing the rows ``pick`` (a ``SELECT seq ...``) returns, for a claim."""
+        return f"seq IN ({pick})"
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether a write that raised ``exc`` lost a race and is worth running again."""
+        return False
+
+    def classify(self, exc: BaseException) -> StoreError | None:
+        """The store's own error for a driver's ``exc`` (None: it is a bug, not a condition)."""
+        return None
+
+    def poll_interval(self, notifications: bool) -> float:
+        """How often an idle worker looks for work when nothing wakes it, in seconds."""
+        return 0.02
+
+
+class Backend(Protocol):
+    """One open database: the commit pipeline in front of it and its readers."""
+
+    dialect: Dialect
+
+    @property
+    def notifications(self) -> bool:
+        """Whether commits of other processes arrive (else waiters poll)."""
+        ...
+
+    def migrate(self) -> None:
+        """Create the database if needed and apply every migration."""
+        ...
+
+    def start(self) -> None:
+        """Open the connections and start the writer."""
+        ...
+
+    async def close(self) -> None:
+        """Let queued writes finish and close every connection."""
+        ...
+
+    def write(self, fn: WriteFn[T], *, durable: bool = True) -> asyncio.Future[T]:
+        """Queue a write; the returned future resolves once it has committed."""
+        ...
+
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """Run a read-only function on a reader connection."""
+        ...
+
+
+def is_postgres_url(db: str) -> bool:
+    """Whether ``db`` names a PostgreSQL database (``postgresql://...``)."""
+    scheme = db.split("://", 1)[0].lower() if "://" in db else ""
+    return scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")
+
+
+def describe_database(db: str) -> str:
+    """``db`` fit for a log line: a URL's password is hidden."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: say nothing of it
+        return "<database>"
+
+
+def resolve_sqlite_path(db: str) -> Path:
+    """The SQLite file named by ``db``: a plain path or a ``sqlite:///`` URL."""
+    if "://" in db:
+        url = make_url(db)
+        if url.get_backend_name() != "sqlite":
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r}: "
+                "give a SQLite file or a postgresql:// URL"
+            )
+        if not url.database or url.database == ":memory:":
+            raise ValueError("an in-memory SQLite database cannot be shared; give a file path")
+        return Path(url.database)
+    return Path(db)
+
+
+def missing_driver(db: str) -> str | None:
+    """The name of a package ``db``'s backend needs that is not installed, or None."""
+    if not is_postgres_url(db):
+        return None
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        return exc.name or "psycopg"
+    return None
+
+
+def open_backend(
+    db: str,
+    on_commit: Callable[[Effects], None],
+    *,
+    listen: bool = True,
+    changes: bool = True,
+) -> Backend:
+    """The backend for ``db`` (a SQLite path or URL, or a PostgreSQL URL), not yet started.
+
+    ``listen`` and ``changes`` matter on PostgreSQL only: whether to LISTEN for other
+    processes' commits at all, and whether to hear which tasks changed (the API waits on them).
+    """
+    if is_postgres_url(db):
+        from taskqueue.store.postgres import PostgresBackend
+
+        return PostgresBackend(db, on_commit, listen=listen, changes=changes)
+    from taskqueue.store.sqlite import SqliteBackend
+
+    return SqliteBackend(resolve_sqlite_path(db), on_commit)

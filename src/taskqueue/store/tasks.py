@@ -1,0 +1,242 @@
+"""Tasks: creating them (any number in one transaction), changing their fields, deleting, reading.
+
+Status changes are not here: every one of them is a transition (:mod:`.transitions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from taskqueue.engine import PRIORITY_RANK, delete_refusal, edit_refusal
+from taskqueue.models import TaskCreate, TaskFilters, TaskStatus, TaskUpdate
+from taskqueue.store import dependencies, idempotency, outbox
+from taskqueue.store.codec import dumps, task_to_dict, to_us
+from taskqueue.store.errors import Conflict, InvalidInput, NotFound
+from taskqueue.store.ids import new_id
+from taskqueue.store.pipeline import Effects
+from taskqueue.store.schema import tasks as tasks_table
+from taskqueue.store.sql import Tx, insert_rows, marks
+from taskqueue.store.transitions import locked_task_row
+
+__all__ = [
+    "TASK_COLUMNS",
+    "create_tasks",
+    "delete_task",
+    "get_task",
+    "list_tasks",
+    "new_task_row",
+    "task_counts",
+    "update_task",
+]
+
+#: The columns of a task row (``seq`` is the database's own), from the schema.
+TASK_COLUMNS: tuple[str, ...] = tuple(c.name for c in tasks_table.columns if c.name != "seq")
+_EMPTY_ROW: dict[str, Any] = dict.fromkeys(TASK_COLUMNS)
+#: Fields of :class:`TaskUpdate` that may not be set to null.
+_NOT_NULL = frozenset(
+    {
+        "name",
+        "command",
+        "metadata",
+        "acceptance_criteria",
+        "environment",
+        "priority",
+        "run_at",
+        "queue",
+        "retry_attempts",
+        "retry_delay",
+        "description",
+    }
+)
+_JSON_FIELDS = frozenset({"metadata", "environment", "acceptance_criteria"})
+_C = TaskStatus.COMPLETED.value
+
+
+def _check_projects(tx: Tx, items: Sequence[TaskCreate], batch: bool) -> None:
+    ids = list({str(item.project_id) for item in items if item.project_id is not None})
+    if not ids:
+        return
+    found = {r[0] for r in tx.execute(f"SELECT id FROM projects WHERE id IN ({marks(ids)})", ids)}
+    missing = [
+        {
+            "loc": (["tasks", i, "project_id"] if batch else ["project_id"]),
+            "msg": f"project {item.project_id} does not exist",
+            "type": "not_found",
+        }
+        for i, item in enumerate(items)
+        if item.project_id is not None and str(item.project_id) not in found
+    ]
+    if missing:
+        raise InvalidInput("unknown project", missing)
+
+
+def new_task_row(
+    item: TaskCreate, task_id: str, dep_ids: list[str], waiting: int, now: int, key: str | None
+) -> dict[str, Any]:
+    """The row of a new Pending task: every column of the table, None where unset."""
+    row = dict(_EMPTY_ROW)
+    row.update(
+        id=task_id,
+        name=item.name,
+        command=item.command,
+        description=item.description,
+        technical_specs=item.technical_specs,
+        acceptance_criteria=dumps(item.acceptance_criteria),
+        project_id=str(item.project_id) if item.project_id is not None else None,
+        task_type=item.task_type.value,
+        priority=item.priority.value,
+        priority_rank=PRIORITY_RANK[item.priority],
+        dependencies=dumps(dep_ids),
+        timeout=item.timeout,
+        retry_attempts=item.retry_attempts,
+        retry_delay=item.retry_delay,
+        retries_used=0,
+        environment=dumps(item.environment),
+        working_directory=item.working_directory,
+        status=TaskStatus.PENDING.value,
+        phases="[]",
+        ai_reviews_required=item.ai_reviews_required,
+        ai_reviews_completed=0,
+        metadata=dumps(item.metadata),
+        created_at=now,
+        updated_at=now,
+        queue=item.queue,
+        run_at=to_us(item.run_at) if item.run_at is not None else now,
+        attempt=0,
+        input=dumps(item.input) if item.input is not None else None,
+        idempotency_key=key,
+        waiting_on=waiting,
+    )
+    return row
+
+
+def create_tasks(
+    tx: Tx,
+    fx: Effects,
+    items: Sequence[TaskCreate],
+    now: int,
+    idem: idempotency.IdempotencyRequest | None = None,
+    batch: bool = False,
+) -> list[dict[str, Any]]:
+    """Insert tasks (all or none), their dependency edges and their ``task.created`` events.
+
+    ``batch`` says the items came as ``{"tasks": [...]}``, so errors locate them there.
+    """
+    replay = idempotency.replay(tx, idem)
+    if replay is not None:
+        return list(replay)
+    _check_projects(tx, items, batch)
+    new_ids = [new_id() for _ in items]
+    deps, statuses = dependencies.resolve(tx, items, new_ids, batch)
+    key = idem.key if idem is not None else None
+    rows: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for item, task_id, dep_ids in zip(items, new_ids, deps, strict=True):
+        waiting = sum(1 for d in dep_ids if statuses.get(d) != _C)
+        row = new_task_row(item, task_id, dep_ids, waiting, now, key)
+        rows.append(row)
+        edges.extend({"task_id": task_id, "depends_on": d} for d in dep_ids)
+        events.append(
+            outbox.event_row("task.created", now, task_id, row["project_id"], {"status": "Pending"})
+        )
+        if waiting == 0:
+            fx.wake = True
+    insert_rows(tx, "tasks", rows)
+    insert_rows(tx, "task_deps", edges)
+    outbox.emit_many(tx, events)
+    wire = [task_to_dict(row) for row in rows]
+    idempotency.remember(tx, idem, wire, now)
+    return wire
+
+
+def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int) -> dict[str, Any]:
+    """Change a task's fields; those that say how it runs only while it is Pending."""
+    row = locked_task_row(tx, task_id)
+    given = changes.model_dump(exclude_unset=True)
+    refusal = edit_refusal(TaskStatus(row["status"]), given)
+    if refusal is not None:
+        raise Conflict(refusal)
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None and name in _NOT_NULL:
+            raise InvalidInput(
+                f"{name} cannot be null",
+                [{"loc": [name], "msg": "cannot be null", "type": "value_error"}],
+            )
+        if name == "priority":
+            assert changes.priority is not None
+            values["priority"] = changes.priority.value
+            values["priority_rank"] = PRIORITY_RANK[changes.priority]
+        elif name == "run_at":
+            values["run_at"] = to_us(value)
+        elif name in _JSON_FIELDS:
+            values[name] = dumps(value)
+        else:
+            values[name] = value
+    if values:
+        values["updated_at"] = now
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        tx.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", [*values.values(), task_id])
+        outbox.emit(tx, "task.updated", now, task_id, row["project_id"], {"fields": sorted(given)})
+        if "run_at" in values or "queue" in values or "priority" in values:
+            fx.wake = True
+    return task_to_dict(locked_task_row(tx, task_id))
+
+
+def delete_task(tx: Tx, fx: Effects, task_id: str, now: int) -> None:
+    """Delete a task that is not Running and that no unfinished task depends on."""
+    row = locked_task_row(tx, task_id)
+    status = TaskStatus(row["status"])
+    waiting = 0 if status is TaskStatus.RUNNING else dependencies.unfinished_dependents(tx, task_id)
+    refusal = delete_refusal(status, waiting)
+    if refusal is not None:
+        raise Conflict(refusal)
+    tx.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+    outbox.emit(tx, "task.deleted", now, task_id, row["project_id"], {})
+    fx.changed.add(task_id)
+
+
+def get_task(tx: Tx, task_id: str) -> dict[str, Any]:
+    """One task as its wire dict, or raise :class:`NotFound`."""
+    row = tx.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise NotFound("task", task_id)
+    return task_to_dict(row)
+
+
+def list_tasks(tx: Tx, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
+    """A page of tasks matching ``filters``, oldest first, and how many match in all."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("status", filters.status.value if filters.status else None),
+        ("project_id", str(filters.project_id) if filters.project_id else None),
+        ("priority", filters.priority.value if filters.priority else None),
+        ("task_type", filters.task_type.value if filters.task_type else None),
+        ("queue", filters.queue),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    if filters.created_after is not None:
+        conditions.append("created_at > ?")
+        params.append(to_us(filters.created_after))
+    if filters.created_before is not None:
+        conditions.append("created_at < ?")
+        params.append(to_us(filters.created_before))
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = tx.execute(
+        f"SELECT * FROM tasks {where} ORDER BY seq LIMIT ? OFFSET ?",
+        [*params, filters.limit, filters.offset],
+    )
+    page = [task_to_dict(row) for row in rows]
+    total = tx.execute(f"SELECT count(*) FROM tasks {where}", params).fetchone()[0]
+    return page, int(total)
+
+
+def task_counts(tx: Tx) -> dict[str, int]:
+    """How many tasks are in each status."""
+    rows = tx.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+    return {str(status): int(count) for status, count in rows}
