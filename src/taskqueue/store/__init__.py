@@ -3,8 +3,8 @@
 Where each thing lives (the file names say it): ``tasks``, ``transitions`` (every status
 change), ``leases``, ``attempts`` (and their output), ``dependencies``, ``projects``,
 ``workers`` (the registry), ``housekeeping``, ``outbox`` (events), ``idempotency``; the commit
-``pipeline``; the ``backend`` seam with one module per database (``sqlite``, ``postgres``);
-the ``codec`` (rows to wire dicts); the ``schema`` and its ``migrations``.
+``pipeline``; the ``dialect`` and ``backend`` seam, with one module per database (``sqlite``,
+``postgres``); the ``codec`` (rows to wire dicts); the ``schema`` and its ``migrations``.
 """
 
 from taskqueue.store.backend import describe_database, is_postgres_url, resolve_sqlite_path

@@ -1,11 +1,12 @@
 """The seam between the store and its two databases: every question whose answer differs.
 
 The store's functions are written once, in the SQL SQLite and PostgreSQL share. Where the two
-differ they ask the :class:`Dialect` of the connection they run on (``tx.dialect``): the row
-locks to take, how the claim picks its rows, what an error means, how often an idle worker
-polls. Each backend module (:mod:`.sqlite`, :mod:`.postgres`) answers for its database, and
-:func:`open_backend` picks one by URL. Nothing else in the store (or outside it) imports a
-database driver or asks which database it is on.
+differ they ask the :class:`~taskqueue.store.dialect.Dialect` of the connection they run on
+(``tx.dialect``): the row locks to take, how the claim picks its rows, what an error means,
+how often an idle worker polls. Each backend module (:mod:`.sqlite`, :mod:`.postgres`) answers
+for its database and implements :class:`Backend`, and :func:`open_backend` picks one by URL.
+Nothing else in the store (or outside it) imports a database driver or asks which database it
+is on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
 
-from taskqueue.store.errors import StoreError
+from taskqueue.store.dialect import Dialect
 
 if TYPE_CHECKING:
     from taskqueue.store.pipeline import Effects, WriteFn
@@ -33,39 +34,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class Dialect:
-    """What differs between the databases, asked by the SQL that runs on them.
-
-    The defaults are SQLite's: one writer holds the whole database for its transaction, so a
-    row read there cannot change before the transaction ends and needs no lock.
-    """
-
-    #: ``"sqlite"`` or ``"postgresql"``: for people (health, logs), never for branching.
-    name: str = "sqlite"
-    #: Whether other processes' commits can wake this one (LISTEN/NOTIFY).
-    can_listen: bool = False
-
-    def lock(self, clause: str = "FOR UPDATE") -> str:
-        """The clause that locks the rows a read decides a write on (`` FOR UPDATE``...)."""
-        return ""
-
-    def claim_pick(self, pick: str) -> str:
-        """The condition choosing the rows ``pick`` (a ``SELECT seq ...``) returns, for a claim."""
-        return f"seq IN ({pick})"
-
-    def is_retryable(self, exc: BaseException) -> bool:
-        """Whether a write that raised ``exc`` lost a race and is worth running again."""
-        return False
-
-    def classify(self, exc: BaseException) -> StoreError | None:
-        """The store's own error for a driver's ``exc`` (None: it is a bug, not a condition)."""
-        return None
-
-    def poll_interval(self, notifications: bool) -> float:
-        """How often an idle worker looks for work when nothing wakes it, in seconds."""
-        return 0.02
 
 
 class Backend(Protocol):

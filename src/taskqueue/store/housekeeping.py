@@ -48,33 +48,26 @@ def prune_tasks(conn: Tx, fx: Effects, before: int, limit: int) -> int:
     return len(ids)
 
 
-def prune_events(conn: Tx, fx: Effects, before: int, limit: int) -> int:
-    """Delete up to ``limit`` events older than ``before``; the number deleted."""
-    del fx
-    return conn.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? ORDER BY time"
-        " LIMIT ?)",
-        (before, limit),
-    ).rowcount
+def _oldest(table: str, key: str, time_column: str) -> Prune:
+    """A prune of up to ``limit`` rows of ``table`` whose ``time_column`` is before ``before``."""
+    statement = (
+        f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}"
+        f" WHERE {time_column} < ? ORDER BY {time_column} LIMIT ?)"
+    )
+
+    def prune_rows(tx: Tx, fx: Effects, before: int, limit: int) -> int:
+        return tx.execute(statement, (before, limit)).rowcount
+
+    prune_rows.__doc__ = f"Delete up to ``limit`` rows of {table} older than ``before``."
+    return prune_rows
 
 
-def prune_idempotency_keys(conn: Tx, fx: Effects, before: int, limit: int) -> int:
-    """Delete up to ``limit`` idempotency keys first used before ``before``."""
-    del fx
-    return conn.execute(
-        "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"
-        " WHERE created_at < ? ORDER BY created_at LIMIT ?)",
-        (before, limit),
-    ).rowcount
-
-
-def prune_workers(conn: Tx, fx: Effects, before: int, limit: int) -> int:
-    """Forget up to ``limit`` workers not seen since ``before`` (killed without a goodbye)."""
-    del fx
-    return conn.execute(
-        "DELETE FROM workers WHERE id IN (SELECT id FROM workers WHERE last_seen < ? LIMIT ?)",
-        (before, limit),
-    ).rowcount
+#: Events older than the retention.
+prune_events: Prune = _oldest("events", "id", "time")
+#: Idempotency keys first used before the cut-off.
+prune_idempotency_keys: Prune = _oldest("idempotency_keys", "key", "created_at")
+#: Workers not seen since the cut-off (killed without a goodbye).
+prune_workers: Prune = _oldest("workers", "id", "last_seen")
 
 
 def _batch(prune: Prune, before: int, tx: Tx, fx: Effects) -> int:

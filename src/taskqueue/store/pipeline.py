@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from taskqueue.store.errors import StoreError, Unavailable
 
 if TYPE_CHECKING:
-    from taskqueue.store.backend import Dialect
+    from taskqueue.store.dialect import Dialect
     from taskqueue.store.sql import Tx
 
 __all__ = ["CommitPipeline", "Effects", "Op", "Session", "Syncer", "WriteFn"]

@@ -42,7 +42,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from taskqueue.store.backend import Dialect
+from taskqueue.store.dialect import Dialect
 from taskqueue.store.errors import StoreError, Unavailable
 from taskqueue.store.migrate import upgrade
 from taskqueue.store.pipeline import CommitPipeline, Effects, WriteFn

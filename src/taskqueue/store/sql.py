@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from taskqueue.store.backend import Dialect
+    from taskqueue.store.dialect import Dialect
 
 __all__ = ["IN_CHUNK", "Cursor", "Tx", "chunks", "insert_rows", "marks"]
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
-from taskqueue.store.backend import Dialect
+from taskqueue.store.dialect import Dialect
 from taskqueue.store.errors import StoreError, Unavailable
 from taskqueue.store.migrate import upgrade
 from taskqueue.store.pipeline import CommitPipeline, Committed, Effects, WriteFn
