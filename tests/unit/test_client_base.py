@@ -33,6 +33,7 @@ from taskqueue.client._base import (
     parse_retry_after,
     validate_input,
 )
+from taskqueue.engine import backoff_delay
 from taskqueue.models import Task, TaskCreate
 
 REQUEST = httpx.Request("GET", "http://test/api/tasks/x")
@@ -116,6 +117,17 @@ def test_backoff_is_jittered_exponential_and_retry_after_wins() -> None:
     assert policy.delay(0, retry_after=7) == 7
     assert policy.delay(0, retry_after=3600) == MAX_RETRY_WAIT_S
     assert policy.delay(10) <= MAX_RETRY_WAIT_S
+    assert policy.delay(10_000) <= MAX_RETRY_WAIT_S  # no overflow on huge counts
+    assert RetryPolicy(backoff=0).delay(4) == 0.0
+
+
+def test_client_backoff_is_the_engines_formula_with_a_one_minute_cap() -> None:
+    policy = RetryPolicy(backoff=2.0)
+    for retries_done in range(10):
+        ours, engines = random.Random(retries_done), random.Random(retries_done)
+        assert policy.delay(retries_done, rng=ours) == backoff_delay(
+            retries_done + 1, 2.0, cap=MAX_RETRY_WAIT_S, rng=engines
+        )
 
 
 def test_a_create_carries_one_fresh_idempotency_key() -> None:

@@ -18,6 +18,7 @@ from typing import Any, Final, TypeVar
 import httpx
 import pydantic
 
+from taskqueue._backoff import equal_jitter_delay
 from taskqueue._version import __version__
 from taskqueue.errors import (
     APIError,
@@ -138,12 +139,12 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retries_done + 1``.
 
         ``Retry-After`` is obeyed (up to a minute); otherwise exponential backoff from
-        ``backoff`` with full jitter in its upper half.
+        ``backoff`` with equal jitter (somewhere in the upper half of the ideal delay), capped
+        at a minute: the same formula as the server's task retries.
         """
         if retry_after is not None:
             return min(max(retry_after, 0.0), MAX_RETRY_WAIT_S)
-        ideal = min(self.backoff * 2.0**retries_done, MAX_RETRY_WAIT_S)
-        return ideal / 2 + (rng or random).uniform(0, ideal / 2)
+        return equal_jitter_delay(retries_done + 1, self.backoff, cap=MAX_RETRY_WAIT_S, rng=rng)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
