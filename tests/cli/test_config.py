@@ -193,6 +193,21 @@ def test_a_broken_config_file_is_a_usage_error(isolated_config: Path) -> None:
     assert listing.returncode == 2
     assert_one_clear_error(listing.stderr, str(path), "invalid TOML")
     assert "Traceback" not in listing.stderr
+    for args in (["config", "profiles"], ["config", "set", "api_key", "k"]):
+        result = cli(None, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert_one_clear_error(result.stderr, str(path), "invalid TOML", "line 2")
+    assert path.read_text(encoding="utf-8") == '[default]\nbase_url = "http://x\n'  # untouched
+
+
+def test_an_unreadable_config_file_is_a_usage_error(isolated_config: Path) -> None:
+    path = user_file(isolated_config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'[default]\nbase_url = "\xff"\n')
+    for args in (["config", "show"], ["config", "profiles"], ["config", "set", "api_key", "k"]):
+        result = cli(None, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert_one_clear_error(result.stderr, str(path), "cannot be read")
 
 
 def test_a_real_process_writes_only_under_the_temp_home(tmp_path: Path) -> None:

@@ -36,7 +36,13 @@ else:  # pragma: no cover - Python 3.10
 
 from taskqueue.errors import TaskQueueConfigError
 
-__all__ = ["DEFAULT_BASE_URL", "ResolvedConfig", "config_paths", "resolve_config"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ResolvedConfig",
+    "config_paths",
+    "read_toml",
+    "resolve_config",
+]
 
 DEFAULT_BASE_URL = "http://localhost:8080"
 _KEYS = ("base_url", "api_key", "timeout")
@@ -60,7 +66,12 @@ def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
     return [Path(base) / "taskqueue" / "config.toml", Path("taskqueue.toml")]
 
 
-def _load(path: Path) -> dict[str, Any] | None:
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """The TOML file at ``path`` as a dict, or None if there is no such file.
+
+    A file that cannot be read, or is not valid TOML, raises :class:`TaskQueueConfigError`
+    naming the file (and, for bad TOML, the line and column).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -115,7 +126,7 @@ def resolve_config(
     found: dict[str, Any] = {}
     source: str | None = None
     for path in config_paths(env):
-        data = _load(path)
+        data = read_toml(path)
         if data is None:
             continue
         section = _profile(path, data, name)
