@@ -7,6 +7,7 @@ import random
 import time
 
 import httpx
+import pydantic
 import pytest
 
 from taskqueue import (
@@ -35,6 +36,7 @@ from taskqueue.client._base import (
 )
 from taskqueue.engine import backoff_delay
 from taskqueue.models import Task, TaskCreate
+from taskqueue.server.errors import validation_details as server_validation_details
 
 REQUEST = httpx.Request("GET", "http://test/api/tasks/x")
 
@@ -187,6 +189,19 @@ def test_input_is_checked_before_sending() -> None:
     assert bad.value.status_code is None
     assert bad.value.details[0]["loc"] == ["name"]
     assert str(bad.value).startswith("name: ")
+
+
+def test_input_errors_carry_the_servers_details_without_the_input() -> None:
+    bad_input = {"name": "", "command": "b", "priority": "x" * 10_000}
+    with pytest.raises(ValidationError) as bad:
+        validate_input(TaskCreate, bad_input)
+    details = bad.value.details
+    assert [d["loc"] for d in details] == [["name"], ["priority"]]
+    assert all(set(d) == {"loc", "msg", "type"} for d in details)
+    assert "x" * 100 not in repr(details)
+    with pytest.raises(pydantic.ValidationError) as raw:
+        TaskCreate.model_validate(bad_input)
+    assert details == server_validation_details(raw.value)
 
 
 def test_a_malformed_answer_is_an_api_error() -> None:

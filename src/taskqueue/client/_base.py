@@ -19,6 +19,7 @@ import httpx
 import pydantic
 
 from taskqueue._backoff import equal_jitter_delay
+from taskqueue._validation import validation_details
 from taskqueue._version import __version__
 from taskqueue.errors import (
     APIError,
@@ -213,10 +214,7 @@ def validate_input(model: type[M], data: Mapping[str, Any]) -> dict[str, Any]:
     try:
         validated = model.model_validate(dict(data))
     except pydantic.ValidationError as exc:
-        details = [
-            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
+        details = validation_details(exc)
         where = ".".join(str(p) for p in details[0]["loc"]) or "body"
         raise ValidationError(
             f"{where}: {details[0]['msg']}", None, {"error": {"details": details}}
