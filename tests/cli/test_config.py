@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
+from taskqueue.cli._context import CliContext
 from tests.cli.helpers import assert_one_clear_error, cli, get, names_in, sub_env, tq
 from tests.conftest import ServerProcess, free_port
 
@@ -245,3 +247,16 @@ def test_api_key_from_the_option_and_the_environment(isolated_config: Path) -> N
         None, "-o", "json", "config", "show", env={"TASKQUEUE_API_KEY": "tq_0123456789"}
     )
     assert json.loads(as_json_out.stdout)["api_key"] == "tq_0…"
+
+
+def test_the_cli_retries_quickly_unless_the_environment_says_otherwise(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TASKQUEUE_RETRY_BACKOFF", raising=False)
+    ctx = CliContext(base_url="http://tq.example")
+    assert ctx.client.retry.backoff == 0.5  # a person is waiting
+    ctx.close()
+    monkeypatch.setenv("TASKQUEUE_RETRY_BACKOFF", "2")
+    ctx = CliContext(base_url="http://tq.example")
+    assert ctx.client.retry.backoff == 2.0
+    ctx.close()

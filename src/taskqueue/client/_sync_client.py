@@ -67,9 +67,10 @@ class TaskQueueClient:
     """Sync client for the taskqueue API: the async client's methods, blocking.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` /
-    ``TASKQUEUE_PROFILE``, then a profile in ``~/.config/taskqueue/config.toml``, then
-    ``./taskqueue.toml``. Use it as ``with TaskQueueClient() as client: ...`` or call
-    :meth:`close` when done; it keeps one connection pool for its whole life.
+    ``TASKQUEUE_PROFILE`` / ``TASKQUEUE_RETRY_BACKOFF``, then a profile in
+    ``~/.config/taskqueue/config.toml``, then ``./taskqueue.toml``. Use it as
+    ``with TaskQueueClient() as client: ...`` or call :meth:`close` when done; it
+    keeps one connection pool for its whole life.
     """
 
     def __init__(
@@ -83,7 +84,7 @@ class TaskQueueClient:
         max_connections: int = 100,
         max_keepalive_connections: int = 20,
         retry_attempts: int = 3,
-        retry_backoff: float = 1.0,
+        retry_backoff: float | None = None,
         http2: bool = False,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -91,15 +92,18 @@ class TaskQueueClient:
 
         ``timeout`` is per request in seconds (``None``: none); ``retry_attempts`` retries
         connection errors, timeouts and 429/5xx answers with exponential backoff from
-        ``retry_backoff`` seconds, honouring ``Retry-After``; ``transport`` replaces httpx's.
+        ``retry_backoff`` seconds (``None``: ``TASKQUEUE_RETRY_BACKOFF``, else 1), honouring
+        ``Retry-After``; ``transport`` replaces httpx's.
         """
-        config = resolve_config(base_url, api_key, profile)
+        config = resolve_config(base_url, api_key, profile, retry_backoff=retry_backoff)
         self.base_url: str = config.base_url
         self.api_key: str | None = config.api_key
         if isinstance(timeout, NotGiven):
             timeout = config.timeout if config.timeout is not None else 30.0
         self.timeout: float | None = timeout
-        self.retry: RetryPolicy = RetryPolicy(max_retries=retry_attempts, backoff=retry_backoff)
+        self.retry: RetryPolicy = RetryPolicy(
+            max_retries=retry_attempts, backoff=config.retry_backoff
+        )
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if self.api_key:
             sent["Authorization"] = f"Bearer {self.api_key}"
