@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -59,8 +60,23 @@ log: logging.Logger = logging.getLogger("taskqueue.client")
 _WAIT_SLICE_S = 60.0
 
 
+T = TypeVar("T")
+
+
 def _id(value: str | UUID) -> str:
     return str(value)
+
+
+def _every_page(list_page: Callable[..., list[T]], page_size: int) -> Iterator[T]:
+    """Every item of a listing, asking ``list_page(limit=, offset=)`` for one page at a time."""
+    offset = 0
+    while True:
+        page = list_page(limit=page_size, offset=offset)
+        for item in page:
+            yield item
+        if len(page) < page_size:
+            return
+        offset += len(page)
 
 
 class TaskQueueClient:
@@ -266,14 +282,8 @@ class TaskQueueClient:
 
     def iter_projects(self, *, page_size: int = 100) -> Iterator[Project]:
         """Every project, a page at a time."""
-        offset = 0
-        while True:
-            page = self.list_projects(limit=page_size, offset=offset)
-            for project in page:
-                yield project
-            if len(page) < page_size:
-                return
-            offset += len(page)
+        for project in _every_page(self.list_projects, page_size):
+            yield project
 
     def update_project(self, project_id: str | UUID, **updates: Any) -> Project:
         """Change the fields given (name, description, status, due_date, tags, metadata)."""
@@ -409,24 +419,18 @@ class TaskQueueClient:
         page_size: int = 100,
     ) -> Iterator[Task]:
         """Every task matching the filters, a page at a time."""
-        offset = 0
-        while True:
-            page = self.list_tasks(
-                status=status,
-                project_id=project_id,
-                priority=priority,
-                task_type=task_type,
-                queue=queue,
-                created_after=created_after,
-                created_before=created_before,
-                limit=page_size,
-                offset=offset,
-            )
-            for task in page:
-                yield task
-            if len(page) < page_size:
-                return
-            offset += len(page)
+        list_page = functools.partial(
+            self.list_tasks,
+            status=status,
+            project_id=project_id,
+            priority=priority,
+            task_type=task_type,
+            queue=queue,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        for task in _every_page(list_page, page_size):
+            yield task
 
     def update_task(self, task_id: str | UUID, **updates: Any) -> Task:
         """Change a task's fields (run fields only while it is Pending)."""
