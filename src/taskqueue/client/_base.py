@@ -172,6 +172,22 @@ def _error_info(body: Any) -> tuple[str, dict[str, Any]]:
     return "request failed", {}
 
 
+#: The error each status becomes (404, 429 and 5xx are decided in :func:`error_from_response`).
+_BY_STATUS: Final[dict[int, type[APIError]]] = {
+    400: ValidationError,
+    422: ValidationError,
+    401: AuthenticationError,
+    403: AuthorizationError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+}
+#: The not-found error of each kind of resource.
+_NOT_FOUND: Final[dict[str, type[NotFoundError]]] = {
+    "task": TaskNotFoundError,
+    "project": ProjectNotFoundError,
+}
+
+
 def error_from_response(response: httpx.Response, resource: str | None = None) -> TaskQueueError:
     """The exception an error response becomes."""
     try:
@@ -182,28 +198,15 @@ def error_from_response(response: httpx.Response, resource: str | None = None) -
     status = response.status_code
     request_id = response.headers.get("x-request-id")
     args = (message, status, data, request_id)
-    if status in (400, 422):
-        return ValidationError(*args)
-    if status == 401:
-        return AuthenticationError(*args)
-    if status == 403:
-        return AuthorizationError(*args)
     if status == 404:
-        kind = {"task": TaskNotFoundError, "project": ProjectNotFoundError}.get(
-            resource or "", NotFoundError
-        )
-        return kind(*args)
-    if status == 409:
-        return ConflictError(*args)
-    if status == 413:
-        return PayloadTooLargeError(*args)
+        return _NOT_FOUND.get(resource or "", NotFoundError)(*args)
     if status == 429:
         return RateLimitError(
             *args, retry_after=parse_retry_after(response.headers.get("retry-after"))
         )
     if status >= 500:
         return ServerError(*args)
-    return APIError(*args)
+    return _BY_STATUS.get(status, APIError)(*args)
 
 
 def validate_input(model: type[M], data: Mapping[str, Any]) -> dict[str, Any]:
