@@ -21,6 +21,9 @@ MISSING = "00000000-0000-0000-0000-000000000000"
 #: Any ANSI escape sequence (colour, cursor movement).
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
+#: The client's retry backoff in every CLI run of the tests: retries still happen, at once.
+QUICK_RETRIES = {"TASKQUEUE_RETRY_BACKOFF": "0.001"}
+
 #: Variables of the outer environment that would change which server or file the CLI uses.
 LEAKY = (
     "TASKQUEUE_URL",
@@ -38,23 +41,26 @@ def cli(
     input: str | None = None,
     env: Mapping[str, str | None] | None = None,
 ) -> Result:
-    """The CLI in process (Click's runner), pointed at ``url`` unless it is None."""
+    """The CLI in process (Click's runner), pointed at ``url`` unless it is None; retries
+    do not wait."""
     runner = CliRunner()
     full = ["--base-url", url, *args] if url is not None else list(args)
     return runner.invoke(
         main,
         full,
         input=input,
-        env={"NO_COLOR": "1", "COLUMNS": "200", **(env or {})},
+        env={"NO_COLOR": "1", "COLUMNS": "200", **QUICK_RETRIES, **(env or {})},
         prog_name="taskqueue",
     )
 
 
 def sub_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a CLI subprocess: this one (already isolated), without colour."""
+    """The environment of a CLI subprocess: this one (already isolated), without colour, and
+    with retries that do not wait."""
     env = {k: v for k, v in os.environ.items() if k not in LEAKY}
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"
+    env.update(QUICK_RETRIES)
     env.update(extra or {})
     return env
 

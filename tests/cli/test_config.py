@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
+from taskqueue.cli._context import CliContext
 from tests.cli.helpers import assert_one_clear_error, cli, get, names_in, sub_env, tq
 from tests.conftest import ServerProcess, free_port
 
@@ -193,6 +195,21 @@ def test_a_broken_config_file_is_a_usage_error(isolated_config: Path) -> None:
     assert listing.returncode == 2
     assert_one_clear_error(listing.stderr, str(path), "invalid TOML")
     assert "Traceback" not in listing.stderr
+    for args in (["config", "profiles"], ["config", "set", "api_key", "k"]):
+        result = cli(None, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert_one_clear_error(result.stderr, str(path), "invalid TOML", "line 2")
+    assert path.read_text(encoding="utf-8") == '[default]\nbase_url = "http://x\n'  # untouched
+
+
+def test_an_unreadable_config_file_is_a_usage_error(isolated_config: Path) -> None:
+    path = user_file(isolated_config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'[default]\nbase_url = "\xff"\n')
+    for args in (["config", "show"], ["config", "profiles"], ["config", "set", "api_key", "k"]):
+        result = cli(None, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert_one_clear_error(result.stderr, str(path), "cannot be read")
 
 
 def test_a_real_process_writes_only_under_the_temp_home(tmp_path: Path) -> None:
@@ -230,3 +247,16 @@ def test_api_key_from_the_option_and_the_environment(isolated_config: Path) -> N
         None, "-o", "json", "config", "show", env={"TASKQUEUE_API_KEY": "tq_0123456789"}
     )
     assert json.loads(as_json_out.stdout)["api_key"] == "tq_0…"
+
+
+def test_the_cli_retries_quickly_unless_the_environment_says_otherwise(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TASKQUEUE_RETRY_BACKOFF", raising=False)
+    ctx = CliContext(base_url="http://tq.example")
+    assert ctx.client.retry.backoff == 0.5  # a person is waiting
+    ctx.close()
+    monkeypatch.setenv("TASKQUEUE_RETRY_BACKOFF", "2")
+    ctx = CliContext(base_url="http://tq.example")
+    assert ctx.client.retry.backoff == 2.0
+    ctx.close()

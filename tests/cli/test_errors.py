@@ -200,7 +200,11 @@ def test_no_traceback_without_verbose_and_one_with_it(live: ServerProcess) -> No
 class _FailingHandler(http.server.BaseHTTPRequestHandler):
     """Answers every request as a server that broke: 500 with the API's error body."""
 
+    #: ``METHOD path`` of every request answered.
+    seen: list[str] = []
+
     def _fail(self) -> None:
+        self.seen.append(f"{self.command} {self.path.split('?')[0]}")
         body = json.dumps({"error": {"type": "internal_error", "message": "boom", "details": []}})
         data = body.encode()
         self.send_response(500)
@@ -217,6 +221,7 @@ class _FailingHandler(http.server.BaseHTTPRequestHandler):
 
 def test_a_failing_server_exits_6() -> None:
     """A 5xx (after the client's retries) is exit 6; a real server does not fail on demand."""
+    _FailingHandler.seen.clear()
     stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingHandler)
     thread = threading.Thread(target=stub.serve_forever, daemon=True)
     thread.start()
@@ -232,3 +237,6 @@ def test_a_failing_server_exits_6() -> None:
         assert result.returncode == 6, result.stderr
         assert_one_clear_error(result.stderr, "boom")
         assert "hint: the server failed" in result.stderr
+    # Each was tried once and retried three times (a create is safe to repeat: it carries an
+    # idempotency key).
+    assert _FailingHandler.seen == ["GET /api/tasks"] * 4 + ["POST /api/projects"] * 4

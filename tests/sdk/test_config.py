@@ -15,7 +15,12 @@ from taskqueue.client._config import DEFAULT_BASE_URL
 @pytest.fixture
 def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty environment: a temp ``XDG_CONFIG_HOME``, a temp cwd, no ``TASKQUEUE_*``."""
-    for name in ("TASKQUEUE_URL", "TASKQUEUE_API_KEY", "TASKQUEUE_PROFILE"):
+    for name in (
+        "TASKQUEUE_URL",
+        "TASKQUEUE_API_KEY",
+        "TASKQUEUE_PROFILE",
+        "TASKQUEUE_RETRY_BACKOFF",
+    ):
         monkeypatch.delenv(name, raising=False)
     xdg = tmp_path / "xdg"
     (xdg / "taskqueue").mkdir(parents=True)
@@ -110,6 +115,43 @@ def test_explicit_environ_mapping_is_used_instead_of_os_environ(
     write(other / "taskqueue" / "config.toml", '[default]\nbase_url = "http://other:5"\n')
     config = resolve_config(environ={"XDG_CONFIG_HOME": str(other)})
     assert config.base_url == "http://other:5"
+
+
+def test_retry_backoff_from_argument_then_env_then_default(
+    user_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert resolve_config().retry_backoff == 1.0
+    with TaskQueueClient() as client:
+        assert client.retry.backoff == 1.0
+    monkeypatch.setenv("TASKQUEUE_RETRY_BACKOFF", "0.25")
+    assert resolve_config().retry_backoff == 0.25
+    assert resolve_config(retry_backoff=3.0).retry_backoff == 3.0
+    with TaskQueueClient() as client:
+        assert client.retry.backoff == 0.25
+    with TaskQueueClient(retry_backoff=2.0) as client:
+        assert client.retry.backoff == 2.0
+
+    async def check() -> None:
+        async with AsyncTaskQueueClient() as client:
+            assert client.retry.backoff == 0.25
+
+    asyncio.run(check())
+    monkeypatch.setenv("TASKQUEUE_RETRY_BACKOFF", "0")
+    assert resolve_config().retry_backoff == 0.0  # retries without waiting
+    monkeypatch.setenv("TASKQUEUE_RETRY_BACKOFF", "")
+    assert resolve_config().retry_backoff == 1.0  # empty is unset, as for the other variables
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_impossible_retry_backoff_names_the_variable(
+    user_dir: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("TASKQUEUE_RETRY_BACKOFF", value)
+    with pytest.raises(TaskQueueConfigError, match=f"TASKQUEUE_RETRY_BACKOFF .*{value!r}"):
+        resolve_config()
+    with pytest.raises(TaskQueueConfigError, match="TASKQUEUE_RETRY_BACKOFF"):
+        TaskQueueClient()
+    assert resolve_config(retry_backoff=0.5).retry_backoff == 0.5  # an argument wins
 
 
 # --------------------------------------------------------------------------- profiles

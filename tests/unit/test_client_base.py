@@ -7,6 +7,7 @@ import random
 import time
 
 import httpx
+import pydantic
 import pytest
 
 from taskqueue import (
@@ -33,7 +34,9 @@ from taskqueue.client._base import (
     parse_retry_after,
     validate_input,
 )
+from taskqueue.engine import backoff_delay
 from taskqueue.models import Task, TaskCreate
+from taskqueue.server.errors import validation_details as server_validation_details
 
 REQUEST = httpx.Request("GET", "http://test/api/tasks/x")
 
@@ -116,6 +119,17 @@ def test_backoff_is_jittered_exponential_and_retry_after_wins() -> None:
     assert policy.delay(0, retry_after=7) == 7
     assert policy.delay(0, retry_after=3600) == MAX_RETRY_WAIT_S
     assert policy.delay(10) <= MAX_RETRY_WAIT_S
+    assert policy.delay(10_000) <= MAX_RETRY_WAIT_S  # no overflow on huge counts
+    assert RetryPolicy(backoff=0).delay(4) == 0.0
+
+
+def test_client_backoff_is_the_engines_formula_with_a_one_minute_cap() -> None:
+    policy = RetryPolicy(backoff=2.0)
+    for retries_done in range(10):
+        ours, engines = random.Random(retries_done), random.Random(retries_done)
+        assert policy.delay(retries_done, rng=ours) == backoff_delay(
+            retries_done + 1, 2.0, cap=MAX_RETRY_WAIT_S, rng=engines
+        )
 
 
 def test_a_create_carries_one_fresh_idempotency_key() -> None:
@@ -175,6 +189,19 @@ def test_input_is_checked_before_sending() -> None:
     assert bad.value.status_code is None
     assert bad.value.details[0]["loc"] == ["name"]
     assert str(bad.value).startswith("name: ")
+
+
+def test_input_errors_carry_the_servers_details_without_the_input() -> None:
+    bad_input = {"name": "", "command": "b", "priority": "x" * 10_000}
+    with pytest.raises(ValidationError) as bad:
+        validate_input(TaskCreate, bad_input)
+    details = bad.value.details
+    assert [d["loc"] for d in details] == [["name"], ["priority"]]
+    assert all(set(d) == {"loc", "msg", "type"} for d in details)
+    assert "x" * 100 not in repr(details)
+    with pytest.raises(pydantic.ValidationError) as raw:
+        TaskCreate.model_validate(bad_input)
+    assert details == server_validation_details(raw.value)
 
 
 def test_a_malformed_answer_is_an_api_error() -> None:

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taskqueue.client import TaskQueueClient
+from taskqueue.client._config import RETRY_BACKOFF_ENV
 from taskqueue.errors import (
     APIError,
     NotFoundError,
@@ -63,6 +64,9 @@ EXIT_REFUSED = 5
 EXIT_SERVER = 6
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The CLI's retry backoff, shorter than the SDK's: three retries end within a few seconds.
+_RETRY_BACKOFF_S = 0.5
 
 #: Output formats of commands that print data.
 FORMATS = ("table", "json", "yaml")
@@ -126,9 +130,11 @@ class CliContext:
     def client(self) -> TaskQueueClient:
         """The SDK client, built on first use from the options, env and profiles."""
         if self._client is None:
-            # A person is waiting: retry, but give up within a few seconds.
+            # A person is waiting: retry, but give up within a few seconds (unless the
+            # environment sets the backoff, which the SDK then reads).
+            backoff = None if os.environ.get(RETRY_BACKOFF_ENV) else _RETRY_BACKOFF_S
             self._client = TaskQueueClient(
-                self.base_url, api_key=self.api_key, profile=self.profile, retry_backoff=0.5
+                self.base_url, api_key=self.api_key, profile=self.profile, retry_backoff=backoff
             )
         return self._client
 

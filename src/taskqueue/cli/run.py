@@ -29,8 +29,8 @@ from taskqueue.cli.tasks import (
     write_chunk,
 )
 from taskqueue.client import resolve_config
-from taskqueue.client._config import config_paths
-from taskqueue.errors import TaskQueueError, ValidationError
+from taskqueue.client._config import config_paths, read_toml
+from taskqueue.errors import TaskQueueConfigError, TaskQueueError, ValidationError
 from taskqueue.models import FailureReason, Task, TaskPriority, TaskStatus
 
 __all__ = ["config", "exit_code_of", "health", "run", "submit", "workers"]
@@ -363,20 +363,12 @@ def _write_profiles(path: Path, profiles: dict[str, dict[str, Any]]) -> None:
     path.chmod(0o600)  # it may hold an API key
 
 
-def _read_profiles(path: Path) -> dict[str, dict[str, Any]]:
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    if not path.exists():
-        return {}
+def _read_profiles(ctx: CliContext, path: Path) -> dict[str, dict[str, Any]]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise click.ClickException(f"{path}: {exc}") from exc
-    return {k: dict(v) for k, v in data.items() if isinstance(v, dict)}
+        data = read_toml(path)
+    except TaskQueueConfigError as exc:
+        ctx.fail(exc.message, EXIT_USAGE)
+    return {k: dict(v) for k, v in (data or {}).items() if isinstance(v, dict)}
 
 
 @click.group()
@@ -423,7 +415,7 @@ def config_set(
     name = profile_name or ctx.profile or "default"
     path = config_paths()[1 if local else 0]
     _toml_value(key, value)
-    profiles = _read_profiles(path)
+    profiles = _read_profiles(ctx, path)
     profiles.setdefault(name, {})[key] = value if key != "timeout" else float(value)
     _write_profiles(path, profiles)
     click.echo(f"set {key} in profile {name} of {path}")
@@ -440,7 +432,7 @@ def config_profiles(ctx: CliContext) -> None:
             **{k: ("…" if k == "api_key" else v) for k, v in values.items()},
         }
         for path in config_paths()
-        for name, values in _read_profiles(path).items()
+        for name, values in _read_profiles(ctx, path).items()
     ]
 
     def table() -> Any:

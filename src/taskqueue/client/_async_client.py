@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -60,17 +61,35 @@ log: logging.Logger = logging.getLogger("taskqueue.client")
 _WAIT_SLICE_S = 60.0
 
 
+T = TypeVar("T")
+
+
 def _id(value: str | UUID) -> str:
     return str(value)
+
+
+async def _every_page(
+    list_page: Callable[..., Awaitable[list[T]]], page_size: int
+) -> AsyncIterator[T]:
+    """Every item of a listing, asking ``list_page(limit=, offset=)`` for one page at a time."""
+    offset = 0
+    while True:
+        page = await list_page(limit=page_size, offset=offset)
+        for item in page:
+            yield item
+        if len(page) < page_size:
+            return
+        offset += len(page)
 
 
 class AsyncTaskQueueClient:
     """Async client for the taskqueue API.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` /
-    ``TASKQUEUE_PROFILE``, then a profile in ``~/.config/taskqueue/config.toml``, then
-    ``./taskqueue.toml``. Use it as ``async with AsyncTaskQueueClient() as client: ...`` or call
-    :meth:`close` when done; it keeps one connection pool for its whole life.
+    ``TASKQUEUE_PROFILE`` / ``TASKQUEUE_RETRY_BACKOFF``, then a profile in
+    ``~/.config/taskqueue/config.toml``, then ``./taskqueue.toml``. Use it as
+    ``async with AsyncTaskQueueClient() as client: ...`` or call :meth:`close` when done; it
+    keeps one connection pool for its whole life.
     """
 
     def __init__(
@@ -84,7 +103,7 @@ class AsyncTaskQueueClient:
         max_connections: int = 100,
         max_keepalive_connections: int = 20,
         retry_attempts: int = 3,
-        retry_backoff: float = 1.0,
+        retry_backoff: float | None = None,
         http2: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -92,15 +111,18 @@ class AsyncTaskQueueClient:
 
         ``timeout`` is per request in seconds (``None``: none); ``retry_attempts`` retries
         connection errors, timeouts and 429/5xx answers with exponential backoff from
-        ``retry_backoff`` seconds, honouring ``Retry-After``; ``transport`` replaces httpx's.
+        ``retry_backoff`` seconds (``None``: ``TASKQUEUE_RETRY_BACKOFF``, else 1), honouring
+        ``Retry-After``; ``transport`` replaces httpx's.
         """
-        config = resolve_config(base_url, api_key, profile)
+        config = resolve_config(base_url, api_key, profile, retry_backoff=retry_backoff)
         self.base_url: str = config.base_url
         self.api_key: str | None = config.api_key
         if isinstance(timeout, NotGiven):
             timeout = config.timeout if config.timeout is not None else 30.0
         self.timeout: float | None = timeout
-        self.retry: RetryPolicy = RetryPolicy(max_retries=retry_attempts, backoff=retry_backoff)
+        self.retry: RetryPolicy = RetryPolicy(
+            max_retries=retry_attempts, backoff=config.retry_backoff
+        )
         sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if self.api_key:
             sent["Authorization"] = f"Bearer {self.api_key}"
@@ -263,14 +285,8 @@ class AsyncTaskQueueClient:
 
     async def iter_projects(self, *, page_size: int = 100) -> AsyncIterator[Project]:
         """Every project, a page at a time."""
-        offset = 0
-        while True:
-            page = await self.list_projects(limit=page_size, offset=offset)
-            for project in page:
-                yield project
-            if len(page) < page_size:
-                return
-            offset += len(page)
+        async for project in _every_page(self.list_projects, page_size):
+            yield project
 
     async def update_project(self, project_id: str | UUID, **updates: Any) -> Project:
         """Change the fields given (name, description, status, due_date, tags, metadata)."""
@@ -406,24 +422,18 @@ class AsyncTaskQueueClient:
         page_size: int = 100,
     ) -> AsyncIterator[Task]:
         """Every task matching the filters, a page at a time."""
-        offset = 0
-        while True:
-            page = await self.list_tasks(
-                status=status,
-                project_id=project_id,
-                priority=priority,
-                task_type=task_type,
-                queue=queue,
-                created_after=created_after,
-                created_before=created_before,
-                limit=page_size,
-                offset=offset,
-            )
-            for task in page:
-                yield task
-            if len(page) < page_size:
-                return
-            offset += len(page)
+        list_page = functools.partial(
+            self.list_tasks,
+            status=status,
+            project_id=project_id,
+            priority=priority,
+            task_type=task_type,
+            queue=queue,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        async for task in _every_page(list_page, page_size):
+            yield task
 
     async def update_task(self, task_id: str | UUID, **updates: Any) -> Task:
         """Change a task's fields (run fields only while it is Pending)."""

@@ -18,6 +18,8 @@ from typing import Any, Final, TypeVar
 import httpx
 import pydantic
 
+from taskqueue._backoff import equal_jitter_delay
+from taskqueue._validation import validation_details
 from taskqueue._version import __version__
 from taskqueue.errors import (
     APIError,
@@ -138,12 +140,12 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retries_done + 1``.
 
         ``Retry-After`` is obeyed (up to a minute); otherwise exponential backoff from
-        ``backoff`` with full jitter in its upper half.
+        ``backoff`` with equal jitter (somewhere in the upper half of the ideal delay), capped
+        at a minute: the same formula as the server's task retries.
         """
         if retry_after is not None:
             return min(max(retry_after, 0.0), MAX_RETRY_WAIT_S)
-        ideal = min(self.backoff * 2.0**retries_done, MAX_RETRY_WAIT_S)
-        return ideal / 2 + (rng or random).uniform(0, ideal / 2)
+        return equal_jitter_delay(retries_done + 1, self.backoff, cap=MAX_RETRY_WAIT_S, rng=rng)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -170,6 +172,22 @@ def _error_info(body: Any) -> tuple[str, dict[str, Any]]:
     return "request failed", {}
 
 
+#: The error each status becomes (404, 429 and 5xx are decided in :func:`error_from_response`).
+_BY_STATUS: Final[dict[int, type[APIError]]] = {
+    400: ValidationError,
+    422: ValidationError,
+    401: AuthenticationError,
+    403: AuthorizationError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+}
+#: The not-found error of each kind of resource.
+_NOT_FOUND: Final[dict[str, type[NotFoundError]]] = {
+    "task": TaskNotFoundError,
+    "project": ProjectNotFoundError,
+}
+
+
 def error_from_response(response: httpx.Response, resource: str | None = None) -> TaskQueueError:
     """The exception an error response becomes."""
     try:
@@ -180,28 +198,15 @@ def error_from_response(response: httpx.Response, resource: str | None = None) -
     status = response.status_code
     request_id = response.headers.get("x-request-id")
     args = (message, status, data, request_id)
-    if status in (400, 422):
-        return ValidationError(*args)
-    if status == 401:
-        return AuthenticationError(*args)
-    if status == 403:
-        return AuthorizationError(*args)
     if status == 404:
-        kind = {"task": TaskNotFoundError, "project": ProjectNotFoundError}.get(
-            resource or "", NotFoundError
-        )
-        return kind(*args)
-    if status == 409:
-        return ConflictError(*args)
-    if status == 413:
-        return PayloadTooLargeError(*args)
+        return _NOT_FOUND.get(resource or "", NotFoundError)(*args)
     if status == 429:
         return RateLimitError(
             *args, retry_after=parse_retry_after(response.headers.get("retry-after"))
         )
     if status >= 500:
         return ServerError(*args)
-    return APIError(*args)
+    return _BY_STATUS.get(status, APIError)(*args)
 
 
 def validate_input(model: type[M], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,10 +217,7 @@ def validate_input(model: type[M], data: Mapping[str, Any]) -> dict[str, Any]:
     try:
         validated = model.model_validate(dict(data))
     except pydantic.ValidationError as exc:
-        details = [
-            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
+        details = validation_details(exc)
         where = ".".join(str(p) for p in details[0]["loc"]) or "body"
         raise ValidationError(
             f"{where}: {details[0]['msg']}", None, {"error": {"details": details}}

@@ -1,13 +1,15 @@
-"""Where the SDK finds its server and key: arguments, environment, then config files.
+"""Where the SDK finds its server, key and timeout: arguments, environment, then config files.
 
 Resolution order, first found wins for each setting:
 
 1. arguments given to the client;
 2. ``TASKQUEUE_URL``, ``TASKQUEUE_API_KEY`` (and ``TASKQUEUE_PROFILE`` to pick a profile);
+   ``TASKQUEUE_RETRY_BACKOFF``, the base of the retry backoff in seconds, is read only from
+   the environment;
 3. the profile in ``~/.config/taskqueue/config.toml`` (``$XDG_CONFIG_HOME`` is honoured), or
    else the profile in ``./taskqueue.toml``: the profile is taken whole from the first file
    that has it, so a project's local file never receives the user's key;
-4. the default, ``http://localhost:8080`` and no key.
+4. the default, ``http://localhost:8080``, no key and a backoff of one second.
 
 A config file holds profiles as tables; ``default`` is used unless another is named::
 
@@ -36,9 +38,21 @@ else:  # pragma: no cover - Python 3.10
 
 from taskqueue.errors import TaskQueueConfigError
 
-__all__ = ["DEFAULT_BASE_URL", "ResolvedConfig", "config_paths", "resolve_config"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_RETRY_BACKOFF",
+    "RETRY_BACKOFF_ENV",
+    "ResolvedConfig",
+    "config_paths",
+    "read_toml",
+    "resolve_config",
+]
 
 DEFAULT_BASE_URL = "http://localhost:8080"
+#: Seconds the first retry of a request waits (about: it is jittered), unless told otherwise.
+DEFAULT_RETRY_BACKOFF = 1.0
+#: The environment variable that sets the retry backoff when the program does not.
+RETRY_BACKOFF_ENV = "TASKQUEUE_RETRY_BACKOFF"
 _KEYS = ("base_url", "api_key", "timeout")
 
 
@@ -51,6 +65,7 @@ class ResolvedConfig:
     timeout: float | None
     profile: str
     source: str | None  # the config file the profile was read from, if any
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
 
 
 def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
@@ -60,7 +75,12 @@ def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
     return [Path(base) / "taskqueue" / "config.toml", Path("taskqueue.toml")]
 
 
-def _load(path: Path) -> dict[str, Any] | None:
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """The TOML file at ``path`` as a dict, or None if there is no such file.
+
+    A file that cannot be read, or is not valid TOML, raises :class:`TaskQueueConfigError`
+    naming the file (and, for bad TOML, the line and column).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -108,6 +128,7 @@ def resolve_config(
     api_key: str | None = None,
     profile: str | None = None,
     environ: Mapping[str, str] | None = None,
+    retry_backoff: float | None = None,
 ) -> ResolvedConfig:
     """Resolve the client's settings through the chain described in this module."""
     env = os.environ if environ is None else environ
@@ -115,7 +136,7 @@ def resolve_config(
     found: dict[str, Any] = {}
     source: str | None = None
     for path in config_paths(env):
-        data = _load(path)
+        data = read_toml(path)
         if data is None:
             continue
         section = _profile(path, data, name)
@@ -134,10 +155,28 @@ def resolve_config(
     url = base_url or env.get("TASKQUEUE_URL") or found.get("base_url") or DEFAULT_BASE_URL
     key = api_key or env.get("TASKQUEUE_API_KEY") or found.get("api_key")
     timeout = found.get("timeout")
+    if retry_backoff is None:
+        retry_backoff = _env_retry_backoff(env)
     return ResolvedConfig(
         base_url=str(url).rstrip("/"),
         api_key=key,
         timeout=float(timeout) if timeout is not None else None,
         profile=name,
         source=source,
+        retry_backoff=DEFAULT_RETRY_BACKOFF if retry_backoff is None else retry_backoff,
     )
+
+
+def _env_retry_backoff(env: Mapping[str, str]) -> float | None:
+    raw = env.get(RETRY_BACKOFF_ENV)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise TaskQueueConfigError(
+            f"{RETRY_BACKOFF_ENV} must be a number of seconds, 0 or more, not {raw!r}"
+        )
+    return value

@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from taskqueue._backoff import equal_jitter_delay
 from taskqueue.engine.lifecycle import allowed_targets
 from taskqueue.models import TERMINAL_STATUSES, TaskPriority, TaskStatus
 
@@ -80,14 +81,7 @@ def backoff_delay(
     halved, and a random amount up to the other half is added. The result is always within
     ``[ideal / 2, ideal]``, so retries spread out but never come sooner than half the ideal.
     """
-    if retry_number < 1:
-        raise ValueError("retry_number starts at 1")
-    if base_delay <= 0:
-        return 0.0
-    ideal = min(cap, base_delay * 2.0 ** min(retry_number - 1, 62))
-    half = ideal / 2
-    jitter: float = (rng or random).uniform(0, half)
-    return half + jitter
+    return equal_jitter_delay(retry_number, base_delay, cap=cap, rng=rng)
 
 
 @dataclass(frozen=True)

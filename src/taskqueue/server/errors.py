@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskqueue._validation import validation_details
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError, Unavailable
 
 __all__ = [
@@ -99,16 +100,6 @@ def error_response(
         media_type="application/json",
         headers=dict(headers or {}),
     )
-
-
-def validation_details(
-    exc: pydantic.ValidationError, prefix: tuple[str, ...] = ()
-) -> list[dict[str, Any]]:
-    """Pydantic's errors as ``{"loc", "msg", "type"}``, without echoing the (maybe huge) input."""
-    return [
-        {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
 
 
 def _summary(details: list[dict[str, Any]]) -> str:

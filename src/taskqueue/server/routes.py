@@ -52,6 +52,11 @@ def json_response(
     )
 
 
+def page_response(key: str, page: Any, total: int, limit: int, offset: int) -> Response:
+    """One page of a listing: its items under ``key``, how many there are, the paging asked."""
+    return json_response({key: page, "total": total, "limit": limit, "offset": offset})
+
+
 def store_of(request: Request) -> Store:
     """The store the app serves."""
     store: Store = request.app.state.store
@@ -256,9 +261,7 @@ async def list_tasks(request: Request) -> Response:
     """``GET /api/tasks`` with seed 001's TaskFilters."""
     filters = parse_query(request, TaskFilters)
     page, total = await store_of(request).list_tasks(filters)
-    return json_response(
-        {"tasks": page, "total": total, "limit": filters.limit, "offset": filters.offset}
-    )
+    return page_response("tasks", page, total, filters.limit, filters.offset)
 
 
 async def get_task(request: Request) -> Response:
@@ -377,9 +380,7 @@ async def list_projects(request: Request) -> Response:
     """``GET /api/projects``."""
     paging = parse_query(request, _Paging)
     page, total = await store_of(request).list_projects(paging.limit, paging.offset)
-    return json_response(
-        {"projects": page, "total": total, "limit": paging.limit, "offset": paging.offset}
-    )
+    return page_response("projects", page, total, paging.limit, paging.offset)
 
 
 async def get_project(request: Request) -> Response:

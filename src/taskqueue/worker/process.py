@@ -222,7 +222,6 @@ class CommandResult:
 
     exit_code: int  # negative: killed by that signal
     timed_out: bool
-    stopped: bool  # stopped on request (cancel, lost lease, shutdown)
 
 
 def run_command(
@@ -268,17 +267,17 @@ def run_command(
     phase = "running"  # then "terminating" (SIGTERM sent), then "killed" (SIGKILL sent)
     kill_at = drain_until = math.inf
     status: int | None = None
-    timed_out = stopped = False
+    timed_out = False
     try:
         while status is None or streams:
             now = time.monotonic()
             if status is None and phase == "running":
-                if now >= deadline:
-                    timed_out = True
-                elif now >= next_check:
+                timed_out = now >= deadline
+                stop = timed_out
+                if not stop and now >= next_check:
                     next_check = now + check_interval
-                    stopped = should_stop()
-                if timed_out or stopped:
+                    stop = should_stop()  # cancel, lost lease, shutdown
+                if stop:
                     kill_group(pid, signal.SIGTERM)
                     phase, kill_at = "terminating", now + grace
             elif status is None and phase == "terminating" and now >= kill_at:
@@ -316,4 +315,4 @@ def run_command(
             kill_group(pid, signal.SIGKILL)
             status = os.waitpid(pid, 0)[1]
         os.close(pidfd)
-    return CommandResult(_exit_code(status), timed_out, stopped)
+    return CommandResult(_exit_code(status), timed_out)
