@@ -67,11 +67,20 @@ class _Run:
 
 
 class Worker:
-    """Runs tasks from one store."""
+    """Runs tasks from one store.
 
-    def __init__(self, store: Store, settings: WorkerSettings | None = None) -> None:
+    It is a service an API app can run beside itself (see ``taskqueue.server.Service``):
+    :meth:`start` puts it in the registry, :meth:`run` runs tasks until :meth:`stop`.
+    """
+
+    def __init__(
+        self, store: Store, settings: WorkerSettings | None = None, *, name: str = "worker"
+    ) -> None:
         self.store: Store = store
         self.settings: WorkerSettings = settings or WorkerSettings()
+        #: What the log calls this worker ("embedded worker" beside an API server).
+        self.name: str = name
+        self._registered = False
         self.running: dict[str, _Run] = {}
         self._active = 0  # slots taken by a running process
         self._ready: deque[_Run] = deque()  # claimed, waiting for a slot
@@ -102,9 +111,18 @@ class Worker:
 
     # ------------------------------------------------------------------ main loop
 
+    async def start(self) -> None:
+        """Register in the registry, so the worker is listed (and counted) from now on.
+
+        :meth:`run` does it itself when it was not done before.
+        """
+        if not self._registered:
+            self._registered = True
+            await self._upkeep.register()
+
     async def run(self) -> None:
         """Claim and run tasks until :meth:`stop` is called, then drain."""
-        await self._upkeep.register()
+        await self.start()
         side = self._upkeep.start()
         await self._upkeep.sweep_orphans()
         try:
