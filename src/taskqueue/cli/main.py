@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,22 @@ def _db_option(function: Any) -> Any:
     )(function)
 
 
+def _positive_seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A finite number of seconds above 0, from the option or its environment variable."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        given = repr(value)
+        if ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.ENVIRONMENT:
+            given = f"{param.envvar}={value!r}"
+        raise click.BadParameter(f"{given} is not a positive number of seconds")
+    return seconds
+
+
 def _worker_options(function: Any) -> Any:
-    """The options ``server`` and ``worker`` share: leases, draining and logging."""
+    """The options ``server`` and ``worker`` share: leases, draining, beats and logging."""
     options = [
         click.option(
             "--lease-seconds",
@@ -69,6 +84,23 @@ def _worker_options(function: Any) -> Any:
             default=True,
             show_default=True,
             help="PostgreSQL: wake on LISTEN/NOTIFY (else poll only, e.g. behind PgBouncer).",
+        ),
+        # Hidden: the defaults suit every deployment; tests shorten them so they need not wait.
+        click.option(
+            "--presence-interval",
+            envvar="TASKQUEUE_PRESENCE_INTERVAL",
+            default="5",
+            hidden=True,
+            callback=_positive_seconds,
+            help="Seconds between the registry beats (env TASKQUEUE_PRESENCE_INTERVAL).",
+        ),
+        click.option(
+            "--housekeeping-interval",
+            envvar="TASKQUEUE_HOUSEKEEPING_INTERVAL",
+            default="60",
+            hidden=True,
+            callback=_positive_seconds,
+            help="Seconds between housekeeping runs (env TASKQUEUE_HOUSEKEEPING_INTERVAL).",
         ),
         click.option(
             "--log-level",
@@ -213,6 +245,8 @@ def server(
     drain_timeout: float,
     retention_hours: float,
     listen: bool,
+    presence_interval: float,
+    housekeeping_interval: float,
     log_level: str,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
@@ -237,6 +271,8 @@ def server(
             lease_seconds=lease_seconds,
             drain_timeout=drain_timeout,
             retention_hours=retention_hours or None,
+            presence_interval=presence_interval,
+            housekeeping_interval=housekeeping_interval,
         )
     try:
         app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded))
@@ -293,6 +329,8 @@ def worker(
     drain_timeout: float,
     retention_hours: float,
     listen: bool,
+    presence_interval: float,
+    housekeeping_interval: float,
     log_level: str,
 ) -> None:
     """Run tasks from the database, without serving the API."""
@@ -309,6 +347,8 @@ def worker(
         lease_seconds=lease_seconds,
         drain_timeout=drain_timeout,
         retention_hours=retention_hours or None,
+        presence_interval=presence_interval,
+        housekeeping_interval=housekeeping_interval,
     )
     try:
         runner, store = build_worker(db, settings, listen=listen)
