@@ -53,8 +53,12 @@ def test_workers_register_beat_and_leave(
         assert embedded["pid"] == server.process.pid  # type: ignore[union-attr]
 
         log = (tmp_path / "worker.log").open("ab")
+        # A short presence beat, so that the running count below shows without a 5 s wait.
         worker = subprocess.Popen(
-            [str(BIN), "worker", "--db", str(server.db), "--queue", "a", "--queue", "b"],
+            [
+                *(str(BIN), "worker", "--db", str(server.db)),
+                *("--queue", "a", "--queue", "b", "--presence-interval", "0.1"),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -246,14 +250,12 @@ def test_idempotency_keys_are_kept_for_a_day(db_url: str) -> None:
 
 
 def test_a_server_prunes_on_its_own(make_server: Callable[..., ServerProcess]) -> None:
-    server = make_server("--retention-hours", "0.0001")  # 0.36 s
+    # Housekeeping runs at start, then every --housekeeping-interval (a minute by default).
+    server = make_server("--retention-hours", "0.0001", "--housekeeping-interval", "0.1")
     with httpx.Client(base_url=server.url, timeout=30) as api:
         created = api.post("/api/tasks", json={"name": "short-lived", "command": "true"}).json()
         assert wait_status(api, created["id"])["status"] == "Completed"
-    # The housekeeping loop runs at start and then every minute; a restart runs it again.
-    server.stop()
-    restarted = make_server("--retention-hours", "0.0001", db=server.db)
-    with httpx.Client(base_url=restarted.url, timeout=30) as api:
+        # Retention 0.36 s: a later run of housekeeping prunes it, without a restart.
         wait_until(
             lambda: api.get(f"/api/tasks/{created['id']}").status_code == 404,
             30,
