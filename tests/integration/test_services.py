@@ -16,7 +16,8 @@ from taskqueue.store import Store
 
 
 class Recorder:
-    """A service that says what happens to it; ``fail_on`` makes start or run raise."""
+    """A service that says what happens to it; ``fail_on`` makes start or run raise (or run
+    return before it is stopped)."""
 
     def __init__(self, name: str, store: Store, events: list[str], fail_on: str = "") -> None:
         self.name = name
@@ -34,6 +35,8 @@ class Recorder:
         self.events.append(f"{self.name} run")
         if self.fail_on == "run":
             raise RuntimeError("boom")
+        if self.fail_on == "return":
+            return
         await self._stop.wait()
         # Still able to use the store while it winds down.
         counts = await self.store.task_counts()
@@ -107,10 +110,13 @@ def test_a_service_that_ends_is_logged_and_the_api_goes_on(
             db_url,
             lambda store: [
                 Recorder("broken thing", store, events, fail_on="run"),
+                Recorder("quitter", store, events, fail_on="return"),
                 Recorder("steady", store, events),
             ],
         )(body)
     assert "the broken thing stopped: RuntimeError('boom')" in caplog.messages
+    assert "the quitter stopped unexpectedly" in caplog.messages
+    assert not [m for m in caplog.messages if "steady" in m]
     assert "steady drained {}" in events
 
 
