@@ -140,6 +140,19 @@ def query_db(db: str | Path, statement: str) -> list[tuple[object, ...]]:
         return [tuple(r) for r in conn.execute(statement)]
 
 
+def execute_db(db: str | Path, statement: str) -> int:
+    """Run one write on a test's database, whichever the backend; the rows it changed."""
+    if "://" in str(db):
+        import psycopg
+
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            return conn.execute(statement).rowcount  # type: ignore[arg-type]
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        return conn.execute(statement).rowcount
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -490,6 +490,8 @@ class Health(_Output):
     status: str
     version: str
     database: str
+    #: Live workers on the server's database, in any process or host (the ``active`` ones of
+    #: ``GET /api/workers``), not only one the server itself runs.
     workers: int
     tasks: dict[str, int] = Field(default_factory=dict)
 

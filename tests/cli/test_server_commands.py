@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from taskqueue.worker import WorkerSettings
 from tests.cli.helpers import cli, get, sub_env, tq
 from tests.conftest import BIN, ServerProcess, free_port
 
@@ -94,9 +96,69 @@ def test_server_option_errors(tmp_path: Path) -> None:
         (["worker", "--queue", "bad queue!"], "--queue"),
         (["worker", "--queue", "a" * 101], "--queue"),
         (["worker", "--retention-hours", "-1"], "--retention-hours"),
+        (["worker", "--presence-interval", "0"], "--presence-interval"),
+        (["server", "--presence-interval", "-1"], "--presence-interval"),
+        (["server", "--housekeeping-interval", "soon"], "--housekeeping-interval"),
+        (["worker", "--housekeeping-interval", "inf"], "--housekeeping-interval"),
     ):
         result = tq(*args, "--db", str(tmp_path / "never.db"))
         assert result.returncode == 2, (args, result.stderr)
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "never.db").exists()
+
+
+def test_a_bad_beat_interval_from_the_environment_is_one_line(tmp_path: Path) -> None:
+    for command in ("server", "worker"):
+        result = tq(
+            command,
+            "--db",
+            str(tmp_path / "never.db"),
+            env=sub_env({"TASKQUEUE_PRESENCE_INTERVAL": "nan"}),
+        )
+        assert result.returncode == 2, result.stderr
+        [error] = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+        assert "TASKQUEUE_PRESENCE_INTERVAL='nan' is not a positive number of seconds" in error
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "never.db").exists()
+
+
+class _Built(Exception):
+    """Stops a command once it has built what it would run."""
+
+
+def test_the_beat_intervals_reach_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import taskqueue.service
+
+    built: dict[str, WorkerSettings | None] = {}
+
+    def build_server(options: taskqueue.service.ServerOptions) -> None:
+        built["server"] = options.worker
+        raise _Built
+
+    def build_worker(db: str, settings: WorkerSettings, *, listen: bool = True) -> None:
+        built["worker"] = settings
+        raise _Built
+
+    monkeypatch.setattr(taskqueue.service, "build_server", build_server)
+    monkeypatch.setattr(taskqueue.service, "build_worker", build_worker)
+    db = str(tmp_path / "never.db")
+
+    def intervals(kind: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+        result = cli(None, kind, "--db", db, *args, env=env)
+        assert isinstance(result.exception, _Built), result.output
+        settings = built.pop(kind)
+        assert settings is not None
+        return settings.presence_interval, settings.housekeeping_interval
+
+    assert intervals("server") == (5.0, 60.0)
+    assert intervals("worker") == (5.0, 60.0)
+    assert intervals("server", "--presence-interval", "0.25") == (0.25, 60.0)
+    assert intervals("worker", "--housekeeping-interval", "0.1") == (5.0, 0.1)
+    env = {"TASKQUEUE_PRESENCE_INTERVAL": "0.5", "TASKQUEUE_HOUSEKEEPING_INTERVAL": "2"}
+    assert intervals("worker", env=env) == (0.5, 2.0)
+    assert intervals("server", env=env) == (0.5, 2.0)
+    # The option wins over the environment.
+    assert intervals("server", "--presence-interval", "1", env=env) == (1.0, 2.0)

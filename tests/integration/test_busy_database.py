@@ -28,9 +28,9 @@ def test_a_locked_database_is_a_503_with_retry_after_and_changes_nothing(
 
     async def main() -> None:
         store = Store(db)
-        app = create_app(ServerSettings(db=str(db), workers=0), store=store)
+        # No services: the API alone, as with ``taskqueue server --workers 0``.
+        app = create_app(ServerSettings(), store)
         store.start()
-        app.state.worker_count = 0
         transport = httpx.ASGITransport(app=app)
         try:
             async with httpx.AsyncClient(

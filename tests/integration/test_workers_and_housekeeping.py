@@ -21,7 +21,15 @@ import pytest
 
 from taskqueue.models import TaskCreate
 from taskqueue.store import Outcome, Store, WorkerInfo
-from tests.conftest import BIN, ServerProcess, query_db, run_store, wait_status, wait_until
+from tests.conftest import (
+    BIN,
+    ServerProcess,
+    execute_db,
+    query_db,
+    run_store,
+    wait_status,
+    wait_until,
+)
 
 
 def workers_of(api: httpx.Client) -> list[dict[str, Any]]:
@@ -44,8 +52,12 @@ def test_workers_register_beat_and_leave(
         assert embedded["pid"] == server.process.pid  # type: ignore[union-attr]
 
         log = (tmp_path / "worker.log").open("ab")
+        # A short presence beat, so that the running count below shows without a 5 s wait.
         worker = subprocess.Popen(
-            [str(BIN), "worker", "--db", str(server.db), "--queue", "a", "--queue", "b"],
+            [
+                *(str(BIN), "worker", "--db", str(server.db)),
+                *("--queue", "a", "--queue", "b", "--presence-interval", "0.1"),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -76,6 +88,83 @@ def test_workers_register_beat_and_leave(
                 worker.kill()
                 worker.wait()
             log.close()
+
+
+def health_workers(api: httpx.Client) -> int:
+    response = api.get("/api/health")
+    assert response.status_code == 200, response.text
+    count = response.json()["workers"]
+    assert isinstance(count, int)
+    return count
+
+
+def test_health_counts_the_live_workers_of_the_whole_deployment(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = make_server("--workers", "0")
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        assert health_workers(api) == 0
+        assert workers_of(api) == []
+
+        def start_worker(name: str) -> subprocess.Popen[bytes]:
+            with (tmp_path / f"{name}.log").open("ab") as log:
+                return subprocess.Popen(
+                    [str(BIN), "worker", "--db", str(server.db)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+        first = start_worker("first")
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            # A worker in another process counts, though this server runs none itself.
+            wait_until(lambda: len(workers_of(api)) == 1, 30, "the worker to register")
+            assert health_workers(api) == 1
+            [listed] = workers_of(api)
+            assert listed["pid"] == first.pid
+            assert listed["status"] == "active"
+
+            # Killed, it cannot leave the registry: listed until it goes stale, then not counted.
+            # Two minutes of silence: past the API's 30 s, short of housekeeping's hour.
+            first.kill()
+            first.wait()
+            assert [w["pid"] for w in workers_of(api)] == [first.pid]
+            aged = execute_db(
+                server.db,
+                f"UPDATE workers SET last_seen = last_seen - 120000000 WHERE pid = {first.pid}",
+            )
+            assert aged == 1
+            [dead] = workers_of(api)
+            assert dead["status"] == "stale"
+            assert health_workers(api) == 0
+
+            # A live worker beside the stale one is counted; stopped cleanly, it leaves.
+            second = start_worker("second")
+            wait_until(lambda: len(workers_of(api)) == 2, 30, "the second worker to register")
+            assert health_workers(api) == 1
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(60) == 0
+            assert health_workers(api) == 0
+            assert [w["pid"] for w in workers_of(api)] == [first.pid]
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+
+def test_health_counts_the_embedded_worker_from_the_first_request(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    # make_server returns at the first health answer: the worker registered before it.
+    server = make_server("--workers", "2")
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        assert health_workers(api) == 1
+        [embedded] = workers_of(api)
+        assert embedded["pid"] == server.process.pid  # type: ignore[union-attr]
+        assert embedded["status"] == "active"
+    assert server.terminate() == 0
 
 
 def test_a_killed_worker_stays_listed_as_stale(db_url: str) -> None:
@@ -160,14 +249,12 @@ def test_idempotency_keys_are_kept_for_a_day(db_url: str) -> None:
 
 
 def test_a_server_prunes_on_its_own(make_server: Callable[..., ServerProcess]) -> None:
-    server = make_server("--retention-hours", "0.0001")  # 0.36 s
+    # Housekeeping runs at start, then every --housekeeping-interval (a minute by default).
+    server = make_server("--retention-hours", "0.0001", "--housekeeping-interval", "0.1")
     with httpx.Client(base_url=server.url, timeout=30) as api:
         created = api.post("/api/tasks", json={"name": "short-lived", "command": "true"}).json()
         assert wait_status(api, created["id"])["status"] == "Completed"
-    # The housekeeping loop runs at start and then every minute; a restart runs it again.
-    server.stop()
-    restarted = make_server("--retention-hours", "0.0001", db=server.db)
-    with httpx.Client(base_url=restarted.url, timeout=30) as api:
+        # Retention 0.36 s: a later run of housekeeping prunes it, without a restart.
         wait_until(
             lambda: api.get(f"/api/tasks/{created['id']}").status_code == 404,
             30,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from taskqueue.cli.run import config, health, run, submit, workers
 from taskqueue.cli.tasks import tasks
 
 if TYPE_CHECKING:
-    from taskqueue.store import Store
+    from taskqueue.service import UnusableDatabase
 
 __all__ = ["main"]
 
@@ -38,8 +39,22 @@ def _db_option(function: Any) -> Any:
     )(function)
 
 
+def _positive_seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A finite number of seconds above 0, from the option or its environment variable."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        given = repr(value)
+        if ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.ENVIRONMENT:
+            given = f"{param.envvar}={value!r}"
+        raise click.BadParameter(f"{given} is not a positive number of seconds")
+    return seconds
+
+
 def _worker_options(function: Any) -> Any:
-    """The options ``server`` and ``worker`` share: leases, draining and logging."""
+    """The options ``server`` and ``worker`` share: leases, draining, beats and logging."""
     options = [
         click.option(
             "--lease-seconds",
@@ -69,6 +84,23 @@ def _worker_options(function: Any) -> Any:
             default=True,
             show_default=True,
             help="PostgreSQL: wake on LISTEN/NOTIFY (else poll only, e.g. behind PgBouncer).",
+        ),
+        # Hidden: the defaults suit every deployment; tests shorten them so they need not wait.
+        click.option(
+            "--presence-interval",
+            envvar="TASKQUEUE_PRESENCE_INTERVAL",
+            default="5",
+            hidden=True,
+            callback=_positive_seconds,
+            help="Seconds between the registry beats (env TASKQUEUE_PRESENCE_INTERVAL).",
+        ),
+        click.option(
+            "--housekeeping-interval",
+            envvar="TASKQUEUE_HOUSEKEEPING_INTERVAL",
+            default="60",
+            hidden=True,
+            callback=_positive_seconds,
+            help="Seconds between housekeeping runs (env TASKQUEUE_HOUSEKEEPING_INTERVAL).",
         ),
         click.option(
             "--log-level",
@@ -135,23 +167,12 @@ def _check_db(db: str) -> None:
         raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--db")
 
 
-def _migrate_or_explain(store: Store) -> Store:
-    """Apply the migrations, or exit with one line saying why the database cannot be used.
-
-    The store remembers it is migrated: starting it later does not migrate again.
-    """
-    from taskqueue.store import describe_database
-
-    db = store.url
-    try:
-        store.migrate()
-        return store
-    except Exception as exc:
-        cause = getattr(exc, "orig", None) or exc
-        reason = " ".join(str(cause).split()) or type(cause).__name__
-        raise click.ClickException(
-            f"cannot use the database {describe_database(db)}: {reason}"
-        ) from exc
+def _explain(exc: UnusableDatabase) -> click.ClickException:
+    """One line saying why the database cannot be used."""
+    cause = exc.__cause__ or exc
+    cause = getattr(cause, "orig", None) or cause
+    reason = " ".join(str(cause).split()) or type(cause).__name__
+    return click.ClickException(f"{exc}: {reason}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,12 +243,15 @@ def server(
     drain_timeout: float,
     retention_hours: float,
     listen: bool,
+    presence_interval: float,
+    housekeeping_interval: float,
     log_level: str,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     _need_server()
-    from taskqueue.server import ServerSettings, create_app, is_loopback
-    from taskqueue.store import Store, describe_database
+    from taskqueue.server import is_loopback
+    from taskqueue.service import ServerOptions, UnusableDatabase, build_server
+    from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
 
     if not is_loopback(host):
@@ -238,23 +262,22 @@ def server(
         )
     _check_db(db)
     _setup_logging(log_level)
-    store = _migrate_or_explain(Store(db, listen=listen))
-    import uvicorn
-
-    settings = ServerSettings(
-        db=db,
-        host=host,
-        port=port,
-        workers=workers,
-        worker=WorkerSettings(
-            concurrency=max(workers, 1),
+    embedded = None
+    if workers > 0:
+        embedded = WorkerSettings(
+            concurrency=workers,
             lease_seconds=lease_seconds,
             drain_timeout=drain_timeout,
             retention_hours=retention_hours or None,
-        ),
-        listen=listen,
-    )
-    app = create_app(settings, store)
+            presence_interval=presence_interval,
+            housekeeping_interval=housekeeping_interval,
+        )
+    try:
+        app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded))
+    except UnusableDatabase as exc:
+        raise _explain(exc) from exc
+    import uvicorn
+
     click.echo(
         f"taskqueue {__version__} serving http://{host}:{port} "
         f"(database {describe_database(db)}, {workers} worker slot(s))",
@@ -304,17 +327,17 @@ def worker(
     drain_timeout: float,
     retention_hours: float,
     listen: bool,
+    presence_interval: float,
+    housekeeping_interval: float,
     log_level: str,
 ) -> None:
     """Run tasks from the database, without serving the API."""
     _need_server()
     _check_db(db)
     _setup_logging(log_level)
-    from taskqueue.store import Store, describe_database
-
-    # A worker without the API waits on no task: it needs wake-ups, not every change.
-    store = _migrate_or_explain(Store(db, listen=listen, changes=False))
-    from taskqueue.worker import Worker, WorkerSettings
+    from taskqueue.service import UnusableDatabase, build_worker
+    from taskqueue.store import describe_database
+    from taskqueue.worker import WorkerSettings
 
     settings = WorkerSettings(
         concurrency=concurrency,
@@ -322,11 +345,16 @@ def worker(
         lease_seconds=lease_seconds,
         drain_timeout=drain_timeout,
         retention_hours=retention_hours or None,
+        presence_interval=presence_interval,
+        housekeeping_interval=housekeeping_interval,
     )
+    try:
+        runner, store = build_worker(db, settings, listen=listen)
+    except UnusableDatabase as exc:
+        raise _explain(exc) from exc
 
     async def run() -> None:
         store.start()
-        runner = Worker(store, settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
@@ -389,9 +417,13 @@ def db_upgrade(db: str) -> None:
     """Create the database if needed and apply every migration."""
     _need_server()
     _check_db(db)
-    from taskqueue.store import Store, describe_database
+    from taskqueue.service import UnusableDatabase, open_store
+    from taskqueue.store import describe_database
 
-    _migrate_or_explain(Store(db))
+    try:
+        open_store(db)
+    except UnusableDatabase as exc:
+        raise _explain(exc) from exc
     click.echo(f"database {describe_database(db)} is up to date")
 
 

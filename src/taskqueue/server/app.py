@@ -1,14 +1,12 @@
-"""The ASGI application: routes, error handling, and the workers that run beside the API."""
+"""The ASGI application: routes, error handling, and the services that run beside the API."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import ipaddress
-import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import orjson
 from starlette.applications import Starlette
@@ -20,26 +18,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taskqueue.server.errors import RequestIdMiddleware, error_response, exception_handlers
 from taskqueue.server.openapi import openapi_document
 from taskqueue.server.routes import routes
+from taskqueue.server.services import Service, run_services
 from taskqueue.store import Store
-from taskqueue.worker import Worker, WorkerSettings
 
 __all__ = ["ServerSettings", "create_app", "is_loopback"]
-
-log: logging.Logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ServerSettings:
-    """How the server runs. ``workers=0`` serves the API only."""
+    """What the API itself needs to know.
 
-    db: str = "taskqueue.db"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 16
+    Where it listens, on which database, and what runs beside it are the business of whoever
+    builds the app (see :mod:`taskqueue.service`).
+    """
+
+    #: Largest request body accepted, in bytes.
     max_body_bytes: int = 16 * 1024 * 1024
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-    #: On PostgreSQL, LISTEN for other processes' commits (else poll only).
-    listen: bool = True
 
 
 @functools.lru_cache(maxsize=1024)
@@ -89,37 +83,25 @@ async def _openapi(request: Request) -> Response:
     return Response(document, media_type="application/json")
 
 
-def create_app(settings: ServerSettings | None = None, store: Store | None = None) -> Starlette:
-    """The taskqueue ASGI app; it opens the store and starts the workers when it starts."""
+def create_app(
+    settings: ServerSettings | None, store: Store, services: Sequence[Service] = ()
+) -> Starlette:
+    """The taskqueue ASGI app on ``store``.
+
+    When the app starts it starts the store, then each of ``services`` (see
+    :class:`~taskqueue.server.services.Service`), and serves once they are ready; when it
+    stops it stops the services and waits for them, then closes the store.
+    """
     settings = settings or ServerSettings()
-    store = store or Store(settings.db, listen=settings.listen)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store.start()
-        worker_task: asyncio.Task[None] | None = None
-        worker: Worker | None = None
-        if settings.workers > 0:
-            settings.worker.concurrency = settings.workers
-            worker = Worker(store, settings.worker)
-            worker_task = asyncio.create_task(worker.run(), name="taskqueue-worker")
-            worker_task.add_done_callback(_worker_ended)
-        app.state.worker_count = 1 if worker else 0
-        app.state.worker = worker
-        app.state.worker_task = worker_task
         try:
-            yield
+            async with run_services(services):
+                yield
         finally:
-            if worker is not None and worker_task is not None:
-                worker.stop()
-                with contextlib.suppress(Exception):  # already logged by _worker_ended
-                    await worker_task
             await store.close()
-
-    def _worker_ended(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("the embedded worker stopped: %r", task.exception())
-        app.state.worker_count = 0
 
     app = Starlette(
         routes=[*routes, Route("/openapi.json", _openapi, methods=["GET"])],
@@ -128,7 +110,6 @@ def create_app(settings: ServerSettings | None = None, store: Store | None = Non
     )
     app.state.store = store
     app.state.settings = settings
-    app.state.worker_count = 0
     app.state.openapi = orjson.dumps(openapi_document())
     app.add_middleware(LoopbackHostMiddleware)
     app.add_middleware(RequestIdMiddleware)

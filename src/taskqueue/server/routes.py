@@ -38,6 +38,9 @@ _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 MAX_WAIT_S = 300.0
 #: Longest a client may take to send a request body, in seconds.
 BODY_TIMEOUT_S = 30.0
+#: A worker not heard from for this long is listed as ``stale`` and not counted by health
+#: (workers beat every 5 s by default).
+WORKER_STALE_AFTER_S = 30.0
 
 
 def json_response(
@@ -206,11 +209,16 @@ class _Logs(_Query):
 
 
 async def health(request: Request) -> Response:
-    """``GET /api/health``: the server is up and its database answers."""
+    """``GET /api/health``: the server is up and its database answers.
+
+    ``workers`` counts the live workers of the whole deployment (the registry's ``active``
+    ones, on whatever host they run), not only one this process may embed.
+    """
     no_query(request)
     store = store_of(request)
     counts = await store.task_counts()
-    workers = request.app.state.worker_count
+    registered = await store.list_workers(WORKER_STALE_AFTER_S)
+    workers = sum(1 for worker in registered if worker["status"] == "active")
     return json_response(
         {
             "status": "ok",
@@ -406,9 +414,6 @@ async def delete_project(request: Request) -> Response:
 
 
 # ----------------------------------------------------------------------------------- workers
-
-#: A worker not heard from for this long is listed as ``stale`` (it beats every 5 s).
-WORKER_STALE_AFTER_S = 30.0
 
 
 async def list_workers(request: Request) -> Response:

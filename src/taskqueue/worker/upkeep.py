@@ -20,18 +20,15 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from taskqueue._version import __version__
 from taskqueue.store import Store, WorkerInfo
 from taskqueue.worker.orphans import find_attempt_processes, kill_groups
-
-if TYPE_CHECKING:
-    from taskqueue.worker.worker import WorkerSettings
+from taskqueue.worker.settings import WorkerSettings
 
 __all__ = ["QuietLog", "Upkeep"]
 
-log: logging.Logger = logging.getLogger("taskqueue.worker.worker")
+log: logging.Logger = logging.getLogger(__name__)
 
 
 class QuietLog:

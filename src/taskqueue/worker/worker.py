@@ -21,12 +21,11 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from taskqueue.store import Claimed, Outcome, Store, Unavailable
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
+from taskqueue.worker.settings import WorkerSettings
 from taskqueue.worker.upkeep import QuietLog, Upkeep
 
 __all__ = ["Worker", "WorkerSettings"]
@@ -49,35 +49,6 @@ PRIVATE_VARIABLES = frozenset({"TASKQUEUE_DATABASE_URL", "TASKQUEUE_API_KEY"})
 FLUSH_INTERVAL_S = 0.1
 #: ...or as soon as this much is waiting.
 FLUSH_BYTES = 64 * 1024
-
-
-def default_worker_id() -> str:
-    """``host:pid:random``: unique per worker process, readable in attempt records."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
-
-
-@dataclass
-class WorkerSettings:
-    """How a worker behaves; every field has a default that suits one machine."""
-
-    concurrency: int = 16
-    queues: Sequence[str] = ("default",)
-    lease_seconds: float = 30.0
-    #: How often an idle worker looks for work another process made runnable (or a retry that
-    #: came due). None picks by database: 0.02 s on SQLite (a read of a local file, and the
-    #: only way to hear of another process's commits), 0.5 s on PostgreSQL while NOTIFYs
-    #: arrive (they wake the worker at once), 0.1 s when they do not.
-    poll_interval: float | None = None
-    cancel_check_interval: float = 0.5
-    kill_grace_seconds: float = 5.0
-    drain_timeout: float = 30.0
-    output_limit: int = 1024 * 1024
-    worker_id: str = field(default_factory=default_worker_id)
-    #: Finished tasks and events older than this are pruned (None: kept forever).
-    retention_hours: float | None = 168.0
-    housekeeping_interval: float = 60.0
-    #: How often the worker tells the registry it is alive.
-    presence_interval: float = 5.0
 
 
 @dataclass
@@ -97,11 +68,20 @@ class _Run:
 
 
 class Worker:
-    """Runs tasks from one store."""
+    """Runs tasks from one store.
 
-    def __init__(self, store: Store, settings: WorkerSettings | None = None) -> None:
+    It is a service an API app can run beside itself (see ``taskqueue.server.Service``):
+    :meth:`start` puts it in the registry, :meth:`run` runs tasks until :meth:`stop`.
+    """
+
+    def __init__(
+        self, store: Store, settings: WorkerSettings | None = None, *, name: str = "worker"
+    ) -> None:
         self.store: Store = store
         self.settings: WorkerSettings = settings or WorkerSettings()
+        #: What the log calls this worker ("embedded worker" beside an API server).
+        self.name: str = name
+        self._registered = False
         self.running: dict[str, _Run] = {}
         self._active = 0  # slots taken by a running process
         self._ready: deque[_Run] = deque()  # claimed, waiting for a slot
@@ -132,9 +112,18 @@ class Worker:
 
     # ------------------------------------------------------------------ main loop
 
+    async def start(self) -> None:
+        """Register in the registry, so the worker is listed (and counted) from now on.
+
+        :meth:`run` does it itself when it was not done before.
+        """
+        if not self._registered:
+            self._registered = True
+            await self._upkeep.register()
+
     async def run(self) -> None:
         """Claim and run tasks until :meth:`stop` is called, then drain."""
-        await self._upkeep.register()
+        await self.start()
         side = self._upkeep.start()
         await self._upkeep.sweep_orphans()
         try:
