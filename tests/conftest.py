@@ -141,6 +141,32 @@ def db_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iter
         yield url
 
 
+EmptyDatabase = Callable[[], str]
+
+
+@pytest.fixture
+def empty_database(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> Iterator[EmptyDatabase]:
+    """``empty_database()``: a new database with no tables at all, on the test's backend (a new
+    SQLite path, or an empty database on the session's PostgreSQL cluster)."""
+    made: list[str] = []
+
+    def make() -> str:
+        if backend == "sqlite":
+            made.append(str(tmp_path / f"empty-{len(made)}.db"))
+        else:
+            databases: PgDatabases = request.getfixturevalue("pg")
+            made.append(databases.create(migrated=False))
+        return made[-1]
+
+    yield make
+    if backend == "postgresql":
+        databases = request.getfixturevalue("pg")
+        for url in made:
+            databases.drop(url)
+
+
 def run_store(db: str, body: Callable[[Store], Awaitable[T]]) -> T:
     """Run ``body`` with a started :class:`Store` on ``db`` (in process), then close it."""
 
