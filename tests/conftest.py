@@ -1,9 +1,13 @@
 """Shared fixtures: a real ``taskqueue server`` process on a fresh database per test.
 
-The database is a fresh SQLite file, or, when ``TASKQUEUE_TEST_BACKEND=postgresql``, a fresh
-database on a real PostgreSQL cluster the session starts (``tests/pg_cluster.py``), so the same
-integration tests prove the same promises on both backends. ``TASKQUEUE_TEST_PG_URL`` points the
-tests at an existing server instead (the URL of a database whose user may create databases).
+The database is a fresh SQLite file or a fresh database on a real PostgreSQL cluster the session
+starts (``tests/pg_cluster.py``), as the ``backend`` fixture says. Every test under
+``tests/integration`` and ``tests/e2e`` that uses a database runs once on each backend, as
+``test_x[sqlite]`` and ``test_x[postgresql]``, so the same tests prove the same promises on both
+in one run; a test marked ``sqlite_only`` runs on SQLite alone. Tests elsewhere get SQLite (the
+PostgreSQL-only ones in ``tests/pg`` say otherwise). ``TASKQUEUE_TEST_PG_URL`` points the tests at
+an existing server instead of starting one (the URL of a database whose user may create
+databases).
 """
 
 from __future__ import annotations
@@ -31,10 +35,34 @@ BIN = Path(sys.executable).parent / "taskqueue"
 
 T = TypeVar("T")
 
-#: The backend the integration tests run on: "sqlite" (default) or "postgresql".
-BACKEND = os.environ.get("TASKQUEUE_TEST_BACKEND", "sqlite")
-if BACKEND not in ("sqlite", "postgresql"):
-    raise RuntimeError(f"TASKQUEUE_TEST_BACKEND must be sqlite or postgresql, not {BACKEND!r}")
+#: The backends the database tests of ``tests/integration`` and ``tests/e2e`` each run on.
+BACKENDS = ("sqlite", "postgresql")
+
+#: The test directories whose database tests run on every backend.
+_ON_EVERY_BACKEND = ("integration", "e2e")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each database test of the integration and e2e suites once per backend.
+
+    The parameter is module-scoped, so a module's shared server (``live``) is started once per
+    backend, and pytest runs a module's SQLite tests, then its PostgreSQL ones.
+    """
+    if "backend" not in metafunc.fixturenames:
+        return
+    where = metafunc.definition.path.relative_to(Path(__file__).parent).parts
+    if where[0] not in _ON_EVERY_BACKEND:
+        return
+    sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    backends = ["sqlite"] if sqlite_only else list(BACKENDS)
+    metafunc.parametrize("backend", backends, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend of this test's database: a parameter in the integration and e2e suites,
+    SQLite elsewhere."""
+    return str(getattr(request, "param", "sqlite"))
 
 
 class PgDatabases:
@@ -107,10 +135,36 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgDatabases]:
 
 
 @pytest.fixture
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[str]:
     """The database of one test: a SQLite file path, or a fresh PostgreSQL database URL."""
-    with module_database(request, tmp_path) as url:
+    with module_database(request, backend, tmp_path) as url:
         yield url
+
+
+EmptyDatabase = Callable[[], str]
+
+
+@pytest.fixture
+def empty_database(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> Iterator[EmptyDatabase]:
+    """``empty_database()``: a new database with no tables at all, on the test's backend (a new
+    SQLite path, or an empty database on the session's PostgreSQL cluster)."""
+    made: list[str] = []
+
+    def make() -> str:
+        if backend == "sqlite":
+            made.append(str(tmp_path / f"empty-{len(made)}.db"))
+        else:
+            databases: PgDatabases = request.getfixturevalue("pg")
+            made.append(databases.create(migrated=False))
+        return made[-1]
+
+    yield make
+    if backend == "postgresql":
+        databases = request.getfixturevalue("pg")
+        for url in made:
+            databases.drop(url)
 
 
 def run_store(db: str, body: Callable[[Store], Awaitable[T]]) -> T:
@@ -276,11 +330,13 @@ def wait_status(api: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
 
 
 @contextlib.contextmanager
-def module_database(request: pytest.FixtureRequest, root: Path) -> Iterator[str]:
-    """A fresh database under ``root`` (SQLite) or on the session's cluster (PostgreSQL)."""
-    if BACKEND == "sqlite":
+def module_database(request: pytest.FixtureRequest, backend: str, root: Path) -> Iterator[str]:
+    """A fresh database of ``backend``: a file under ``root`` (SQLite), or a migrated database
+    on the session's cluster (PostgreSQL, which the first such database starts)."""
+    if backend == "sqlite":
         yield str(root / "tq.db")
         return
+    assert backend == "postgresql", backend
     databases: PgDatabases = request.getfixturevalue("pg")
     url = databases.create()
     try:
@@ -291,11 +347,12 @@ def module_database(request: pytest.FixtureRequest, root: Path) -> Iterator[str]
 
 @pytest.fixture(scope="module")
 def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """One server for a whole test module, for tests that keep to their own names and queues."""
+    """One server for a whole test module (per backend), for tests that keep to their own names
+    and queues."""
     root = tmp_path_factory.mktemp("module-server")
-    with module_database(request, root) as db:
+    with module_database(request, backend, root) as db:
         server = ServerProcess(
             db=db, port=free_port(), log=root / "server.log", args=["--drain-timeout", "1"]
         )

@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from tests.conftest import BIN, free_port
+from tests.conftest import BIN, EmptyDatabase, free_port, query_db
 
 
 def tq(
@@ -25,24 +25,28 @@ def test_version() -> None:
     assert result.stdout.strip() == f"taskqueue, version {__version__}"
 
 
-def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
-    db = tmp_path / "new.db"
-    result = tq("db", "upgrade", "--db", str(db))
+def test_db_upgrade_creates_the_schema(empty_database: EmptyDatabase, backend: str) -> None:
+    db = empty_database()
+    result = tq("db", "upgrade", "--db", db)
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
-    with sqlite3.connect(db) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {
-            "tasks",
-            "projects",
-            "attempts",
-            "output_chunks",
-            "events",
-            "idempotency_keys",
-            "task_deps",
-            "alembic_version",
-        } <= tables
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    if backend == "sqlite":
+        listed = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        listed = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    assert {
+        "tasks",
+        "projects",
+        "attempts",
+        "output_chunks",
+        "events",
+        "idempotency_keys",
+        "task_deps",
+        "alembic_version",
+    } <= {r[0] for r in query_db(db, listed)}
+    if backend == "sqlite":
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_database_url_from_the_environment(tmp_path: Path) -> None:

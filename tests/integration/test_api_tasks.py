@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from taskqueue.models import Attempt, LogPage, Task, TaskList
-from tests.conftest import BACKEND, wait_status, wait_until
+from tests.conftest import wait_status, wait_until
 
 PARKED = "parked"
 
@@ -1076,12 +1076,12 @@ def test_idempotency_key_is_per_endpoint(shared: httpx.Client) -> None:
 # ---------------------------------------------------------------------------------- server-wide
 
 
-def test_health_counts_tasks_by_status(api: httpx.Client) -> None:
+def test_health_counts_tasks_by_status(api: httpx.Client, backend: str) -> None:
     empty = api.get("/api/health")
     assert empty.status_code == 200
     body = empty.json()
     assert body["status"] == "ok"
-    assert body["database"] == BACKEND
+    assert body["database"] == backend
     assert body["workers"] == 1
     assert body["version"]
     assert body["tasks"] == {}

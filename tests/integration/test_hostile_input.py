@@ -198,10 +198,10 @@ def raw_post(path: str, body: bytes, content_length: bytes, extra: bytes = b"") 
 
 @pytest.fixture(scope="module")
 def main_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("hostile")
-    with module_database(request, base) as db:
+    with module_database(request, backend, base) as db:
         server = ServerProcess(db=db, port=free_port(), log=base / "server.log")
         server.start()
         yield server
@@ -258,11 +258,11 @@ def fresh(client: httpx.Client) -> str:
 
 @pytest.fixture(scope="module")
 def scratch(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A second server for input that, wrongly stored, breaks every later listing."""
     base = tmp_path_factory.mktemp("scratch")
-    with module_database(request, base) as db:
+    with module_database(request, backend, base) as db:
         server = ServerProcess(
             db=db, port=free_port(), args=["--workers", "0"], log=base / "server.log"
         )

@@ -1,6 +1,6 @@
 """Fixtures of the PostgreSQL-only tests: every test here runs on the session's real cluster.
 
-Whatever ``TASKQUEUE_TEST_BACKEND`` says, ``db_url`` (and so ``make_server``) gives a fresh
+Here the ``backend`` is PostgreSQL alone, so ``db_url`` (and so ``make_server``) gives a fresh
 database on that cluster, and ``start_worker`` runs standalone ``taskqueue worker`` processes on
 it. Nothing here skips: a missing PostgreSQL fails the test that needs it.
 """
@@ -24,12 +24,11 @@ from tests.pg_cluster import PgCluster
 _BANNER = re.compile(r"taskqueue worker (\S+) on ")
 
 
-@pytest.fixture
-def db_url(pg: PgDatabases) -> Iterator[str]:
-    """A fresh, migrated database on the session's PostgreSQL cluster."""
-    url = pg.create()
-    yield url
-    pg.drop(url)
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """Every test here is about PostgreSQL: ``db_url`` is a fresh, migrated database on the
+    session's cluster."""
+    return "postgresql"
 
 
 def require_cluster(pg: PgDatabases) -> PgCluster:
