@@ -56,3 +56,12 @@ def test_the_terminal_statuses_are_listed_once() -> None:
 def test_no_module_asks_which_database_it_is_on() -> None:
     pattern = re.compile(r"backend\s*==|is_postgres\(|isinstance\([^)]*(sqlite3|psycopg)")
     assert _offenders(pattern, {"store/sqlite.py", "store/postgres.py"}) == []
+
+
+def test_the_claim_picks_exactly_the_rows_its_rule_starts_from() -> None:
+    """The claim's statement has no status guard of its own: its pick must be the guard."""
+    from taskqueue.engine import RULES, Transition
+    from taskqueue.store.schema import RUNNABLE_SQL
+
+    [source] = RULES[Transition.CLAIM].sources
+    assert RUNNABLE_SQL.startswith(f"status = '{source.value}' AND ")

@@ -54,14 +54,16 @@ __all__ = [
 _R = TaskStatus.RUNNING.value
 
 
-def _update(transition: Transition, assignments: str, where: str) -> str:
-    """``UPDATE tasks SET status = <target>, ... WHERE ... AND status IN (<sources>)``."""
+def _update(transition: Transition, assignments: str, where: str, *, guard: bool = True) -> str:
+    """``UPDATE tasks SET status = <target>, ... WHERE ... AND status IN (<sources>)``.
+
+    ``guard=False`` leaves the status condition out, for a ``where`` that already picks only
+    rows in the transition's sources (the claim's pick walks the index of Pending tasks).
+    """
     rule = RULES[transition]
     sources = ", ".join(f"'{s.value}'" for s in sorted(rule.sources, key=lambda s: s.value))
-    return (
-        f"UPDATE tasks SET status = '{rule.target.value}', {assignments}"
-        f" WHERE {where} AND status IN ({sources})"
-    )
+    condition = f"{where} AND status IN ({sources})" if guard else where
+    return f"UPDATE tasks SET status = '{rule.target.value}', {assignments} WHERE {condition}"
 
 
 def _check(transition: Transition, current: str) -> None:
@@ -197,6 +199,8 @@ _PICK = (
     f"SELECT seq FROM tasks WHERE {RUNNABLE_SQL} AND queue IN ({{queues}}) AND run_at <= ?"
     " ORDER BY priority_rank DESC, run_at, seq LIMIT ?"
 )
+# The pick's runnable rows are exactly the claim's sources (a test checks it), so the claim
+# needs no second status guard.
 
 
 def claim(
@@ -220,6 +224,7 @@ def claim(
         "lease_token = ?, lease_expires_at = ?, worker_id = ?, attempt = attempt + 1,"
         " started_at = ?, updated_at = ?",
         chosen,
+        guard=False,
     )
     rows = tx.execute(
         f"{statement} RETURNING id, name, command, environment, working_directory, timeout,"
