@@ -745,10 +745,12 @@ def fig_latency(quick: bool) -> Figure:
 
 def claim_row_template(now: int) -> dict[str, Any]:
     """The columns and values of a new runnable task, as the store writes them."""
+    from taskqueue.engine import RULES, Transition
     from taskqueue.models import TaskCreate
     from taskqueue.store.tasks import new_task_row
 
     row = new_task_row(TaskCreate(name="bench-claim", command="true"), "", [], 0, now, None)
+    row["status"] = RULES[Transition.CREATE].target.value
     return {column: value for column, value in row.items() if value is not None}
 
 

@@ -603,7 +603,7 @@ def step_size(server: Server, quick: bool, figs: dict[str, SdkFigure]) -> None:
             build.insert(4, "--no-build-isolation")  # hatchling is in this venv: no download
         t0 = time.perf_counter()
         run_checked(build, "pip wheel")
-        (wheel,) = wheels.glob("taskqueue-*.whl")
+        (wheel,) = wheels.glob("taskqueue_sdk-*.whl")
         wheel_bytes = wheel.stat().st_size
         t1 = time.perf_counter()
         # A venv without pip; this venv's pip installs into it (pip --python), which is faster

@@ -3,7 +3,7 @@
 The API (:mod:`taskqueue.server`) and the worker (:mod:`taskqueue.worker`) know nothing of
 each other: both work on a :class:`~taskqueue.store.Store`. This module opens the store and
 puts them together, for ``taskqueue server`` (the API with an embedded worker, or alone) and
-``taskqueue worker`` (a worker alone). Install ``taskqueue[server]`` to use it.
+``taskqueue worker`` (a worker alone). Install ``taskqueue-sdk[server]`` to use it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -610,12 +611,31 @@ def test_wait_returns_when_terminal(shared: httpx.Client) -> None:
 
 def test_wait_times_out_on_a_parked_task(shared: httpx.Client) -> None:
     task = create(shared, queue=PARKED)
-    started = time.monotonic()
     response = shared.get(f"/api/tasks/{task['id']}/wait", params={"timeout": 1})
-    elapsed = time.monotonic() - started
     assert response.status_code == 200, response.text
     assert valid_task(response.json())["status"] == "Pending"
-    assert elapsed >= 0.9  # the long-poll held the request for the timeout it was given
+
+
+def test_a_wait_in_progress_answers_with_the_change_that_ends_it(shared: httpx.Client) -> None:
+    """The long-poll holds the request: a wait sent before the cancel answers Cancelled."""
+    task = create(shared, queue=PARKED)
+    sent = threading.Event()
+    answers: list[httpx.Response] = []
+
+    def wait() -> None:
+        with httpx.Client(base_url=str(shared.base_url), timeout=60) as waiter:
+            sent.set()
+            answers.append(waiter.get(f"/api/tasks/{task['id']}/wait", params={"timeout": 60}))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    assert sent.wait(30)
+    assert shared.get(f"/api/tasks/{task['id']}").json()["status"] == "Pending"
+    assert shared.post(f"/api/tasks/{task['id']}/cancel").status_code == 200
+    thread.join(60)
+    [answer] = answers
+    assert answer.status_code == 200, answer.text
+    assert valid_task(answer.json())["status"] == "Cancelled"
 
 
 def test_wait_sees_a_cancel(shared: httpx.Client) -> None:

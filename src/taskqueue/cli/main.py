@@ -86,21 +86,19 @@ def _worker_options(function: Any) -> Any:
             help="PostgreSQL: wake on LISTEN/NOTIFY (else poll only, e.g. behind PgBouncer).",
         ),
         # Hidden: the defaults suit every deployment; tests shorten them so they need not wait.
-        click.option(
-            "--presence-interval",
-            envvar="TASKQUEUE_PRESENCE_INTERVAL",
-            default="5",
-            hidden=True,
-            callback=_positive_seconds,
-            help="Seconds between the registry beats (env TASKQUEUE_PRESENCE_INTERVAL).",
-        ),
-        click.option(
-            "--housekeeping-interval",
-            envvar="TASKQUEUE_HOUSEKEEPING_INTERVAL",
-            default="60",
-            hidden=True,
-            callback=_positive_seconds,
-            help="Seconds between housekeeping runs (env TASKQUEUE_HOUSEKEEPING_INTERVAL).",
+        *(
+            click.option(
+                f"--{name}-interval",
+                envvar=f"TASKQUEUE_{name.upper()}_INTERVAL",
+                default=default,
+                hidden=True,
+                callback=_positive_seconds,
+                help=f"Seconds between {what} (env TASKQUEUE_{name.upper()}_INTERVAL).",
+            )
+            for name, default, what in (
+                ("presence", "5", "the registry beats"),
+                ("housekeeping", "60", "housekeeping runs"),
+            )
         ),
         click.option(
             "--log-level",
@@ -131,7 +129,7 @@ def _need_server() -> None:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise click.ClickException(
             f"the server needs extra packages ({exc.name} is missing): "
-            "pip install 'taskqueue[server]'"
+            "pip install 'taskqueue-sdk[server]'"
         ) from exc
 
 
@@ -155,7 +153,7 @@ def _check_db(db: str) -> None:
         if missing is not None:  # pragma: no cover - depends on the install
             raise click.ClickException(
                 f"PostgreSQL needs extra packages ({missing} is missing): "
-                "pip install 'taskqueue[server]'"
+                "pip install 'taskqueue-sdk[server]'"
             )
         return
     try:

@@ -33,6 +33,7 @@ _C, _F, _X = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
 class Transition(str, Enum):
     """Every change of a task's status, each applied by one function of the store."""
 
+    CREATE = "create"  # a new task enters the queue
     CLAIM = "claim"  # a worker takes a runnable task under a fresh lease
     COMPLETE = "complete"  # the attempt succeeded
     RETRY = "retry"  # the attempt failed (or its lease expired) and retries remain
@@ -53,6 +54,7 @@ class Rule:
 
 #: What may follow what. Completed is final; a manual retry re-queues Failed and Cancelled.
 RULES: Final[dict[Transition, Rule]] = {
+    Transition.CREATE: Rule(frozenset(), _P),  # from nothing: the task did not exist
     Transition.CLAIM: Rule(frozenset({_P}), _R),
     Transition.COMPLETE: Rule(frozenset({_R}), _C),
     Transition.RETRY: Rule(frozenset({_R}), _P),

@@ -1,4 +1,4 @@
-"""The HTTP API server (install ``taskqueue[server]``)."""
+"""The HTTP API server (install ``taskqueue-sdk[server]``)."""
 
 from taskqueue.server.app import ServerSettings, create_app, is_loopback
 from taskqueue.server.services import Service

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from taskqueue.store.dialect import Dialect
     from taskqueue.store.sql import Tx
 
-__all__ = ["CommitPipeline", "Effects", "Op", "Session", "Syncer", "WriteFn"]
+__all__ = ["CommitPipeline", "Committed", "Effects", "Op", "Session", "Syncer", "WriteFn"]
 
 log: logging.Logger = logging.getLogger(__name__)
 

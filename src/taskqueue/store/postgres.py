@@ -356,9 +356,7 @@ class _Session:
             self.conn.execute("ROLLBACK")
 
     def commit(self, effects: Effects) -> None:
-        if self._head.startswith("BEGIN"):
-            self.flush()  # nothing was written: an empty transaction
-        self._head = ""
+        self._head = ""  # a RELEASE held back: COMMIT releases the savepoint itself
         tail: list[psycopg.sql.Composable] = [
             psycopg.sql.SQL("NOTIFY {}, {}").format(
                 psycopg.sql.Identifier(channel), psycopg.sql.Literal(payload)

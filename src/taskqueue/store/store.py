@@ -144,10 +144,7 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Create tasks atomically; later items may depend on earlier ones by ``ref``."""
         now = self.clock()
-        result: list[dict[str, Any]] = await self._write(
-            lambda c, fx: tasks.create_tasks(c, fx, items, now, idem, batch)
-        )
-        return result
+        return await self._write(lambda c, fx: tasks.create_tasks(c, fx, items, now, idem, batch))
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         """One task."""
@@ -160,26 +157,17 @@ class Store:
     async def update_task(self, task_id: str, changes: TaskUpdate) -> dict[str, Any]:
         """Change a task's fields."""
         now = self.clock()
-        result: dict[str, Any] = await self._write(
-            lambda c, fx: tasks.update_task(c, fx, task_id, changes, now)
-        )
-        return result
+        return await self._write(lambda c, fx: tasks.update_task(c, fx, task_id, changes, now))
 
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
         """Cancel a task and its dependents."""
         now = self.clock()
-        result: dict[str, Any] = await self._write(
-            lambda c, fx: transitions.cancel(c, fx, task_id, now)
-        )
-        return result
+        return await self._write(lambda c, fx: transitions.cancel(c, fx, task_id, now))
 
     async def retry_task(self, task_id: str) -> dict[str, Any]:
         """Re-queue a Failed or Cancelled task."""
         now = self.clock()
-        result: dict[str, Any] = await self._write(
-            lambda c, fx: transitions.requeue(c, fx, task_id, now)
-        )
-        return result
+        return await self._write(lambda c, fx: transitions.requeue(c, fx, task_id, now))
 
     async def delete_task(self, task_id: str) -> None:
         """Delete a task."""
@@ -214,10 +202,7 @@ class Store:
     ) -> dict[str, Any]:
         """Create a project."""
         now = self.clock()
-        result: dict[str, Any] = await self._write(
-            lambda c, fx: projects.create_project(c, fx, data, now, idem)
-        )
-        return result
+        return await self._write(lambda c, fx: projects.create_project(c, fx, data, now, idem))
 
     async def get_project(self, project_id: str) -> dict[str, Any]:
         """One project."""
@@ -230,10 +215,9 @@ class Store:
     async def update_project(self, project_id: str, changes: ProjectUpdate) -> dict[str, Any]:
         """Change a project's fields."""
         now = self.clock()
-        result: dict[str, Any] = await self._write(
+        return await self._write(
             lambda c, fx: projects.update_project(c, fx, project_id, changes, now)
         )
-        return result
 
     async def delete_project(self, project_id: str, cascade: bool) -> None:
         """Delete a project (and its tasks, when ``cascade``)."""
@@ -248,11 +232,10 @@ class Store:
         """Take up to ``limit`` runnable tasks under a fresh lease."""
         now = self.clock()
         lease_us = int(lease_s * 1_000_000)
-        result: list[Claimed] = await self._write(
+        return await self._write(
             lambda c, fx: transitions.claim(c, fx, worker_id, queues, limit, lease_us, now),
             durable=False,
         )
-        return result
 
     async def has_runnable(self, queues: Sequence[str]) -> bool:
         """Whether a task of ``queues`` could be claimed now (a cheap read)."""
@@ -275,10 +258,9 @@ class Store:
         """Extend leases; the (task id, token) pairs no longer held."""
         now = self.clock()
         lease_us = int(lease_s * 1_000_000)
-        result: list[tuple[str, str]] = await self._write(
+        return await self._write(
             lambda c, fx: leases.heartbeat(c, fx, held, lease_us, now), durable=False
         )
-        return result
 
     async def lost_leases(self, held: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """Which of these leases are no longer held (a cheap read)."""
@@ -346,18 +328,12 @@ class Store:
     async def release(self, task_id: str, token: str) -> bool:
         """Hand a held task back to the queue."""
         now = self.clock()
-        result: bool = await self._write(
-            lambda c, fx: transitions.hand_back(c, fx, task_id, token, now)
-        )
-        return result
+        return await self._write(lambda c, fx: transitions.hand_back(c, fx, task_id, token, now))
 
     async def reap_expired(self) -> list[str]:
         """Settle expired leases as failed attempts."""
         now = self.clock()
-        result: list[str] = await self._write(
-            lambda c, fx: transitions.expire_leases(c, fx, now, rng=self._rng)
-        )
-        return result
+        return await self._write(lambda c, fx: transitions.expire_leases(c, fx, now, rng=self._rng))
 
     # ------------------------------------------------------------------ registry and housekeeping
 

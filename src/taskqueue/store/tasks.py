@@ -10,14 +10,13 @@ from typing import Any
 
 from taskqueue.engine import PRIORITY_RANK, delete_refusal, edit_refusal
 from taskqueue.models import TaskCreate, TaskFilters, TaskStatus, TaskUpdate
-from taskqueue.store import dependencies, idempotency, outbox
+from taskqueue.store import dependencies, idempotency, outbox, transitions
 from taskqueue.store.codec import dumps, task_to_dict, to_us
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound
 from taskqueue.store.ids import new_id
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import tasks as tasks_table
 from taskqueue.store.sql import Tx, insert_rows, marks
-from taskqueue.store.transitions import locked_task_row
 
 __all__ = [
     "TASK_COLUMNS",
@@ -74,7 +73,10 @@ def _check_projects(tx: Tx, items: Sequence[TaskCreate], batch: bool) -> None:
 def new_task_row(
     item: TaskCreate, task_id: str, dep_ids: list[str], waiting: int, now: int, key: str | None
 ) -> dict[str, Any]:
-    """The row of a new Pending task: every column of the table, None where unset."""
+    """The row of a new task: every column of the table, None where unset.
+
+    Its status is set by :func:`transitions.create`, which inserts it.
+    """
     row = dict(_EMPTY_ROW)
     row.update(
         id=task_id,
@@ -94,7 +96,6 @@ def new_task_row(
         retries_used=0,
         environment=dumps(item.environment),
         working_directory=item.working_directory,
-        status=TaskStatus.PENDING.value,
         phases="[]",
         ai_reviews_required=item.ai_reviews_required,
         ai_reviews_completed=0,
@@ -132,20 +133,12 @@ def create_tasks(
     key = idem.key if idem is not None else None
     rows: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
     for item, task_id, dep_ids in zip(items, new_ids, deps, strict=True):
         waiting = sum(1 for d in dep_ids if statuses.get(d) != _C)
-        row = new_task_row(item, task_id, dep_ids, waiting, now, key)
-        rows.append(row)
+        rows.append(new_task_row(item, task_id, dep_ids, waiting, now, key))
         edges.extend({"task_id": task_id, "depends_on": d} for d in dep_ids)
-        events.append(
-            outbox.event_row("task.created", now, task_id, row["project_id"], {"status": "Pending"})
-        )
-        if waiting == 0:
-            fx.wake = True
-    insert_rows(tx, "tasks", rows)
+    transitions.create(tx, fx, rows, now)
     insert_rows(tx, "task_deps", edges)
-    outbox.emit_many(tx, events)
     wire = [task_to_dict(row) for row in rows]
     idempotency.remember(tx, idem, wire, now)
     return wire
@@ -153,7 +146,7 @@ def create_tasks(
 
 def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int) -> dict[str, Any]:
     """Change a task's fields; those that say how it runs only while it is Pending."""
-    row = locked_task_row(tx, task_id)
+    row = transitions.locked_task_row(tx, task_id)
     given = changes.model_dump(exclude_unset=True)
     refusal = edit_refusal(TaskStatus(row["status"]), given)
     if refusal is not None:
@@ -182,12 +175,12 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
         outbox.emit(tx, "task.updated", now, task_id, row["project_id"], {"fields": sorted(given)})
         if "run_at" in values or "queue" in values or "priority" in values:
             fx.wake = True
-    return task_to_dict(locked_task_row(tx, task_id))
+    return task_to_dict(transitions.locked_task_row(tx, task_id))
 
 
 def delete_task(tx: Tx, fx: Effects, task_id: str, now: int) -> None:
     """Delete a task that is not Running and that no unfinished task depends on."""
-    row = locked_task_row(tx, task_id)
+    row = transitions.locked_task_row(tx, task_id)
     status = TaskStatus(row["status"])
     waiting = 0 if status is TaskStatus.RUNNING else dependencies.unfinished_dependents(tx, task_id)
     refusal = delete_refusal(status, waiting)

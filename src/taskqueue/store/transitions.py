@@ -43,6 +43,7 @@ __all__ = [
     "Outcome",
     "cancel",
     "claim",
+    "create",
     "expire_leases",
     "finish_many",
     "hand_back",
@@ -189,6 +190,26 @@ def _result_json(outcome: Outcome) -> str:
             "error": outcome.error,
             "failure_reason": outcome.reason.value if outcome.reason is not None else None,
         }
+    )
+
+
+# ---------------------------------------------------------------------------- create
+
+
+def create(tx: Tx, fx: Effects, rows: list[dict[str, Any]], now: int) -> None:
+    """(nothing) → Pending: insert new task rows (built by ``tasks.new_task_row``) with events."""
+    status = RULES[Transition.CREATE].target.value
+    for row in rows:
+        row["status"] = status
+        if row["waiting_on"] == 0:
+            fx.wake = True
+    insert_rows(tx, "tasks", rows)
+    outbox.emit_many(
+        tx,
+        [
+            outbox.event_row("task.created", now, row["id"], row["project_id"], {"status": status})
+            for row in rows
+        ],
     )
 
 
