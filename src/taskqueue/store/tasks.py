@@ -31,7 +31,8 @@ __all__ = [
 
 #: The columns of a task row (``seq`` is the database's own), from the schema.
 TASK_COLUMNS: tuple[str, ...] = tuple(c.name for c in tasks_table.columns if c.name != "seq")
-_EMPTY_ROW: dict[str, Any] = dict.fromkeys(TASK_COLUMNS)
+#: Every column NULL: what a new task's row reads as where it sets nothing.
+_NULLS: dict[str, Any] = dict.fromkeys(TASK_COLUMNS)
 #: Fields of :class:`TaskUpdate` that may not be set to null.
 _NOT_NULL = frozenset(
     {
@@ -73,12 +74,11 @@ def _check_projects(tx: Tx, items: Sequence[TaskCreate], batch: bool) -> None:
 def new_task_row(
     item: TaskCreate, task_id: str, dep_ids: list[str], waiting: int, now: int, key: str | None
 ) -> dict[str, Any]:
-    """The row of a new task: every column of the table, None where unset.
+    """The row of a new task: the columns it sets (the others are NULL).
 
     Its status is set by :func:`transitions.create`, which inserts it.
     """
     return {
-        **_EMPTY_ROW,
         "id": task_id,
         "name": item.name,
         "command": item.command,
@@ -138,7 +138,8 @@ def create_tasks(
         edges.extend({"task_id": task_id, "depends_on": d} for d in dep_ids)
     transitions.create(tx, fx, rows, now)
     insert_rows(tx, "task_deps", edges)
-    wire = [task_to_dict(row) for row in rows]
+    # Only the columns set go into the INSERT; the wire dict reads the others as NULL.
+    wire = [task_to_dict({**_NULLS, **row}) for row in rows]
     idempotency.remember(tx, idem, wire, now)
     return wire
 
