@@ -27,7 +27,17 @@ def user_file(xdg: Path) -> Path:
 
 def shown(text: str) -> dict[str, str]:
     """``config show``'s ``key: value`` lines."""
-    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    values = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    return {key: value.split("  (from ", 1)[0] for key, value in values.items()}
+
+
+def origins(text: str) -> dict[str, str]:
+    """Where ``config show`` says each value came from."""
+    found = {}
+    for line in text.splitlines():
+        if "  (from " in line:
+            found[line.split(": ", 1)[0]] = line.rsplit("  (from ", 1)[1].rstrip(")")
+    return found
 
 
 def mode(path: Path) -> int:
@@ -56,7 +66,7 @@ def test_set_then_show_and_profiles(isolated_config: Path) -> None:
     data = json.loads(as_json_out.stdout)
     assert data["base_url"] == "http://tq.example:9000"
     assert data["source"] == str(path)
-    assert data["files"] == [str(path), "taskqueue.toml"]
+    assert data["files"] == ["taskqueue.toml", str(path)]
 
     profiles = cli(None, "config", "profiles")
     assert profiles.exit_code == 0, profiles.output
@@ -164,9 +174,41 @@ def test_local_file_in_the_working_directory(isolated_config: Path) -> None:
     profiles = cli(None, "config", "profiles")
     assert names_in(profiles.stdout, "FILE") == ["taskqueue.toml"]
 
-    # The user's file wins over the local one for the same profile.
+    # The nearest file wins over the user's for the same profile, as with git.
     cli(None, "config", "set", "base_url", "http://user.example")
-    assert shown(cli(None, "config", "show").stdout)["base_url"] == "http://user.example"
+    cli(None, "config", "set", "api_key", "user-key-123456")
+    show = cli(None, "config", "show").stdout
+    assert shown(show)["base_url"] == "http://local.example"
+    assert origins(show)["base_url"] == "taskqueue.toml"
+    # The profile is taken whole from the nearest file: the user's key is not sent to the
+    # server the project's file names.
+    assert shown(show)["api_key"] == "-"
+    assert cli(None, "config", "set", "--local", "api_key", "local-key-12345").exit_code == 0
+    show = cli(None, "config", "show").stdout
+    assert shown(show)["api_key"] == "loca…"
+    assert origins(show)["api_key"] == "taskqueue.toml"
+    as_json = json.loads(cli(None, "-o", "json", "config", "show").stdout)
+    assert as_json["origins"]["base_url"] == "taskqueue.toml"
+
+
+def test_the_nearest_local_file_is_found_from_a_subdirectory(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = Path.cwd()
+    (project / "taskqueue.toml").write_text('[default]\nbase_url = "http://project.example"\n')
+    sub = project / "src" / "deep"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    show = cli(None, "config", "show").stdout
+    assert shown(show)["base_url"] == "http://project.example"
+    assert origins(show)["base_url"] == str(project / "taskqueue.toml")
+    # --local writes the file it found, not a new one here.
+    assert cli(None, "config", "set", "--local", "timeout", "7").exit_code == 0
+    assert not (sub / "taskqueue.toml").exists()
+    assert "timeout = 7.0" in (project / "taskqueue.toml").read_text()
+    env = cli(None, "config", "show", env={"TASKQUEUE_URL": "http://env.example"}).stdout
+    assert origins(env)["base_url"] == "TASKQUEUE_URL"
+    assert origins(env)["timeout"] == str(project / "taskqueue.toml")
 
 
 def test_timeout_setting(isolated_config: Path) -> None:

@@ -66,13 +66,29 @@ def test_local_file_beats_default(local_config: Path) -> None:
     assert config.source == "taskqueue.toml"
 
 
-def test_user_file_beats_local_file(user_config: Path, local_config: Path) -> None:
+def test_local_file_beats_user_file(user_config: Path, local_config: Path) -> None:
     write(local_config, '[default]\nbase_url = "http://local:1"\napi_key = "local-key"\n')
     write(user_config, '[default]\nbase_url = "http://user:2"\napi_key = "user-key"\n')
     config = resolve_config()
-    assert config.base_url == "http://user:2"
-    assert config.api_key == "user-key"
-    assert config.source == str(user_config)
+    assert config.base_url == "http://local:1"
+    assert config.api_key == "local-key"
+    assert config.source == "taskqueue.toml"
+    assert config.origins["base_url"] == "taskqueue.toml"
+
+
+def test_user_profile_is_used_when_the_local_file_lacks_it(
+    user_config: Path, local_config: Path
+) -> None:
+    write(local_config, '[other]\nbase_url = "http://local:1"\n')
+    write(user_config, '[default]\nbase_url = "http://user:2"\napi_key = "user-key"\n')
+    config = resolve_config()
+    assert (config.base_url, config.api_key) == ("http://user:2", "user-key")
+    assert config.origins == {
+        "base_url": str(user_config),
+        "api_key": str(user_config),
+        "timeout": "default",
+        "retry_backoff": "default",
+    }
 
 
 def test_env_beats_user_file(

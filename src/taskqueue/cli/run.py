@@ -29,7 +29,12 @@ from taskqueue.cli.tasks import (
     write_chunk,
 )
 from taskqueue.client import resolve_config
-from taskqueue.client._config import config_paths, read_toml
+from taskqueue.client._config import (
+    config_paths,
+    local_config_path,
+    read_toml,
+    user_config_path,
+)
 from taskqueue.errors import TaskQueueConfigError, TaskQueueError, ValidationError
 from taskqueue.models import FailureReason, Task, TaskPriority, TaskStatus
 
@@ -392,28 +397,38 @@ def config_show(ctx: CliContext) -> None:
         "timeout": resolved.timeout,
         "profile": resolved.profile,
         "source": resolved.source,
+        "origins": dict(resolved.origins),
         "files": [str(p) for p in config_paths()],
     }
-    ctx.emit(
-        data,
-        lambda: "\n".join(
-            f"{k}: {v if v is not None else '-'}" for k, v in data.items() if k != "files"
-        ),
-    )
+
+    def lines() -> str:
+        shown = []
+        for name in ("base_url", "api_key", "timeout", "profile", "source"):
+            value = data[name]
+            origin = resolved.origins.get(name)
+            suffix = f"  (from {origin})" if origin else ""
+            shown.append(f"{name}: {value if value is not None else '-'}{suffix}")
+        return "\n".join(shown)
+
+    ctx.emit(data, lines)
 
 
 @config.command("set")
 @click.argument("key", type=click.Choice(_SETTINGS))
 @click.argument("value")
 @click.option("--profile", "profile_name", default=None, help="Profile (default: default).")
-@click.option("--local", is_flag=True, help="Write ./taskqueue.toml instead of the user file.")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Write the nearest taskqueue.toml (else ./taskqueue.toml) instead of the user file.",
+)
 @click.pass_obj
 def config_set(
     ctx: CliContext, key: str, value: str, profile_name: str | None, local: bool
 ) -> None:
     """Set KEY to VALUE in a profile of the config file."""
     name = profile_name or ctx.profile or "default"
-    path = config_paths()[1 if local else 0]
+    path = local_config_path() if local else user_config_path()
     _toml_value(key, value)
     profiles = _read_profiles(ctx, path)
     profiles.setdefault(name, {})[key] = value if key != "timeout" else float(value)

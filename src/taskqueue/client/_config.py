@@ -6,9 +6,11 @@ Resolution order, first found wins for each setting:
 2. ``TASKQUEUE_URL``, ``TASKQUEUE_API_KEY`` (and ``TASKQUEUE_PROFILE`` to pick a profile);
    ``TASKQUEUE_RETRY_BACKOFF``, the base of the retry backoff in seconds, is read only from
    the environment;
-3. the profile in ``~/.config/taskqueue/config.toml`` (``$XDG_CONFIG_HOME`` is honoured), or
-   else the profile in ``./taskqueue.toml``: the profile is taken whole from the first file
-   that has it, so a project's local file never receives the user's key;
+3. the profile in the nearest ``taskqueue.toml`` (the current directory's, else its parent's,
+   and so on up to the home directory or the root), or else the profile in
+   ``~/.config/taskqueue/config.toml`` (``$XDG_CONFIG_HOME`` is honoured): the nearest file
+   wins, as with git. The profile is taken whole from the first file that has it, so the user
+   file's key is never sent to a server that a project's file names;
 4. the default, ``http://localhost:8080``, no key and a backoff of one second.
 
 A config file holds profiles as tables; ``default`` is used unless another is named::
@@ -27,7 +29,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +45,12 @@ __all__ = [
     "DEFAULT_RETRY_BACKOFF",
     "RETRY_BACKOFF_ENV",
     "ResolvedConfig",
+    "LOCAL_FILE",
     "config_paths",
+    "local_config_path",
     "read_toml",
     "resolve_config",
+    "user_config_path",
 ]
 
 DEFAULT_BASE_URL = "http://localhost:8080"
@@ -66,13 +71,41 @@ class ResolvedConfig:
     profile: str
     source: str | None  # the config file the profile was read from, if any
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    #: Where each setting came from: ``argument``, an environment variable's name, a config
+    #: file's path, or ``default``.
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+
+LOCAL_FILE = "taskqueue.toml"
+
+
+def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The user's config file: ``$XDG_CONFIG_HOME/taskqueue/config.toml``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "taskqueue" / "config.toml"
+
+
+def local_config_path(start: Path | None = None) -> Path:
+    """The nearest ``taskqueue.toml``: in ``start`` (the current directory) or a parent.
+
+    The search stops at the home directory and at the root; when no directory has one, the
+    answer is ``./taskqueue.toml``, where ``config set --local`` creates it.
+    """
+    here = Path.cwd() if start is None else start
+    home = Path.home()
+    for directory in (here, *here.parents):
+        candidate = directory / LOCAL_FILE
+        if candidate.is_file():
+            return candidate if directory != here else Path(LOCAL_FILE)
+        if directory == home:
+            break
+    return Path(LOCAL_FILE)
 
 
 def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
-    """The config files consulted, in order."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return [Path(base) / "taskqueue" / "config.toml", Path("taskqueue.toml")]
+    """The config files consulted, nearest first: the project's, then the user's."""
+    return [local_config_path(), user_config_path(environ)]
 
 
 def read_toml(path: Path) -> dict[str, Any] | None:
@@ -152,19 +185,47 @@ def resolve_config(
             f"profile {name!r} is not in any config file "
             f"({', '.join(str(p) for p in config_paths(env))})"
         )
-    url = base_url or env.get("TASKQUEUE_URL") or found.get("base_url") or DEFAULT_BASE_URL
-    key = api_key or env.get("TASKQUEUE_API_KEY") or found.get("api_key")
-    timeout = found.get("timeout")
-    if retry_backoff is None:
+    origins: dict[str, str] = {}
+    url = _pick(origins, "base_url", base_url, env, "TASKQUEUE_URL", found, source)
+    key = _pick(origins, "api_key", api_key, env, "TASKQUEUE_API_KEY", found, source)
+    timeout = _pick(origins, "timeout", None, env, None, found, source)
+    if retry_backoff is not None:
+        origins["retry_backoff"] = "argument"
+    else:
         retry_backoff = _env_retry_backoff(env)
+        origins["retry_backoff"] = RETRY_BACKOFF_ENV if retry_backoff is not None else "default"
     return ResolvedConfig(
-        base_url=str(url).rstrip("/"),
+        base_url=str(url or DEFAULT_BASE_URL).rstrip("/"),
         api_key=key,
         timeout=float(timeout) if timeout is not None else None,
         profile=name,
         source=source,
         retry_backoff=DEFAULT_RETRY_BACKOFF if retry_backoff is None else retry_backoff,
+        origins=origins,
     )
+
+
+def _pick(
+    origins: dict[str, str],
+    key: str,
+    argument: Any,
+    env: Mapping[str, str],
+    variable: str | None,
+    found: Mapping[str, Any],
+    source: str | None,
+) -> Any:
+    """The first of argument, environment variable and profile value; notes where it was."""
+    if argument:
+        origins[key] = "argument"
+        return argument
+    if variable is not None and env.get(variable):
+        origins[key] = variable
+        return env[variable]
+    if found.get(key) is not None and source is not None:
+        origins[key] = source
+        return found[key]
+    origins[key] = "default"
+    return None
 
 
 def _env_retry_backoff(env: Mapping[str, str]) -> float | None:
