@@ -17,6 +17,7 @@ from tests.cli.helpers import (
     make_task,
     project_count,
     task_count,
+    sub_env,
     tq,
 )
 from tests.conftest import ServerProcess, free_port, wait_status
@@ -240,3 +241,62 @@ def test_a_failing_server_exits_6() -> None:
     # Each was tried once and retried three times (a create is safe to repeat: it carries an
     # idempotency key).
     assert _FailingHandler.seen == ["GET /api/tasks"] * 4 + ["POST /api/projects"] * 4
+
+
+class _OtherServerHandler(http.server.BaseHTTPRequestHandler):
+    """Some other web server: 404 with an HTML page for everything."""
+
+    def do_GET(self) -> None:
+        data = b"<html><body>Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_is_not_taskqueue_is_named_as_such() -> None:
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherServerHandler)
+    thread = threading.Thread(target=stub.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{stub.server_port}"
+        result = tq("tasks", "get", MISSING, url=url)
+    finally:
+        stub.shutdown()
+        stub.server_close()
+        thread.join(5)
+    assert result.returncode == 5, result.stderr
+    assert_one_clear_error(result.stderr, "does not look like a taskqueue server", url)
+    assert "not found" not in result.stderr.lower().replace("404 not found", "")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("localhost:8080", "for example http://localhost:8080"),
+        ("ftp://host/", "needs http:// or https://"),
+        ("http://", "needs http:// or https:// and a host"),
+        ("http://host:99999", "bad port"),
+    ],
+)
+def test_a_base_url_that_is_not_a_url_is_a_usage_error(url: str, expected: str) -> None:
+    result = tq("tasks", "list", url=url)
+    assert result.returncode == 2, result.stderr
+    assert_one_clear_error(result.stderr, expected, repr(url))
+    assert "is the server running" not in result.stderr
+
+
+def test_a_bad_base_url_in_a_config_file_names_the_file(tmp_path: Path) -> None:
+    xdg = tmp_path / "xdg"
+    (xdg / "taskqueue").mkdir(parents=True)
+    config = xdg / "taskqueue" / "config.toml"
+    config.write_text('[default]\nbase_url = "not a url"\n')
+    env = {**sub_env(), "XDG_CONFIG_HOME": str(xdg)}
+    env.pop("TASKQUEUE_URL", None)
+    result = tq("tasks", "list", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert_one_clear_error(result.stderr, str(config), "not a server URL")

@@ -192,3 +192,25 @@ def test_the_async_client_retries_the_same_way(proxy: FaultProxy, live: ServerPr
     assert asyncio.run(main()) == "async-faults"
     assert len({s.idempotency_key for s in proxy.seen}) == 1
     assert tasks_named(live, "async-faults") == 1
+
+
+def test_a_refused_local_connection_is_reported_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listens on the port: no retries, and both clients say so in the same words."""
+    url = f"http://127.0.0.1:{free_port()}"
+    caplog.set_level("DEBUG", logger="taskqueue.client")
+    with TaskQueueClient(url, retry_attempts=3, retry_backoff=30) as client:
+        with pytest.raises(TaskQueueConnectionError) as sync_error:
+            client.get_health()
+
+    async def call() -> str:
+        async with AsyncTaskQueueClient(url, retry_attempts=3, retry_backoff=30) as client:
+            with pytest.raises(TaskQueueConnectionError) as async_error:
+                await client.get_health()
+        return async_error.value.message
+
+    assert asyncio.run(call()) == sync_error.value.message
+    assert (
+        sync_error.value.message
+        == f"cannot reach the taskqueue server at {url}: connection refused"
+    )
+    assert not [r for r in caplog.records if "retry" in r.getMessage()]

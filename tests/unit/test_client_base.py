@@ -29,6 +29,7 @@ from taskqueue.client._base import (
     NotGiven,
     RequestSpec,
     RetryPolicy,
+    transport_message,
     error_from_response,
     parse_model,
     parse_retry_after,
@@ -107,6 +108,27 @@ def test_which_transport_errors_are_retried() -> None:
     assert not policy.should_retry(0, True, error=ValueError("not transport"))
     assert not policy.should_retry(3, True, error=never_sent)  # budget spent
     assert not RetryPolicy(max_retries=0).should_retry(0, True, status=503)
+
+
+def _refused(url: str) -> httpx.ConnectError:
+    error = httpx.ConnectError("[Errno 111] Connection refused", request=httpx.Request("GET", url))
+    error.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    return error
+
+
+@pytest.mark.parametrize(
+    ("url", "retry"),
+    [
+        ("http://127.0.0.1:8080/api/health", False),
+        ("http://localhost:8080/api/health", False),
+        ("http://[::1]:8080/api/health", False),
+        ("http://10.1.2.3:8080/api/health", True),  # a balancer may be restarting a server
+        ("http://tq.example.com/api/health", True),
+    ],
+)
+def test_a_refused_connection_to_this_machine_is_not_retried(url: str, retry: bool) -> None:
+    assert RetryPolicy().should_retry(0, True, error=_refused(url)) is retry
+    assert "connection refused" in transport_message(_refused(url), "http://x")
 
 
 def test_backoff_is_jittered_exponential_and_retry_after_wins() -> None:

@@ -200,7 +200,10 @@ def _plain(data: Any) -> Any:
 
 def _exit_for(error: TaskQueueError) -> tuple[int, str | None]:
     if isinstance(error, TaskQueueConfigError):
-        return EXIT_USAGE, "fix the file named above, or pass --base-url"
+        return (
+            EXIT_USAGE,
+            "fix the setting named above (`taskqueue config show` says where each comes from)",
+        )
     if isinstance(error, (TaskQueueConnectionError, TaskQueueTimeoutError)):
         return EXIT_CONNECTION, (
             "is the server running? start one with `taskqueue server`, "

@@ -25,6 +25,7 @@ from taskqueue.client._base import (
     error_from_response,
     parse_model,
     parse_retry_after,
+    transport_message,
     validate_input,
 )
 from taskqueue.client._config import resolve_config
@@ -560,6 +561,7 @@ def _has_h2() -> bool:
 
 
 def _transport_error(exc: httpx.TransportError, base_url: str) -> Exception:
+    message = transport_message(exc, base_url)
     if isinstance(exc, httpx.TimeoutException):
-        return TaskQueueTimeoutError(f"the request to {base_url} timed out: {exc!r}")
-    return TaskQueueConnectionError(f"cannot reach the taskqueue server at {base_url}: {exc}")
+        return TaskQueueTimeoutError(message)
+    return TaskQueueConnectionError(message)

@@ -43,6 +43,8 @@ __all__ = [
     "RetryPolicy",
     "error_from_response",
     "parse_model",
+    "refused_locally",
+    "transport_message",
     "validate_input",
 ]
 
@@ -128,6 +130,8 @@ class RetryPolicy:
         if status is not None:
             # A 429 was refused before any work; other statuses may follow partial work.
             return status == 429 or (status in RETRY_STATUSES and idempotent)
+        if isinstance(error, httpx.ConnectError) and refused_locally(error):
+            return False  # nothing listens on this machine's port: waiting will not help
         if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
             return True  # the request never reached the server
         if isinstance(error, (httpx.TransportError,)):
@@ -146,6 +150,42 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), MAX_RETRY_WAIT_S)
         return equal_jitter_delay(retries_done + 1, self.backoff, cap=MAX_RETRY_WAIT_S, rng=rng)
+
+
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def _refused(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def refused_locally(error: httpx.TransportError) -> bool:
+    """Whether a connection to this machine was refused: no server listens on that port.
+
+    A refusal from another host may be a server restarting behind a balancer and is worth a
+    retry; on loopback it is reported at once.
+    """
+    try:
+        host = error.request.url.host
+    except RuntimeError:  # an error made without a request
+        return False
+    return (host in _LOOPBACK_HOSTS or host.startswith("127.")) and _refused(error)
+
+
+def transport_message(error: httpx.TransportError, base_url: str) -> str:
+    """How both clients word a request that did not reach the server or get an answer."""
+    if isinstance(error, httpx.TimeoutException):
+        return f"the request to {base_url} timed out ({type(error).__name__})"
+    if _refused(error):
+        return f"cannot reach the taskqueue server at {base_url}: connection refused"
+    return f"cannot reach the taskqueue server at {base_url}: {error}"
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -188,6 +228,21 @@ _NOT_FOUND: Final[dict[str, type[NotFoundError]]] = {
 }
 
 
+def _ours(body: Any) -> bool:
+    """Whether an error body has the shape every taskqueue error has."""
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)
+
+
+def _not_ours(response: httpx.Response) -> str:
+    request = response.request
+    origin = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
+    return (
+        f"{origin} answered {response.status_code} {response.reason_phrase or ''} to "
+        f"{request.method} {request.url.path} without a taskqueue error: it does not look "
+        "like a taskqueue server (check the base URL)"
+    ).replace("  ", " ")
+
+
 def error_from_response(response: httpx.Response, resource: str | None = None) -> TaskQueueError:
     """The exception an error response becomes."""
     try:
@@ -198,6 +253,8 @@ def error_from_response(response: httpx.Response, resource: str | None = None) -
     status = response.status_code
     request_id = response.headers.get("x-request-id")
     args = (message, status, data, request_id)
+    if status == 404 and not _ours(body):
+        return APIError(_not_ours(response), *args[1:])
     if status == 404:
         return _NOT_FOUND.get(resource or "", NotFoundError)(*args)
     if status == 429:

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -195,7 +196,7 @@ def resolve_config(
         retry_backoff = _env_retry_backoff(env)
         origins["retry_backoff"] = RETRY_BACKOFF_ENV if retry_backoff is not None else "default"
     return ResolvedConfig(
-        base_url=str(url or DEFAULT_BASE_URL).rstrip("/"),
+        base_url=_check_url(str(url or DEFAULT_BASE_URL), origins["base_url"]),
         api_key=key,
         timeout=float(timeout) if timeout is not None else None,
         profile=name,
@@ -203,6 +204,26 @@ def resolve_config(
         retry_backoff=DEFAULT_RETRY_BACKOFF if retry_backoff is None else retry_backoff,
         origins=origins,
     )
+
+
+def _check_url(url: str, origin: str) -> str:
+    """``url`` without a trailing slash, if it is an http(s) URL with a host."""
+    where = {"argument": "the base URL given", "default": "the default base URL"}.get(
+        origin, f"base_url (from {origin})"
+    )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        bare = "://" not in url and url.strip() and not any(c.isspace() for c in url)
+        example = f"http://{url}" if bare else DEFAULT_BASE_URL
+        raise TaskQueueConfigError(
+            f"{where} {url!r} is not a server URL: it needs http:// or https:// and a host, "
+            f"for example {example}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        raise TaskQueueConfigError(f"{where} {url!r} has a bad port: {exc}") from None
+    return url.rstrip("/")
 
 
 def _pick(
