@@ -16,8 +16,8 @@ from tests.cli.helpers import (
     cli,
     make_task,
     project_count,
-    task_count,
     sub_env,
+    task_count,
     tq,
 )
 from tests.conftest import ServerProcess, free_port, wait_status

@@ -29,10 +29,10 @@ from taskqueue.client._base import (
     NotGiven,
     RequestSpec,
     RetryPolicy,
-    transport_message,
     error_from_response,
     parse_model,
     parse_retry_after,
+    transport_message,
     validate_input,
 )
 from taskqueue.engine import backoff_delay

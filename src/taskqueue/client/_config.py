@@ -44,9 +44,9 @@ from taskqueue.errors import TaskQueueConfigError
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_RETRY_BACKOFF",
+    "LOCAL_FILE",
     "RETRY_BACKOFF_ENV",
     "ResolvedConfig",
-    "LOCAL_FILE",
     "config_paths",
     "local_config_path",
     "read_toml",
