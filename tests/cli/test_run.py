@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from tests.cli.helpers import (
@@ -51,9 +52,31 @@ def test_a_successful_command_exits_0(live: ServerProcess, api: httpx.Client) ->
     result = tq("run", "--", "printf", "%s|", "a b", "c", url=live.url)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "a b|c|"
-    assert result.stderr == ""
     task = newest(api, "printf '%s|' 'a b' c")
     assert task["status"] == "Completed"
+    # stdout is the command's alone; stderr names the task, for a later `tasks get`.
+    assert result.stderr == f"task {task['id']} Completed\n"
+
+
+def test_each_failed_attempt_is_reported_before_its_retry(
+    live: ServerProcess, api: httpx.Client
+) -> None:
+    result = tq(
+        "run", "--name", "run-retries", "--retry-attempts", "2", "--retry-delay", "0.2",
+        "--", "sh", "-c", "echo try; exit 3", url=live.url,
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert result.stdout == "try\n" * 3
+    lines = result.stderr.splitlines()
+    task = newest(api, "run-retries")
+    assert lines[0] == "attempt 1/3 failed (exit 3), retrying in 0s"
+    assert lines[1:4] == [
+        "attempt 2/3 started",
+        "attempt 2/3 failed (exit 3), retrying in 0s",
+        "attempt 3/3 started",
+    ]
+    assert lines[4] == f"task {task['id']} Failed: exit code 3"
+    assert task["retry_delay"] == 0.2
 
 
 def test_one_argument_is_a_shell_line(live: ServerProcess) -> None:
@@ -201,9 +224,12 @@ def test_run_needs_a_command(live: ServerProcess, api: httpx.Client) -> None:
     assert task_count(api) == before
 
 
-def test_ctrl_c_cancels_the_task_and_exits_130(live: ServerProcess, api: httpx.Client) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_or_a_stop_signal_cancels_the_task(
+    live: ServerProcess, api: httpx.Client, signum: signal.Signals
+) -> None:
     process = subprocess.Popen(
-        [str(BIN), "--base-url", live.url, "run", "--name", "run-ctrl-c", "--", "sh", "-c",
+        [str(BIN), "--base-url", live.url, "run", "--name", f"run-{signum.name}", "--", "sh", "-c",
          "echo started; sleep 30"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -213,14 +239,14 @@ def test_ctrl_c_cancels_the_task_and_exits_130(live: ServerProcess, api: httpx.C
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == "started\n"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, err
-    assert "cancelled task" in err
+    assert process.returncode == 128 + signum, err
+    assert f"{signum.name}: cancelled task" in err
     assert "Traceback" not in err
-    task = newest(api, "run-ctrl-c")
+    task = newest(api, f"run-{signum.name}")
     assert wait_status(api, task["id"], timeout=15)["status"] == "Cancelled"

@@ -7,6 +7,7 @@ import shlex
 import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from taskqueue.cli._context import (
     EXIT_USAGE,
     CliContext,
     client_command,
+    examples,
     rows_table,
 )
 from taskqueue.cli.tasks import (
@@ -36,7 +38,7 @@ from taskqueue.client._config import (
     user_config_path,
 )
 from taskqueue.errors import TaskQueueConfigError, TaskQueueError, ValidationError
-from taskqueue.models import FailureReason, Task, TaskPriority, TaskStatus
+from taskqueue.models import Attempt, FailureReason, Task, TaskPriority, TaskStatus
 
 __all__ = ["config", "exit_code_of", "health", "run", "submit", "workers"]
 
@@ -59,13 +61,25 @@ def exit_code_of(task: Task) -> int:
     return EXIT_FAILED
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    epilog=examples(
+        "taskqueue run -- ls -la",
+        "taskqueue run --retry-attempts 3 --timeout 60 'make test | tee log'",
+    ),
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--name", default=None, help="Task name (default: the command).")
 @click.option("--project", default=None, help="Project id or name.")
 @click.option("--priority", type=PRIORITIES, default=None)
 @click.option("--timeout", type=click.IntRange(1), default=None, help="Seconds.")
 @click.option("--retry-attempts", type=click.IntRange(0, 100), default=0, show_default=True)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(0, 86400),
+    default=None,
+    help="Seconds before the first retry (doubling, jittered); default 30.",
+)
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE")
 @click.option("--cwd", default=None, help="Working directory on the worker.")
 @click.option("--queue", default=None)
@@ -79,6 +93,7 @@ def run(
     priority: str | None,
     timeout: int | None,
     retry_attempts: int,
+    retry_delay: float | None,
     env: tuple[str, ...],
     cwd: str | None,
     queue: str | None,
@@ -86,9 +101,8 @@ def run(
 ) -> None:
     """Run COMMAND as a task: stream its output, exit with its exit code.
 
-    Put ``--`` before a command that has options of its own: ``taskqueue run -- ls -la``.
-    One argument is taken as a whole shell command line: ``taskqueue run 'make | tee log'``.
-    Ctrl-C cancels the task.
+    Put -- before a command that has options of its own. One argument is taken as a whole
+    shell command line. Ctrl-C (or SIGTERM, SIGHUP) cancels the task.
     """
     line = command[0] if len(command) == 1 else shlex.join(command)
     client = ctx.client
@@ -96,6 +110,7 @@ def run(
         "priority": _canonical(priority, [p.value for p in TaskPriority]),
         "timeout": timeout,
         "retry_attempts": retry_attempts,
+        "retry_delay": retry_delay,
         "working_directory": cwd,
         "queue": queue,
     }
@@ -110,20 +125,110 @@ def run(
     if detach:
         ctx.emit(task, lambda: str(task.id))
         return
-    try:
-        for chunk in client.follow_logs(task.id):
-            write_chunk(chunk)
-        done = client.wait_for_completion(task.id, timeout=3600 * 24 * 365)
-    except KeyboardInterrupt:
-        client.cancel_task(task.id)
-        click.echo(f"\ncancelled task {task.id}", err=True)
-        raise SystemExit(128 + signal.SIGINT) from None
+    done = _follow_to_the_end(ctx, task)
     if ctx.output in ("json", "yaml"):
         ctx.emit(done)
-    elif done.status is not TaskStatus.COMPLETED:
+    elif done.status is TaskStatus.COMPLETED:
+        click.echo(f"task {done.id} Completed", err=True)
+    else:
         reason = done.status_reason or (done.result.error if done.result else None)
         click.echo(f"task {done.id} {done.status.value}{': ' + reason if reason else ''}", err=True)
     raise SystemExit(exit_code_of(done))
+
+
+class _Stopped(Exception):
+    """``taskqueue run`` was asked to stop by a signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _follow_to_the_end(ctx: CliContext, task: Task) -> Task:
+    """Stream the task's output and say what happens between attempts; cancel on a signal."""
+    client = ctx.client
+    reporter = _AttemptReporter(ctx, task)
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for chunk in client.follow_logs(task.id, on_status=reporter.status_changed):
+            reporter.output_of(chunk.attempt)
+            write_chunk(chunk)
+        done = client.wait_for_completion(task.id, timeout=3600 * 24 * 365)
+        reporter.catch_up()
+        return done
+    except (KeyboardInterrupt, _Stopped) as stop:
+        signum = stop.signum if isinstance(stop, _Stopped) else signal.SIGINT
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the cancel short
+        client.cancel_task(task.id)
+        click.echo(f"\n{signal.Signals(signum).name}: cancelled task {task.id}", err=True)
+        raise SystemExit(128 + signum) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _AttemptReporter:
+    """Says on stderr, once each, that an attempt failed and will be retried, or started.
+
+    It looks when the server reports a change of status and when output of a new attempt
+    arrives, so a quick retry that the status changes missed is still reported, in order.
+    """
+
+    def __init__(self, ctx: CliContext, task: Task) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.latest = 1
+        self.said: set[tuple[int, str]] = set()
+
+    def status_changed(self, status: TaskStatus) -> None:
+        """The server saw the task's status change."""
+        self.catch_up()
+
+    def output_of(self, attempt: int) -> None:
+        """Output of ``attempt`` arrived; report what happened before it first."""
+        if attempt > self.latest:
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        """Report every failed-and-retried and every started attempt not reported yet."""
+        client = self.ctx.client
+        current = client.get_task(self.task.id)
+        total = current.retry_attempts + 1
+        for attempt in client.get_attempts(self.task.id):
+            self.latest = max(self.latest, attempt.number)
+            if attempt.number > 1 and (attempt.number, "started") not in self.said:
+                self._say(attempt.number, "started", f"attempt {attempt.number}/{total} started")
+            retried = attempt.number < current.attempt or (
+                current.status is TaskStatus.PENDING and attempt.finished_at is not None
+            )
+            if attempt.status is TaskStatus.FAILED and retried:
+                wait = ""
+                if attempt.number == current.attempt and current.run_at is not None:
+                    left = (current.run_at - datetime.now(timezone.utc)).total_seconds()
+                    wait = f" in {max(left, 0):.0f}s"
+                line = f"attempt {attempt.number}/{total} failed ({_how(attempt)}), retrying{wait}"
+                self._say(attempt.number, "failed", line)
+
+    def _say(self, number: int, what: str, line: str) -> None:
+        if (number, what) not in self.said:
+            self.said.add((number, what))
+            click.echo(line, err=True)
+
+
+def _how(attempt: Attempt) -> str:
+    if attempt.failure_reason is FailureReason.TIMEOUT:
+        return "timed out"
+    if attempt.exit_code is not None and attempt.exit_code < 0:
+        return f"signal {-attempt.exit_code}"
+    if attempt.exit_code is not None:
+        return f"exit {attempt.exit_code}"
+    reason = attempt.failure_reason.value if attempt.failure_reason else "failed"
+    return attempt.error or reason
 
 
 def _load_items(path: Path) -> list[dict[str, Any]]:

@@ -488,9 +488,19 @@ class TaskQueueClient:
         return parse_model(LogPage, data)
 
     def follow_logs(
-        self, task_id: str | UUID, *, offset: int = 0, stream: str | None = None
+        self,
+        task_id: str | UUID,
+        *,
+        offset: int = 0,
+        stream: str | None = None,
+        on_status: Callable[[TaskStatus], None] | None = None,
     ) -> Iterator[LogChunk]:
-        """Output as the command writes it, until the task ends (reconnects where it left)."""
+        """Output as the command writes it, until the task ends (reconnects where it left).
+
+        ``on_status`` is called with the task's new status whenever it changes while the task
+        is not finished (``Pending`` after a failed attempt that will be retried, ``Running``
+        when the next attempt starts), between the chunks of the attempts.
+        """
         path = f"/api/tasks/{_id(task_id)}/logs"
         reconnects = 0
         while True:
@@ -510,6 +520,10 @@ class TaskQueueClient:
                             if item["event"] == "end":
                                 return
                             offset = item.get("next_offset", offset)
+                            if item["event"] == "status":
+                                if on_status is not None:
+                                    on_status(TaskStatus(item["status"]))
+                                continue
                             break  # server-side follow timeout: reconnect
                         chunk = parse_model(LogChunk, item)
                         offset = chunk.seq + 1

@@ -351,13 +351,21 @@ async def task_logs(request: Request) -> Response:
 async def _follow(
     store: Store, task_id: str, query: _Logs, chunks: list[dict[str, Any]], offset: int, status: str
 ) -> AsyncIterator[bytes]:
-    """Chunks as they are written, one JSON object a line, then a final ``end`` line."""
+    """Chunks as they are written, one JSON object a line, then a final ``end`` line.
+
+    A change of the task's status while it runs (a failed attempt waiting for its retry, the
+    next attempt starting) is a ``status`` line between the chunks.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + query.timeout
+    seen = status
     while True:
         if chunks:
             yield b"".join(orjson.dumps(c) + b"\n" for c in chunks)
-        elif status in _TERMINAL:
+        if status != seen and status not in _TERMINAL:
+            seen = status
+            yield orjson.dumps({"event": "status", "status": status, "next_offset": offset}) + b"\n"
+        if not chunks and status in _TERMINAL:
             yield orjson.dumps({"event": "end", "status": status, "next_offset": offset}) + b"\n"
             return
         remaining = deadline - loop.time()
