@@ -52,7 +52,6 @@ __all__ = [
     "CliContext",
     "client_command",
     "duration",
-    "examples",
     "relative",
     "status_style",
 ]
@@ -256,11 +255,6 @@ def client_command(function: F) -> F:
         help="Output: a table for people, or the API's JSON / YAML for programs.",
     )
     return option(wrapper)  # type: ignore[return-value]
-
-
-def examples(*lines: str) -> str:
-    """A help page's closing ``Examples:`` block (click keeps its lines as written)."""
-    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def rows_table(title: str | None, columns: Iterable[str]) -> Table:

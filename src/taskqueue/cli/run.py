@@ -19,7 +19,6 @@ from taskqueue.cli._context import (
     EXIT_USAGE,
     CliContext,
     client_command,
-    examples,
     rows_table,
 )
 from taskqueue.cli.tasks import (
@@ -61,13 +60,7 @@ def exit_code_of(task: Task) -> int:
     return EXIT_FAILED
 
 
-@click.command(
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-    epilog=examples(
-        "taskqueue run -- ls -la",
-        "taskqueue run --retry-attempts 3 --timeout 60 'make test | tee log'",
-    ),
-)
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--name", default=None, help="Task name (default: the command).")
 @click.option("--project", default=None, help="Project id or name.")
@@ -342,9 +335,9 @@ def plan_batch(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool) -> None:
     """Create every task of FILE in one request, then follow them to the end.
 
-    FILE is YAML (a list of tasks, or a mapping with ``tasks``), JSON, or JSON lines. Each task
-    has a ``name`` and a ``command``, any other task field, and ``dependencies`` naming other
-    tasks of the file (or existing task ids). Exit 1 if any task does not complete.
+    FILE is YAML (a list of tasks, or a mapping with "tasks"), JSON, or JSON lines. Each task
+    has a name and a command, any other task field, and dependencies naming other tasks of
+    the file (or existing task ids). Exit 1 if any task does not complete.
     """
     items = plan_batch(_load_items(file))
     client = ctx.client

@@ -1,0 +1,84 @@
+"""The examples that close every command's help page, in one place.
+
+Each command's ``--help`` ends with an ``Examples:`` block from :data:`EXAMPLES`; a test checks
+that every command has one, so a new command cannot ship without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+
+__all__ = ["EXAMPLES", "add_examples", "commands"]
+
+#: Command path (without ``taskqueue``) -> example command lines.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "": ("taskqueue server", "taskqueue run -- echo hello"),
+    "tasks": ("taskqueue tasks list --status Failed", "taskqueue tasks get 4e1b2c"),
+    "tasks create": (
+        "taskqueue tasks create backup 'tar czf /tmp/home.tgz ~' --priority high",
+        "taskqueue tasks create report ./report.sh --depends-on 4e1b2c --retry-attempts 2",
+    ),
+    "tasks list": (
+        "taskqueue tasks list --status Failed --limit 20",
+        "taskqueue tasks list --all -o json | jq '.[].name'",
+    ),
+    "tasks get": ("taskqueue tasks get 4e1b2c", "taskqueue tasks get 4e1b2c -o json"),
+    "tasks update": (
+        "taskqueue tasks update 4e1b2c --priority critical",
+        "taskqueue tasks update 4e1b2c --name nightly-backup --timeout 600",
+    ),
+    "tasks cancel": ("taskqueue tasks cancel 4e1b2c",),
+    "tasks retry": ("taskqueue tasks retry 4e1b2c",),
+    "tasks delete": ("taskqueue tasks delete 4e1b2c", "taskqueue tasks delete 4e1b2c --yes"),
+    "tasks wait": ("taskqueue tasks wait 4e1b2c --timeout 60",),
+    "tasks logs": ("taskqueue tasks logs 4e1b2c", "taskqueue tasks logs 4e1b2c --follow"),
+    "tasks attempts": ("taskqueue tasks attempts 4e1b2c",),
+    "projects": ("taskqueue projects create etl", "taskqueue projects list"),
+    "projects create": ("taskqueue projects create etl --description 'nightly loads'",),
+    "projects list": ("taskqueue projects list", "taskqueue projects list -o yaml"),
+    "projects get": ("taskqueue projects get etl",),
+    "projects update": ("taskqueue projects update etl --description 'hourly loads'",),
+    "projects delete": ("taskqueue projects delete etl", "taskqueue projects delete etl --cascade"),
+    "run": (
+        "taskqueue run -- ls -la",
+        "taskqueue run --retry-attempts 3 --timeout 60 'make test | tee log'",
+    ),
+    "submit": ("taskqueue submit pipeline.yaml", "taskqueue submit tasks.jsonl --no-wait"),
+    "health": ("taskqueue health", "taskqueue health -o json"),
+    "config": ("taskqueue config show", "taskqueue config set base_url http://127.0.0.1:8080"),
+    "config show": ("taskqueue config show", "taskqueue --profile staging config show"),
+    "config set": (
+        "taskqueue config set base_url http://127.0.0.1:9000",
+        "taskqueue config set --local timeout 30",
+    ),
+    "config profiles": ("taskqueue config profiles",),
+    "workers": ("taskqueue workers", "taskqueue workers -o json"),
+    "server": (
+        "taskqueue server",
+        "taskqueue server --port 9000 --db postgresql://tq@db.internal/tq --workers 0",
+    ),
+    "worker": (
+        "taskqueue worker --db postgresql://tq@db.internal/tq",
+        "taskqueue worker --db ./taskqueue.db --concurrency 4 --queue builds",
+    ),
+    "db": ("taskqueue db upgrade --db ./taskqueue.db",),
+    "db upgrade": ("taskqueue db upgrade --db postgresql://tq@db.internal/tq",),
+}
+
+
+def commands(group: click.Command, path: str = "") -> Iterator[tuple[str, click.Command]]:
+    """Every command under ``group`` (itself first), with its path."""
+    yield path, group
+    if isinstance(group, click.Group):
+        for name, command in group.commands.items():
+            yield from commands(command, f"{path} {name}".strip())
+
+
+def add_examples(group: click.Command) -> None:
+    """Close the help page of every command under ``group`` with its examples."""
+    for path, command in commands(group):
+        lines = EXAMPLES.get(path)
+        if lines:
+            command.epilog = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
