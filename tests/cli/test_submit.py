@@ -58,7 +58,7 @@ def test_yaml_chain_runs_in_dependency_order(
 ) -> None:
     project = make_project(api, "sub-chain")
     path = write(tmp_path, "chain.yaml", CHAIN_YAML.format(p="chain"))
-    result = tq("submit", str(path), "--project", "sub-chain", url=live.url)
+    result = tq("submit", str(path), "--project", "sub-chain", "--verbose", url=live.url)
     assert result.returncode == 0, result.stderr
     assert "3 of 3 tasks completed" in result.stdout
     assert names_in(result.stdout) == ["chain-a", "chain-b", "chain-c"]
@@ -135,10 +135,21 @@ def test_a_failed_task_cancels_its_dependents_and_exits_1(
     path = write(tmp_path, "fail.yaml", text)
     result = tq("submit", str(path), "--project", "sub-fail", url=live.url)
     assert result.returncode == 1, result.stderr
-    assert "1 of 3 tasks completed" in result.stdout
-    assert names_in(result.stdout) == ["fail-ok", "fail-bad", "fail-after"]
-    assert names_in(result.stdout, "STATUS") == ["Completed", "Failed", "Cancelled"]
-    assert names_in(result.stdout, "EXIT") == ["0", "1", "-"]
+    tasks = project_tasks(api, project["id"])
+    bad, after = tasks["fail-bad"], tasks["fail-after"]
+    # A summary, not a row per task: counts, each failure with its reason, how to list them.
+    assert result.stdout.splitlines() == [
+        "1 of 3 tasks completed (1 Cancelled, 1 Completed, 1 Failed)",
+        f"  Failed {bad['id']} fail-bad: exit code 1",
+        f"  Cancelled {after['id']} fail-after: dependency {bad['id']} ended Failed",
+        "list them with: taskqueue tasks list --status Cancelled"
+        " / taskqueue tasks list --status Failed",
+        "every row: taskqueue submit --verbose, or -o json",
+    ]
+    verbose = tq("submit", str(path), "--project", "sub-fail", "--verbose", url=live.url)
+    assert names_in(verbose.stdout) == ["fail-ok", "fail-bad", "fail-after"]
+    assert names_in(verbose.stdout, "STATUS") == ["Completed", "Failed", "Cancelled"]
+    assert names_in(verbose.stdout, "EXIT") == ["0", "1", "-"]
     tasks = project_tasks(api, project["id"])
     assert tasks["fail-ok"]["status"] == "Completed"
     assert tasks["fail-bad"]["status"] == "Failed"
@@ -235,6 +246,8 @@ def test_progress_bar_on_a_terminal(live: ServerProcess, api: httpx.Client, tmp_
     bar = ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
     assert "running" in bar
     assert "0/2" in bar
+    assert "0 failed" in bar
+    assert "ETA" in bar
     summary = stdout.decode()
     assert "2 of 2 tasks completed" in summary
     assert not ANSI.search(summary)  # stdout is a pipe: no colour there

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from taskqueue.cli._context import (
     EXIT_FAILED,
@@ -331,8 +338,9 @@ def plan_batch(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--project", default=None, help="Project id or name for entries without one.")
 @click.option("--no-wait", is_flag=True, help="Create the tasks and return.")
+@click.option("--verbose", is_flag=True, help="A row for every task instead of a summary.")
 @client_command
-def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool) -> None:
+def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool, verbose: bool) -> None:
     """Create every task of FILE in one request, then follow them to the end.
 
     FILE is YAML (a list of tasks, or a mapping with "tasks"), JSON, or JSON lines. Each task
@@ -352,18 +360,40 @@ def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool) -> N
     if no_wait:
         ctx.emit(created, lambda: task_table(created, title=f"submitted {len(created)} tasks"))
         return
+    final = _wait_all(ctx, created)
+    failed = [t for t in final if t.status is not TaskStatus.COMPLETED]
+    if ctx.output != "table" or verbose or ctx.verbose:
+        ctx.emit(
+            final,
+            lambda: task_table(
+                final, title=f"{len(final) - len(failed)} of {len(final)} tasks completed"
+            ),
+        )
+    else:
+        click.echo(_summary(final, failed))
+    if failed:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _wait_all(ctx: CliContext, created: Sequence[Task]) -> list[Task]:
+    """Every task once finished, in the order given; a progress bar on a terminal."""
     finished: dict[str, Task] = {}
     console = ctx.err
+    client = ctx.client
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
         disable=not console.is_terminal,
     ) as progress:
-        bar = progress.add_task("running", total=len(created))
+        bar = progress.add_task("running", total=len(created), failed=0)
+        failures = 0
         with ThreadPoolExecutor(max_workers=min(16, len(created))) as pool:
             waits = [
                 pool.submit(client.wait_for_completion, t.id, 3600 * 24 * 365) for t in created
@@ -371,17 +401,30 @@ def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool) -> N
             for future in as_completed(waits):
                 task = future.result()
                 finished[str(task.id)] = task
-                progress.advance(bar)
-    final = [finished[str(t.id)] for t in created]
-    failed = [t for t in final if t.status is not TaskStatus.COMPLETED]
-    ctx.emit(
-        final,
-        lambda: task_table(
-            final, title=f"{len(final) - len(failed)} of {len(final)} tasks completed"
-        ),
-    )
+                failures += task.status is not TaskStatus.COMPLETED
+                progress.update(bar, advance=1, failed=failures)
+    return [finished[str(t.id)] for t in created]
+
+
+def _summary(final: Sequence[Task], failed: Sequence[Task], shown: int = 5) -> str:
+    """Counts by status, the first few failures, and how to see the rest."""
+    counts: dict[str, int] = {}
+    for task in final:
+        counts[task.status.value] = counts.get(task.status.value, 0) + 1
+    parts = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+    completed = counts.get(TaskStatus.COMPLETED.value, 0)
+    lines = [f"{completed:,} of {len(final):,} tasks completed" + (f" ({parts})" if failed else "")]
+    for task in failed[:shown]:
+        reason = task.status_reason or (task.result.error if task.result else None) or ""
+        lines.append(f"  {task.status.value} {task.id} {task.name}: {reason}".rstrip(": "))
+    if len(failed) > shown:
+        lines.append(f"  … and {len(failed) - shown:,} more")
     if failed:
-        raise SystemExit(EXIT_FAILED)
+        statuses = sorted({t.status.value for t in failed})
+        hint = " / ".join(f"taskqueue tasks list --status {s}" for s in statuses)
+        lines.append(f"list them with: {hint}")
+    lines.append("every row: taskqueue submit --verbose, or -o json")
+    return "\n".join(lines)
 
 
 def _name_entry(error: ValidationError, items: Sequence[dict[str, Any]]) -> ValidationError:
