@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,29 @@ def make_project(api: httpx.Client, name: str, **fields: Any) -> dict[str, Any]:
     response = api.post("/api/projects", json={"name": name, **fields})
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+def answer_on_a_terminal(args: Sequence[str], answer: str) -> tuple[int, str, str]:
+    """Run the CLI with stdin on a pseudo-terminal and type ``answer`` into it.
+
+    The exit code, stdout and stderr.
+    """
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN), *args],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=sub_env(),
+    )
+    os.close(slave)
+    try:
+        os.write(master, answer.encode())
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return process.returncode, out, err

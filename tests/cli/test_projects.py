@@ -10,6 +10,7 @@ import yaml
 
 from tests.cli.helpers import (
     MISSING,
+    answer_on_a_terminal,
     as_json,
     assert_one_clear_error,
     cli,
@@ -136,14 +137,20 @@ def test_update_with_nothing_to_change(live: ServerProcess, api: httpx.Client) -
 
 def test_delete_by_name_asks_unless_yes(live: ServerProcess, api: httpx.Client) -> None:
     project = make_project(api, "pr-delete")
-    refused = cli(live.url, "projects", "delete", "pr-delete", input="n\n")
-    assert refused.exit_code == 1
-    assert "Aborted" in refused.stderr
+    args = ["--base-url", live.url, "projects", "delete", "pr-delete"]
+    code, _, err = answer_on_a_terminal(args, "n\n")
+    assert code == 1
+    assert "Aborted" in err
     assert api.get(f"/api/projects/{project['id']}").status_code == 200
 
-    result = cli(live.url, "projects", "delete", "pr-delete", input="y\n")
-    assert result.exit_code == 0, result.output
-    assert f"deleted {project['id']}" in result.stdout
+    unasked = cli(live.url, "projects", "delete", "pr-delete")
+    assert unasked.exit_code == 2, unasked.output
+    assert "pass --yes" in unasked.stderr
+    assert api.get(f"/api/projects/{project['id']}").status_code == 200
+
+    code, out, err = answer_on_a_terminal(args, "y\n")
+    assert code == 0, err
+    assert f"deleted {project['id']}" in out
     assert api.get(f"/api/projects/{project['id']}").status_code == 404
 
 

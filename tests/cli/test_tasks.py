@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.cli.helpers import (
+    answer_on_a_terminal,
     as_json,
     assert_one_clear_error,
     cli,
@@ -394,14 +395,22 @@ def test_cancel_kills_a_running_task(live: ServerProcess, api: httpx.Client) -> 
 
 def test_delete_asks_unless_yes(live: ServerProcess, api: httpx.Client) -> None:
     task = make_task(api, "delete-me")
-    refused = cli(live.url, "tasks", "delete", task["id"], input="n\n")
-    assert refused.exit_code == 1
-    assert "Aborted" in refused.stderr
+    args = ["--base-url", live.url, "tasks", "delete", task["id"]]
+    code, _, err = answer_on_a_terminal(args, "n\n")
+    assert code == 1
+    assert "Aborted" in err
     assert api.get(f"/api/tasks/{task['id']}").status_code == 200
 
-    confirmed = cli(live.url, "tasks", "delete", task["id"], input="y\n")
-    assert confirmed.exit_code == 0, confirmed.output
-    assert f"deleted {task['id']}" in confirmed.stdout
+    # Without a terminal to ask on, it explains and changes nothing.
+    unasked = cli(live.url, "tasks", "delete", task["id"], input="y\n")
+    assert unasked.exit_code == 2, unasked.output
+    assert_one_clear_error(unasked.stderr, "needs confirmation", "no terminal")
+    assert "hint: pass --yes" in unasked.stderr
+    assert api.get(f"/api/tasks/{task['id']}").status_code == 200
+
+    code, out, err = answer_on_a_terminal(args, "y\n")
+    assert code == 0, err
+    assert f"deleted {task['id']}" in out
     assert api.get(f"/api/tasks/{task['id']}").status_code == 404
 
     other = make_task(api, "delete-yes")

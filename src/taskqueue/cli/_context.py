@@ -51,6 +51,7 @@ __all__ = [
     "EXIT_USAGE",
     "CliContext",
     "client_command",
+    "confirm",
     "duration",
     "relative",
     "status_style",
@@ -255,6 +256,17 @@ def client_command(function: F) -> F:
         help="Output: a table for people, or the API's JSON / YAML for programs.",
     )
     return option(wrapper)  # type: ignore[return-value]
+
+
+def confirm(ctx: CliContext, question: str) -> None:
+    """Ask ``question`` on the terminal; without one, refuse (exit 2) and name ``--yes``."""
+    if not sys.stdin.isatty():
+        ctx.fail(
+            f"{question.rstrip('?')}: needs confirmation, and there is no terminal to ask on",
+            EXIT_USAGE,
+            "pass --yes to go ahead without asking",
+        )
+    click.confirm(question, abort=True, err=True)
 
 
 def rows_table(title: str | None, columns: Iterable[str]) -> Table:

@@ -12,6 +12,7 @@ from taskqueue.cli._context import (
     EXIT_REFUSED,
     CliContext,
     client_command,
+    confirm,
     relative,
     rows_table,
 )
@@ -118,9 +119,7 @@ def delete_project(ctx: CliContext, project: str, cascade: bool, yes: bool) -> N
     client = ctx.client
     project_id = resolve_project(client, project) or project
     if not yes:
-        click.confirm(
-            f"delete project {project}{' and its tasks' if cascade else ''}?", abort=True, err=True
-        )
+        confirm(ctx, f"delete project {project}{' and its tasks' if cascade else ''}?")
     try:
         client.delete_project(project_id, cascade=cascade)
     except ConflictError as refused:

@@ -15,6 +15,7 @@ from taskqueue.cli._context import (
     EXIT_FAILED,
     CliContext,
     client_command,
+    confirm,
     duration,
     relative,
     rows_table,
@@ -356,7 +357,7 @@ def retry_task(ctx: CliContext, task_id: str) -> None:
 def delete_task(ctx: CliContext, task_id: str, yes: bool) -> None:
     """Delete a task."""
     if not yes:
-        click.confirm(f"delete task {task_id}?", abort=True, err=True)
+        confirm(ctx, f"delete task {task_id}?")
     ctx.client.delete_task(task_id)
     ctx.emit({"deleted": task_id}, lambda: f"deleted {task_id}")
 
