@@ -141,6 +141,6 @@ class TaskQueueConfigError(TaskQueueError):
     """A configuration file or setting is wrong; the message names the file and line."""
 
 
-# The seed's names, kept as aliases; they do not shadow the builtins unless imported by name.
+# The documented alias names; they do not shadow the builtins unless imported by name.
 ConnectionError = TaskQueueConnectionError
 TimeoutError = TaskQueueTimeoutError

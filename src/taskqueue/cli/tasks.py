@@ -23,13 +23,14 @@ from taskqueue.cli._context import (
 )
 from taskqueue.client import TaskQueueClient
 from taskqueue.errors import ProjectNotFoundError, TaskQueueTimeoutError
-from taskqueue.models import Attempt, LogChunk, Task, TaskPriority, TaskStatus, TaskType
+from taskqueue.models import Attempt, LogChunk, Task, TaskPriority, TaskStatus
 
 __all__ = ["resolve_project", "task_detail", "task_table", "tasks", "write_chunk"]
 
 PRIORITIES = click.Choice([p.value for p in TaskPriority], case_sensitive=False)
-STATUSES = click.Choice([s.value for s in TaskStatus], case_sensitive=False)
-TYPES = click.Choice([t.value for t in TaskType], case_sensitive=False)
+#: The statuses a task can have in this version (workflow phases come with workflows).
+RUN_STATUSES = ("Pending", "Running", "Completed", "Failed", "Cancelled")
+STATUSES = click.Choice(RUN_STATUSES, case_sensitive=False)
 
 
 def _canonical(choice: str | None, values: Sequence[str]) -> str | None:
@@ -246,7 +247,6 @@ def create_task(
 @click.option("--status", type=STATUSES, default=None)
 @click.option("--project-id", "--project", "project", help="Project id or name.")
 @click.option("--priority", type=PRIORITIES, default=None)
-@click.option("--type", "task_type", type=TYPES, default=None)
 @click.option("--queue", default=None)
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
@@ -257,7 +257,6 @@ def list_tasks(
     status: str | None,
     project: str | None,
     priority: str | None,
-    task_type: str | None,
     queue: str | None,
     limit: int,
     offset: int,
@@ -269,7 +268,6 @@ def list_tasks(
         "status": _canonical(status, [s.value for s in TaskStatus]),
         "project_id": resolve_project(client, project),
         "priority": _canonical(priority, [p.value for p in TaskPriority]),
-        "task_type": _canonical(task_type, [t.value for t in TaskType]),
         "queue": queue,
     }
     if every:

@@ -388,7 +388,7 @@ class AsyncTaskQueueClient:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Task]:
-        """A page of tasks matching the filters (seed TaskFilters), oldest first."""
+        """A page of tasks matching the filters, oldest first."""
         filters = validate_input(
             TaskFilters,
             {
