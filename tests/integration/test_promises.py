@@ -400,6 +400,8 @@ def test_sigterm_lets_running_tasks_finish(make_server: MakeServer) -> None:
             "the task to start",
         )
     assert server.terminate(timeout=30) == 0
+    # Shutdown says what it did, not only that it began to drain.
+    assert "stopped: 1 task(s) finished while draining, 0 handed back" in server.log.read_text()
     restarted = make_server("--workers", "0", db=server.db)
     with httpx.Client(base_url=restarted.url, timeout=30) as api:
         done = api.get(f"/api/tasks/{task['id']}").json()
@@ -427,6 +429,7 @@ def test_sigterm_hands_back_what_outlives_the_drain_timeout(
             "the task to start",
         )
     assert server.terminate(timeout=30) == 0
+    assert "stopped: 0 task(s) finished while draining, 1 handed back" in server.log.read_text()
     restarted = make_server(db=server.db)
     with httpx.Client(base_url=restarted.url, timeout=30) as api:
         done = wait_status(api, task["id"])

@@ -448,18 +448,26 @@ class Worker:
             )
             for run in waiting:
                 self._forget(run)
-        if self._tasks:
+        draining = len(self._tasks)
+        if draining:
             log.info(
                 "draining %d running task(s), up to %ss",
-                len(self._tasks),
+                draining,
                 self.settings.drain_timeout,
             )
             await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
+        left = [run for run in self.running.values() if not run.lost]
         for run in list(self.running.values()):
             run.hand_back = True
             run.halt.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
+        if draining or waiting:
+            log.info(
+                "stopped: %d task(s) finished while draining, %d handed back to run again",
+                max(draining - len(left), 0),
+                len(left) + len(waiting),
+            )
 
 
 def _worth_keeping(write: asyncio.Future[bool]) -> bool:
