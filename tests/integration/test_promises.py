@@ -318,6 +318,11 @@ def test_cancel_of_a_running_task_stops_it_promptly(
         attempts = api.get(f"/api/tasks/{task['id']}/attempts").json()["attempts"]
         assert attempts[-1]["status"] == "Cancelled"
         assert api.get(f"/api/tasks/{task['id']}").json()["status"] == "Cancelled"
+    if where == "embedded":
+        # The log says a cancel happened, not that a lease was lost.
+        said = f"task {task['id']}: cancelled while running; its command was stopped"
+        _wait_until(lambda: said in server.log.read_text(), 10, "the cancel to be logged")
+        assert "lease lost" not in server.log.read_text()
 
 
 # ----------------------------------------------------------------------------- promise 6

@@ -268,7 +268,7 @@ class Worker:
         started = time.monotonic()
         while True:
             if run.lost:
-                log.info("task %s: lease lost, result dropped", claimed.id)
+                await self._say_lost(claimed)
                 return
             try:
                 if run.hand_back:
@@ -285,6 +285,23 @@ class Worker:
                 log.warning("task %s: recording its end failed (retrying): %s", claimed.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _say_lost(self, claimed: Claimed) -> None:
+        """Log why an attempt's result was not recorded, in words that say what happened."""
+        try:
+            status = (await self.store.get_task(claimed.id))["status"]
+        except Exception:  # deleted, or the database is away: say what is known
+            status = None
+        if status == "Cancelled":
+            log.info("task %s: cancelled while running; its command was stopped", claimed.id)
+        else:
+            log.info(
+                "task %s: this worker no longer holds attempt %d (task now %s); its command was"
+                " stopped and its result not recorded",
+                claimed.id,
+                claimed.attempt,
+                status or "gone",
+            )
 
     def _forget(self, run: _Run) -> None:
         # A newer attempt of the same task may already be here; leave that one alone.
