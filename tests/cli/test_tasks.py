@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from datetime import datetime
 
 import httpx
 import pytest
@@ -299,6 +300,31 @@ def test_get_table_json_and_yaml(live: ServerProcess, api: httpx.Client) -> None
     as_yaml = cli(live.url, "tasks", "get", task["id"], "--format", "yaml")
     assert as_yaml.exit_code == 0
     assert yaml.safe_load(as_yaml.stdout) == expected
+
+
+def test_a_task_waiting_to_retry_says_when_instead_of_an_exit_code(
+    live: ServerProcess, api: httpx.Client
+) -> None:
+    task = make_task(
+        api, "retry-later", "exit 3", queue="default", retry_attempts=3, retry_delay=3600
+    )
+    wait_until(
+        lambda: (
+            get(api, f"/api/tasks/{task['id']}")["attempt"] == 1
+            and get(api, f"/api/tasks/{task['id']}")["status"] == "Pending"
+        ),
+        15,
+        "the first attempt to fail",
+    )
+    now = get(api, f"/api/tasks/{task['id']}")
+    when = datetime.fromisoformat(now["run_at"]).astimezone().strftime("%H:%M:%S")
+    listed = cli(live.url, "tasks", "list", "--queue", "default", "--status", "Pending")
+    row = next(line for line in listed.stdout.splitlines() if "retry-later" in line)
+    assert f"Pending, retrying at {when} (attempt 2/4)" in row
+    assert row.split()[-1] == "-"  # no exit code for a task that has not ended
+    shown = detail(cli(live.url, "tasks", "get", task["id"]).stdout)
+    assert shown["status"] == f"Pending, retrying at {when} (attempt 2/4)"
+    api.post(f"/api/tasks/{task['id']}/cancel")
 
 
 # ------------------------------------------------------------------------------ update

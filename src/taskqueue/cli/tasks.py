@@ -81,17 +81,30 @@ def task_table(items: Sequence[Task], title: str | None = None) -> Table:
     )
     for task in items:
         result = task.result
+        retry = retry_note(task)
         table.add_row(
             str(task.id)[:8],
             task.name,
-            status_style(task.status.value),
+            status_style(task.status.value) + (f", {retry}" if retry else ""),
             task.priority.value,
             str(task.attempt),
             relative(task.created_at),
-            duration(result.duration_ms if result else None),
-            "-" if result is None or result.exit_code is None else str(result.exit_code),
+            duration(result.duration_ms if result and not retry else None),
+            "-" if retry or result is None or result.exit_code is None else str(result.exit_code),
         )
     return table
+
+
+def retry_note(task: Task) -> str | None:
+    """``retrying at 14:03:27 (attempt 2/4)`` for a Pending task waiting for its next try."""
+    if task.status is not TaskStatus.PENDING or task.attempt == 0:
+        return None
+    total = task.retry_attempts + 1
+    attempt = f"attempt {task.attempt + 1}/{total}"
+    if task.run_at is None:
+        return f"retrying, {attempt}"
+    when = task.run_at.astimezone().strftime("%H:%M:%S")
+    return f"retrying at {when} ({attempt})"
 
 
 def task_detail(task: Task) -> Table:
@@ -100,15 +113,13 @@ def task_detail(task: Task) -> Table:
     table.add_column(style="bold")
     table.add_column()
     result = task.result
+    retry = retry_note(task)
+    note = f", {retry}" if retry else (f" ({task.status_reason})" if task.status_reason else "")
     rows = [
         ("id", str(task.id)),
         ("name", task.name),
         ("command", task.command),
-        (
-            "status",
-            status_style(task.status.value)
-            + (f" ({task.status_reason})" if task.status_reason else ""),
-        ),
+        ("status", status_style(task.status.value) + note),
         ("priority", task.priority.value),
         ("queue", task.queue),
         ("project", str(task.project_id) if task.project_id else "-"),
