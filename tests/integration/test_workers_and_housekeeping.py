@@ -291,3 +291,80 @@ def test_a_reused_pid_is_not_taken_for_the_worker_that_died() -> None:
     assert not AttemptProcess(1, 1, "t", 1, me, started + 1).worker_alive()
     assert not AttemptProcess(1, 1, "t", 1, me, None).worker_alive()
     assert not AttemptProcess(1, 1, "t", 1, None, started).worker_alive()
+
+
+def test_the_orphan_sweep_kills_only_what_this_deployment_provably_started(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    # A finished attempt, recorded under the embedded worker of a server that then stops: a
+    # command that names it, its worker and this deployment is an orphan of ours.
+    first = make_server("--workers", "1")
+    with httpx.Client(base_url=first.url, timeout=30) as api:
+        done = api.post("/api/tasks", json={"name": "recorded", "command": "true"}).json()
+        assert wait_status(api, done["id"])["status"] == "Completed"
+        [attempt] = api.get(f"/api/tasks/{done['id']}/attempts").json()["attempts"]
+    assert first.terminate() == 0
+    worker_id = attempt["worker_id"]
+    host, pid, _ = worker_id.rsplit(":", 2)
+    [(deployment,)] = query_db(first.db, "SELECT value FROM meta WHERE key = 'deployment_id'")
+    ours = {
+        "TASKQUEUE_TASK_ID": done["id"],
+        "TASKQUEUE_ATTEMPT": "1",
+        "TASKQUEUE_WORKER_ID": worker_id,
+        "TASKQUEUE_WORKER_START": "1",
+        "TASKQUEUE_DEPLOYMENT": str(deployment),
+    }
+    me = os.getpid()
+    forged = {
+        # The decoy of the report: another host, a dead worker, a task of nobody's database.
+        "another host": {
+            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000001",
+            "TASKQUEUE_ATTEMPT": "1",
+            "TASKQUEUE_WORKER_ID": "elsewhere.example:4242:beef",
+        },
+        "ours, but another host": {**ours, "TASKQUEUE_WORKER_ID": f"elsewhere:{pid}:beef"},
+        "no deployment": {k: v for k, v in ours.items() if k != "TASKQUEUE_DEPLOYMENT"},
+        "another deployment": {**ours, "TASKQUEUE_DEPLOYMENT": "0" * 32},
+        "a task not in this database": {
+            **ours,
+            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000002",
+        },
+        "an attempt never made": {**ours, "TASKQUEUE_ATTEMPT": "2"},
+        "a worker the attempt was not run by": {
+            **ours,
+            "TASKQUEUE_WORKER_ID": f"{host}:{pid}:ffff",
+        },
+        "a worker still alive": {
+            **ours,
+            "TASKQUEUE_WORKER_ID": f"{host}:{me}:0000",
+            "TASKQUEUE_WORKER_START": str(process_start_of(me)),
+        },
+    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TASKQUEUE_")}
+
+    def decoy(variables: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["sleep", "300"], env={**clean, **variables}, start_new_session=True
+        )
+
+    decoys = {name: decoy(variables) for name, variables in forged.items()}
+    orphan = decoy(ours)
+    try:
+        make_server("--workers", "1", db=first.db)  # its worker sweeps as it starts
+        wait_until(lambda: orphan.poll() is not None, 30, "the sweep to kill the real orphan")
+        assert orphan.returncode == -signal.SIGKILL
+        survivors = {name for name, process in decoys.items() if process.poll() is None}
+        assert survivors == set(forged)
+    finally:
+        for process in [*decoys.values(), orphan]:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def process_start_of(pid: int) -> int:
+    from taskqueue.worker.orphans import process_start
+
+    started = process_start(pid)
+    assert started is not None
+    return started

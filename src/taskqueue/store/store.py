@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from taskqueue.models import (
 )
 from taskqueue.store import (
     attempts,
+    deployment,
     housekeeping,
     leases,
     projects,
@@ -247,10 +249,22 @@ class Store:
         now = self.clock()
         return await self.db.read(lambda c: leases.has_expired_leases(c, now))
 
-    async def held_attempts(self, pairs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Which (task id, attempt) pairs are still running under a live lease (a read)."""
+    async def orphaned_attempts(
+        self, attempts: Sequence[tuple[str, int, str]]
+    ) -> set[tuple[str, int, str]]:
+        """Which (task id, attempt, worker id) this database recorded and no lease holds."""
         now = self.clock()
-        return await self.db.read(lambda c: leases.held_attempts(c, list(pairs), now))
+        return await self.db.read(lambda c: leases.orphaned_attempts(c, list(attempts), now))
+
+    async def deployment_id(self) -> str:
+        """The deployment id of this database (made and recorded the first time it is asked)."""
+        found = await self.db.read(deployment.read_deployment)
+        if found is None:
+            candidate, now = uuid.uuid4().hex, self.clock()
+            found = await self._write(
+                lambda tx, fx: deployment.ensure_deployment(tx, fx, candidate, now)
+            )
+        return found
 
     async def heartbeat(
         self, held: Sequence[tuple[str, str]], lease_s: float

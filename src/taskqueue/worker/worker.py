@@ -95,6 +95,7 @@ class Worker:
         # password, and a command's output is served by the API.
         self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARIABLES}
         self._started = str(process_start(os.getpid()) or 0)
+        self._deployment = ""  # this database's deployment id, learnt when the worker runs
         # One thread follows each running command (see taskqueue.worker.process).
         self._runners = ThreadPoolExecutor(
             max_workers=self.settings.concurrency, thread_name_prefix="taskqueue-run"
@@ -124,6 +125,8 @@ class Worker:
     async def run(self) -> None:
         """Claim and run tasks until :meth:`stop` is called, then drain."""
         await self.start()
+        # Every command carries the deployment id: without it, no sweep could tell it ours.
+        self._deployment = await self._upkeep.learn_deployment(self._stopping) or ""
         side = self._upkeep.start()
         await self._upkeep.sweep_orphans()
         try:
@@ -304,6 +307,7 @@ class Worker:
         env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
         env["TASKQUEUE_WORKER_ID"] = self.worker_id
         env["TASKQUEUE_WORKER_START"] = self._started
+        env["TASKQUEUE_DEPLOYMENT"] = self._deployment
         env["TASKQUEUE_INPUT"] = input_path
         env["TASKQUEUE_OUTPUT"] = output_path
         return env
