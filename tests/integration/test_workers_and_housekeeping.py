@@ -267,6 +267,8 @@ def test_commands_do_not_inherit_the_database_url(
 ) -> None:
     monkeypatch.setenv("TASKQUEUE_DATABASE_URL", "postgresql://u:hunter2@nowhere/db")
     monkeypatch.setenv("TASKQUEUE_API_KEY", "key-hunter2")
+    monkeypatch.setenv("PGPASSWORD", "pg-hunter2")
+    monkeypatch.setenv("TASKQUEUE_WEBHOOK_TOKEN", "token-hunter2")
     monkeypatch.setenv("SOME_SETTING", "kept")
     server = make_server()  # --db wins over the variable
     with httpx.Client(base_url=server.url, timeout=30) as api:

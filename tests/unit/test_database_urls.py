@@ -121,3 +121,25 @@ def test_redact_hides_short_pieces_only_as_whole_words() -> None:
     assert redact("user a, host 'PW@h', PWD, S3cret@PW, xhunter22x", pieces) == (
         "user a, host '***@h', PWD, ***, x***x"
     )
+
+
+def test_logged_secrets_are_scrubbed_in_messages_and_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from taskqueue.security import redact_logs
+
+    url = "postgresql://tq:Log-S3cret-Pw@db.example/tq"
+    redact_logs(secrets_of(url))
+    log = logging.getLogger("taskqueue.test.redaction")
+    with caplog.at_level(logging.WARNING):
+        log.warning("could not reach %s", url)
+        try:
+            raise ValueError(f"driver echoed {url}")
+        except ValueError:
+            log.exception("failed")
+    text = caplog.text
+    assert "Log-S3cret-Pw" not in text
+    assert "could not reach postgresql://tq:***@db.example/tq" in text
+    assert "ValueError: driver echoed postgresql://tq:***@db.example/tq" in text
