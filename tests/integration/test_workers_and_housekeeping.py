@@ -306,42 +306,8 @@ def test_the_orphan_sweep_kills_only_what_this_deployment_provably_started(
         assert wait_status(api, done["id"])["status"] == "Completed"
         [attempt] = api.get(f"/api/tasks/{done['id']}/attempts").json()["attempts"]
     assert first.terminate() == 0
-    worker_id = attempt["worker_id"]
-    host, pid, _ = worker_id.rsplit(":", 2)
     [(deployment,)] = query_db(first.db, "SELECT value FROM meta WHERE key = 'deployment_id'")
-    ours = {
-        "TASKQUEUE_TASK_ID": done["id"],
-        "TASKQUEUE_ATTEMPT": "1",
-        "TASKQUEUE_WORKER_ID": worker_id,
-        "TASKQUEUE_WORKER_START": "1",
-        "TASKQUEUE_DEPLOYMENT": str(deployment),
-    }
-    me = os.getpid()
-    forged = {
-        # The decoy of the report: another host, a dead worker, a task of nobody's database.
-        "another host": {
-            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000001",
-            "TASKQUEUE_ATTEMPT": "1",
-            "TASKQUEUE_WORKER_ID": "elsewhere.example:4242:beef",
-        },
-        "ours, but another host": {**ours, "TASKQUEUE_WORKER_ID": f"elsewhere:{pid}:beef"},
-        "no deployment": {k: v for k, v in ours.items() if k != "TASKQUEUE_DEPLOYMENT"},
-        "another deployment": {**ours, "TASKQUEUE_DEPLOYMENT": "0" * 32},
-        "a task not in this database": {
-            **ours,
-            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000002",
-        },
-        "an attempt never made": {**ours, "TASKQUEUE_ATTEMPT": "2"},
-        "a worker the attempt was not run by": {
-            **ours,
-            "TASKQUEUE_WORKER_ID": f"{host}:{pid}:ffff",
-        },
-        "a worker still alive": {
-            **ours,
-            "TASKQUEUE_WORKER_ID": f"{host}:{me}:0000",
-            "TASKQUEUE_WORKER_START": str(process_start_of(me)),
-        },
-    }
+    ours, forged = forgeries(done["id"], attempt["worker_id"], str(deployment))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TASKQUEUE_")}
 
     def decoy(variables: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -364,9 +330,37 @@ def test_the_orphan_sweep_kills_only_what_this_deployment_provably_started(
             process.wait()
 
 
-def process_start_of(pid: int) -> int:
-    from taskqueue.worker.orphans import process_start
-
-    started = process_start(pid)
-    assert started is not None
-    return started
+def forgeries(
+    task_id: str, worker_id: str, deployment: str
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The variables of a real orphan of attempt 1 of ``task_id``, and decoys, each off in one
+    way (or, the first, in every way) from what proves a process ours."""
+    host, pid, suffix = worker_id.rsplit(":", 2)
+    ours = {
+        "TASKQUEUE_TASK_ID": task_id,
+        "TASKQUEUE_ATTEMPT": "1",
+        "TASKQUEUE_WORKER_ID": worker_id,
+        "TASKQUEUE_WORKER_START": "1",
+        "TASKQUEUE_DEPLOYMENT": deployment,
+    }
+    forged = {
+        # The decoy of the report: another host, a dead worker, a task of nobody's database.
+        "another host": {
+            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000001",
+            "TASKQUEUE_ATTEMPT": "1",
+            "TASKQUEUE_WORKER_ID": "elsewhere.example:4242:beef",
+        },
+        "ours, but another host": {**ours, "TASKQUEUE_WORKER_ID": f"elsewhere:{pid}:beef"},
+        "no deployment": {k: v for k, v in ours.items() if k != "TASKQUEUE_DEPLOYMENT"},
+        "another deployment": {**ours, "TASKQUEUE_DEPLOYMENT": "0" * 32},
+        "a task not in this database": {
+            **ours,
+            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000002",
+        },
+        "an attempt never made": {**ours, "TASKQUEUE_ATTEMPT": "2"},
+        "a worker the attempt was not run by": {
+            **ours,
+            "TASKQUEUE_WORKER_ID": f"{host}:{pid}:{'eeee' if suffix == 'ffff' else 'ffff'}",
+        },
+    }
+    return ours, forged

@@ -252,6 +252,19 @@ def _spawn_as(
     return child.pid
 
 
+def _spawn(
+    argv: list[str],
+    env: Mapping[str, str],
+    stdin_path: str,
+    outputs: tuple[int, int],
+    run_as: RunAs | None,
+) -> int:
+    """Start ``argv`` in a session of its own, as ``run_as`` if given; its pid."""
+    if run_as is None:
+        return _spawn_blocking(argv, env, stdin_path, *outputs)
+    return _spawn_as(argv, env, stdin_path, *outputs, run_as)
+
+
 def _argv(command: str, cwd: str | None) -> list[str]:
     if cwd is None:
         return ["/bin/sh", "-c", command]
@@ -292,12 +305,8 @@ def run_command(
     """
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    argv = _argv(command, cwd)
     try:
-        if run_as is None:
-            pid = _spawn_blocking(argv, env, stdin_path, out_w, err_w)
-        else:
-            pid = _spawn_as(argv, env, stdin_path, out_w, err_w, run_as)
+        pid = _spawn(_argv(command, cwd), env, stdin_path, (out_w, err_w), run_as)
     except BaseException:
         os.close(out_r)
         os.close(err_r)

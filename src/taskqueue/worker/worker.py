@@ -335,6 +335,16 @@ class Worker:
         env["TASKQUEUE_OUTPUT"] = output_path
         return env
 
+    def _attempt_paths(self, claimed: Claimed) -> tuple[str, str, str]:
+        """The attempt's ``$TASKQUEUE_INPUT`` (written here), its stdin and its output file."""
+        stem = f"{claimed.id}-{claimed.attempt}"
+        output_path = str(self._outputs / f"{stem}.out.json")
+        if claimed.input is None:
+            return str(self._null_input), os.devnull, output_path
+        input_path = str(self._files / f"{stem}.in.json")
+        _write_input(Path(input_path), json.dumps(claimed.input), self.settings.run_as)
+        return input_path, input_path, output_path
+
     async def _run_command(self, run: _Run) -> Outcome:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._runners, self._attempt_blocking, run, loop)
@@ -350,13 +360,7 @@ class Worker:
                 error=f"working_directory {cwd!r} is not a directory",
                 reason=FailureReason.SPAWN_ERROR,
             )
-        stem = f"{claimed.id}-{claimed.attempt}"
-        output_path = str(self._outputs / f"{stem}.out.json")
-        if claimed.input is None:
-            input_path, stdin_path = str(self._null_input), os.devnull
-        else:
-            input_path = stdin_path = str(self._files / f"{stem}.in.json")
-            _write_input(Path(input_path), json.dumps(claimed.input), settings.run_as)
+        input_path, stdin_path, output_path = self._attempt_paths(claimed)
         run_as = settings.run_as
         if cwd is None and run_as is not None:
             cwd = run_as.start_directory  # never the worker's own directory
