@@ -100,8 +100,32 @@ class RunAs:
 
     @property
     def start_directory(self) -> str:
-        """Where a command without a working directory starts: home if it exists, else ``/``."""
-        return self.home if os.path.isdir(self.home) else "/"
+        """Where a command without a working directory starts: home, or ``/``.
+
+        Home only if the user may reach it: a directory, it and every directory above it
+        searchable by the user, its group or everyone, as their owners and groups say.
+        """
+        path = os.path.abspath(self.home)
+        if not os.path.isdir(path):
+            return "/"
+        while True:
+            if not self._may_search(path):
+                return "/"
+            parent = os.path.dirname(path)
+            if parent == path:
+                return os.path.abspath(self.home)
+            path = parent
+
+    def _may_search(self, directory: str) -> bool:
+        try:
+            info = os.stat(directory)
+        except OSError:
+            return False
+        if info.st_uid == self.uid:
+            return bool(info.st_mode & stat.S_IXUSR)
+        if info.st_gid == self.gid or info.st_gid in self.groups:
+            return bool(info.st_mode & stat.S_IXGRP)
+        return bool(info.st_mode & stat.S_IXOTH)
 
     def environment(self, env: dict[str, str]) -> dict[str, str]:
         """``env`` as a login of this user would have it: ``HOME``, ``USER``, ``LOGNAME``."""

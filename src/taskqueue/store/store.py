@@ -24,6 +24,7 @@ from taskqueue.models import (
     TaskFilters,
     TaskUpdate,
 )
+from taskqueue.security import redact_logs
 from taskqueue.store import (
     attempts,
     deployment,
@@ -34,7 +35,7 @@ from taskqueue.store import (
     transitions,
     workers,
 )
-from taskqueue.store.backend import Backend, open_backend
+from taskqueue.store.backend import Backend, open_backend, secrets_of
 from taskqueue.store.codec import now_us
 from taskqueue.store.idempotency import IdempotencyRequest
 from taskqueue.store.pipeline import Effects
@@ -66,6 +67,8 @@ class Store:
         clock: Callable[[], int] = now_us,
     ) -> None:
         self.url: str = str(db)
+        # Whatever a driver's error echoes of the URL, no log line of this process shows it.
+        redact_logs(secrets_of(self.url))
         self.clock: Callable[[], int] = clock
         self.waiters: Waiters = Waiters()
         self.db: Backend = open_backend(
