@@ -322,13 +322,13 @@ def test_the_orphan_sweep_kills_only_what_this_deployment_provably_started(
         second = make_server("--workers", "1", db=first.db)  # its worker sweeps as it starts
         wait_until(lambda: orphan.poll() is not None, 30, "the sweep to kill the real orphan")
         assert orphan.returncode == -signal.SIGKILL
-        # The server says which groups it killed: the orphan's alone.
+        # The server says which groups it killed: the orphan's alone. (A taskqueue of an
+        # older version running on the same host would kill the orphan and the decoys too:
+        # its sweep is what this test is about.)
         assert second.log is not None
         killed = re.findall(r"killed process group (\d+)", second.log.read_text())
-        assert killed == [str(orphan.pid)]
+        assert killed == [str(orphan.pid)], "the orphan was killed, but not by this server"
         dead = {name for name, process in decoys.items() if process.poll() is not None}
-        # (A taskqueue of an older version on the same host would kill them: its sweep is the
-        # one this test is about.)
         assert not dead, f"decoys killed, though not by this server: {sorted(dead)}"
     finally:
         for process in [*decoys.values(), orphan]:
