@@ -40,8 +40,10 @@ def _db_option(function: Any) -> Any:
     """
 
     @functools.wraps(function)
-    def with_database(*args: Any, db: str | None, database_url_file: str | None, **kw: Any) -> Any:
-        return function(*args, db=_database(db, database_url_file), **kw)
+    def with_database(*args: Any, db: str, database_url_file: str | None, **kw: Any) -> Any:
+        source = click.get_current_context().get_parameter_source("db")
+        given = None if source is click.core.ParameterSource.DEFAULT else db
+        return function(*args, db=_database(given, database_url_file), **kw)
 
     with_database = click.option(
         "--database-url-file",
@@ -54,8 +56,8 @@ def _db_option(function: Any) -> Any:
     return click.option(
         "--db",
         envvar="TASKQUEUE_DATABASE_URL",
-        default=None,
-        show_default=DEFAULT_DB,
+        default=DEFAULT_DB,
+        show_default=True,
         help="SQLite file path, sqlite:/// URL or postgresql:// URL (env TASKQUEUE_DATABASE_URL).",
     )(with_database)
 
