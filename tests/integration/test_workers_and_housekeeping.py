@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -267,6 +268,8 @@ def test_commands_do_not_inherit_the_database_url(
 ) -> None:
     monkeypatch.setenv("TASKQUEUE_DATABASE_URL", "postgresql://u:hunter2@nowhere/db")
     monkeypatch.setenv("TASKQUEUE_API_KEY", "key-hunter2")
+    monkeypatch.setenv("PGPASSWORD", "pg-hunter2")
+    monkeypatch.setenv("TASKQUEUE_WEBHOOK_TOKEN", "token-hunter2")
     monkeypatch.setenv("SOME_SETTING", "kept")
     server = make_server()  # --db wins over the variable
     with httpx.Client(base_url=server.url, timeout=30) as api:
@@ -291,3 +294,80 @@ def test_a_reused_pid_is_not_taken_for_the_worker_that_died() -> None:
     assert not AttemptProcess(1, 1, "t", 1, me, started + 1).worker_alive()
     assert not AttemptProcess(1, 1, "t", 1, me, None).worker_alive()
     assert not AttemptProcess(1, 1, "t", 1, None, started).worker_alive()
+
+
+def test_the_orphan_sweep_kills_only_what_this_deployment_provably_started(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    # A finished attempt, recorded under the embedded worker of a server that then stops: a
+    # command that names it, its worker and this deployment is an orphan of ours.
+    first = make_server("--workers", "1")
+    with httpx.Client(base_url=first.url, timeout=30) as api:
+        done = api.post("/api/tasks", json={"name": "recorded", "command": "true"}).json()
+        assert wait_status(api, done["id"])["status"] == "Completed"
+        [attempt] = api.get(f"/api/tasks/{done['id']}/attempts").json()["attempts"]
+    assert first.terminate() == 0
+    [(deployment,)] = query_db(first.db, "SELECT value FROM meta WHERE key = 'deployment_id'")
+    ours, forged = forgeries(done["id"], attempt["worker_id"], str(deployment))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TASKQUEUE_")}
+
+    def decoy(variables: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["sleep", "300"], env={**clean, **variables}, start_new_session=True
+        )
+
+    decoys = {name: decoy(variables) for name, variables in forged.items()}
+    orphan = decoy(ours)
+    try:
+        second = make_server("--workers", "1", db=first.db)  # its worker sweeps as it starts
+        wait_until(lambda: orphan.poll() is not None, 30, "the sweep to kill the real orphan")
+        assert orphan.returncode == -signal.SIGKILL
+        # The server says which groups it killed: the orphan's alone. (A taskqueue of an
+        # older version running on the same host would kill the orphan and the decoys too:
+        # its sweep is what this test is about.)
+        assert second.log is not None
+        killed = re.findall(r"killed process group (\d+)", second.log.read_text())
+        assert killed == [str(orphan.pid)], "the orphan was killed, but not by this server"
+        dead = {name for name, process in decoys.items() if process.poll() is not None}
+        assert not dead, f"decoys killed, though not by this server: {sorted(dead)}"
+    finally:
+        for process in [*decoys.values(), orphan]:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def forgeries(
+    task_id: str, worker_id: str, deployment: str
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The variables of a real orphan of attempt 1 of ``task_id``, and decoys, each off in one
+    way (or, the first, in every way) from what proves a process ours."""
+    host, pid, suffix = worker_id.rsplit(":", 2)
+    ours = {
+        "TASKQUEUE_TASK_ID": task_id,
+        "TASKQUEUE_ATTEMPT": "1",
+        "TASKQUEUE_WORKER_ID": worker_id,
+        "TASKQUEUE_WORKER_START": "1",
+        "TASKQUEUE_DEPLOYMENT": deployment,
+    }
+    forged = {
+        # The decoy of the report: another host, a dead worker, a task of nobody's database.
+        "another host": {
+            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000001",
+            "TASKQUEUE_ATTEMPT": "1",
+            "TASKQUEUE_WORKER_ID": "elsewhere.example:4242:beef",
+        },
+        "ours, but another host": {**ours, "TASKQUEUE_WORKER_ID": f"elsewhere:{pid}:beef"},
+        "no deployment": {k: v for k, v in ours.items() if k != "TASKQUEUE_DEPLOYMENT"},
+        "another deployment": {**ours, "TASKQUEUE_DEPLOYMENT": "0" * 32},
+        "a task not in this database": {
+            **ours,
+            "TASKQUEUE_TASK_ID": "0199aaaa-0000-7000-8000-000000000002",
+        },
+        "an attempt never made": {**ours, "TASKQUEUE_ATTEMPT": "2"},
+        "a worker the attempt was not run by": {
+            **ours,
+            "TASKQUEUE_WORKER_ID": f"{host}:{pid}:{'eeee' if suffix == 'ffff' else 'ffff'}",
+        },
+    }
+    return ours, forged

@@ -7,8 +7,10 @@ plain ``taskqueue`` install.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from taskqueue.cli.run import config, health, run, submit, workers
 from taskqueue.cli.tasks import tasks
 
 if TYPE_CHECKING:
+    from taskqueue.security import RunAs
     from taskqueue.service import UnusableDatabase
 
 __all__ = ["main"]
@@ -30,13 +33,97 @@ DEFAULT_DB = "taskqueue.db"
 
 
 def _db_option(function: Any) -> Any:
+    """``--db`` and ``--database-url-file``; the command gets ``db``, read, checked, ready.
+
+    Before anything is read, the process is made non-dumpable, so no other process of its
+    user (a command it runs) can read the database URL from its environment or memory.
+    """
+
+    @functools.wraps(function)
+    def with_database(*args: Any, db: str, database_url_file: str | None, **kw: Any) -> Any:
+        source = click.get_current_context().get_parameter_source("db")
+        given = None if source is click.core.ParameterSource.DEFAULT else db
+        return function(*args, db=_database(given, database_url_file), **kw)
+
+    with_database = click.option(
+        "--database-url-file",
+        envvar="TASKQUEUE_DATABASE_URL_FILE",
+        default=None,
+        metavar="PATH",
+        help="Read the database URL from this file, so it is in no environment or command "
+        "line (env TASKQUEUE_DATABASE_URL_FILE).",
+    )(with_database)
     return click.option(
         "--db",
         envvar="TASKQUEUE_DATABASE_URL",
         default=DEFAULT_DB,
         show_default=True,
         help="SQLite file path, sqlite:/// URL or postgresql:// URL (env TASKQUEUE_DATABASE_URL).",
+    )(with_database)
+
+
+def _database(db: str | None, url_file: str | None) -> str:
+    """The database a command uses: from ``--db``, from ``--database-url-file``, or the default."""
+    from taskqueue.security import make_undumpable, read_secret_file, redact_logs
+
+    make_undumpable()
+    if db is not None and url_file is not None:
+        raise click.UsageError(
+            "give the database once: --db (or TASKQUEUE_DATABASE_URL) or --database-url-file "
+            "(or TASKQUEUE_DATABASE_URL_FILE), not both"
+        )
+    hint = "--db"
+    if url_file is not None:
+        hint = "--database-url-file"
+        try:
+            db, warning = read_secret_file(url_file, "file")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+        if warning is not None:
+            click.echo(f"warning: {warning}", err=True)
+    db = db or DEFAULT_DB
+    _need_server()
+    from taskqueue.store import secrets_of
+
+    redact_logs([*secrets_of(db), os.environ.get("TASKQUEUE_API_KEY", "")])
+    _check_db(db, hint)
+    return db
+
+
+def _run_as_option(function: Any) -> Any:
+    """``--run-as USER``: the command gets ``run_as``, the user resolved (or None)."""
+
+    def resolve(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        from taskqueue.security import resolve_run_as
+
+        try:
+            return resolve_run_as(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(
+        "--run-as",
+        envvar="TASKQUEUE_RUN_AS",
+        default=None,
+        metavar="USER",
+        callback=resolve,
+        help="Run every command as this unprivileged user (taskqueue itself runs as root); "
+        "env TASKQUEUE_RUN_AS.",
     )(function)
+
+
+def _warn_if_root(run_as: RunAs | None, runs_commands: bool) -> None:
+    from taskqueue.security import running_as_root
+
+    if runs_commands and run_as is None and running_as_root():
+        click.echo(
+            "warning: taskqueue runs as root without --run-as, so every command runs as root: "
+            "it can read the database, its URL and this process's secrets; pass --run-as USER "
+            "to run commands as an unprivileged user",
+            err=True,
+        )
 
 
 def _positive_seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -145,9 +232,18 @@ def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     return queues
 
 
-def _check_db(db: str) -> None:
-    from taskqueue.store.backend import is_postgres_url, missing_driver, resolve_sqlite_path
+def _check_db(db: str, hint: str = "--db") -> None:
+    from taskqueue.store.backend import (
+        check_database,
+        is_postgres_url,
+        missing_driver,
+        resolve_sqlite_path,
+    )
 
+    try:
+        check_database(db)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
     if is_postgres_url(db):
         missing = missing_driver(db)
         if missing is not None:  # pragma: no cover - depends on the install
@@ -159,18 +255,21 @@ def _check_db(db: str) -> None:
     try:
         path = resolve_sqlite_path(db)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from exc
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
     parent = path.resolve().parent
     if not parent.is_dir():
-        raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint="--db")
+        raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint=hint)
 
 
 def _explain(exc: UnusableDatabase) -> click.ClickException:
-    """One line saying why the database cannot be used."""
+    """One line saying why the database cannot be used (any secret a driver echoed hidden)."""
+    from taskqueue.security import redact
+    from taskqueue.store import secrets_of
+
     cause = exc.__cause__ or exc
     cause = getattr(cause, "orig", None) or cause
     reason = " ".join(str(cause).split()) or type(cause).__name__
-    return click.ClickException(f"{exc}: {reason}")
+    return click.ClickException(redact(f"{exc}: {reason}", secrets_of(exc.db)))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -231,12 +330,14 @@ main.add_command(workers)
     type=click.IntRange(0, 1024),
     help="Tasks run at once by the embedded worker; 0 serves the API only.",
 )
+@_run_as_option
 @_worker_options
 def server(
     host: str,
     port: int,
     db: str,
     workers: int,
+    run_as: RunAs | None,
     lease_seconds: float,
     drain_timeout: float,
     retention_hours: float,
@@ -258,11 +359,12 @@ def server(
             "loopback addresses only (127.0.0.1, ::1, localhost)",
             param_hint="--host",
         )
-    _check_db(db)
     _setup_logging(log_level)
+    _warn_if_root(run_as, workers > 0)
     embedded = None
     if workers > 0:
         embedded = WorkerSettings(
+            run_as=run_as,
             concurrency=workers,
             lease_seconds=lease_seconds,
             drain_timeout=drain_timeout,
@@ -316,11 +418,13 @@ def server(
     callback=lambda _ctx, _param, value: _check_queues(value),
     help="Queue to serve; repeat for several.",
 )
+@_run_as_option
 @_worker_options
 def worker(
     db: str,
     concurrency: int,
     queues: tuple[str, ...],
+    run_as: RunAs | None,
     lease_seconds: float,
     drain_timeout: float,
     retention_hours: float,
@@ -331,13 +435,14 @@ def worker(
 ) -> None:
     """Run tasks from the database, without serving the API."""
     _need_server()
-    _check_db(db)
     _setup_logging(log_level)
+    _warn_if_root(run_as, True)
     from taskqueue.service import UnusableDatabase, build_worker
     from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
 
     settings = WorkerSettings(
+        run_as=run_as,
         concurrency=concurrency,
         queues=queues,
         lease_seconds=lease_seconds,
@@ -414,7 +519,6 @@ def db() -> None:
 def db_upgrade(db: str) -> None:
     """Create the database if needed and apply every migration."""
     _need_server()
-    _check_db(db)
     from taskqueue.service import UnusableDatabase, open_store
     from taskqueue.store import describe_database
 

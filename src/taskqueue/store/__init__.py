@@ -7,7 +7,13 @@ change), ``leases``, ``attempts`` (and their output), ``dependencies``, ``projec
 ``postgres``); the ``codec`` (rows to wire dicts); the ``schema`` and its ``migrations``.
 """
 
-from taskqueue.store.backend import describe_database, is_postgres_url, resolve_sqlite_path
+from taskqueue.store.backend import (
+    check_database,
+    describe_database,
+    is_postgres_url,
+    resolve_sqlite_path,
+    secrets_of,
+)
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError, Unavailable
 from taskqueue.store.idempotency import IdempotencyRequest
 from taskqueue.store.store import Store
@@ -25,7 +31,9 @@ __all__ = [
     "StoreError",
     "Unavailable",
     "WorkerInfo",
+    "check_database",
     "describe_database",
     "is_postgres_url",
     "resolve_sqlite_path",
+    "secrets_of",
 ]

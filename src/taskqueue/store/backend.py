@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from sqlalchemy.engine import make_url
 
 from taskqueue.store.dialect import Dialect
+from taskqueue.store.urls import database_problem, describe_database, secrets_of
 
 if TYPE_CHECKING:
     from taskqueue.store.pipeline import Effects, WriteFn
@@ -26,11 +27,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "Dialect",
+    "check_database",
     "describe_database",
     "is_postgres_url",
     "missing_driver",
     "open_backend",
     "resolve_sqlite_path",
+    "secrets_of",
 ]
 
 T = TypeVar("T")
@@ -73,18 +76,28 @@ def is_postgres_url(db: str) -> bool:
     return scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+")
 
 
-def describe_database(db: str) -> str:
-    """``db`` fit for a log line: a URL's password is hidden."""
-    if "://" not in db:
-        return db
-    try:
-        return make_url(db).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: say nothing of it
-        return "<database>"
+def check_database(db: str) -> None:
+    """Raise ValueError, saying why, unless ``db`` is a usable file path or database URL.
+
+    The reason never shows a secret of ``db`` (see :mod:`taskqueue.store.urls`).
+    """
+    problem = database_problem(db)
+    if problem is None and "://" in db:
+        try:
+            make_url(db)
+        except Exception:
+            problem = f"{describe_database(db)!r} is not a valid database URL"
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def resolve_sqlite_path(db: str) -> Path:
-    """The SQLite file named by ``db``: a plain path or a ``sqlite:///`` URL."""
+    """The SQLite file named by ``db``: a plain path or a ``sqlite:///`` URL.
+
+    Raises ValueError for anything else, a libpq keyword string included (it would make a
+    file of that name), before any file is made.
+    """
+    check_database(db)
     if "://" in db:
         url = make_url(db)
         if url.get_backend_name() != "sqlite":
@@ -125,6 +138,7 @@ def open_backend(
     if is_postgres_url(db):
         from taskqueue.store.postgres import PostgresBackend
 
+        check_database(db)
         return PostgresBackend(db, on_commit, listen=listen, changes=changes)
     from taskqueue.store.sqlite import SqliteBackend
 

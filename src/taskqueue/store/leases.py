@@ -13,7 +13,7 @@ from taskqueue.models import TaskStatus
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx, chunks, marks
 
-__all__ = ["has_expired_leases", "heartbeat", "held_attempts", "lost_leases"]
+__all__ = ["has_expired_leases", "heartbeat", "lost_leases", "orphaned_attempts"]
 
 _R = TaskStatus.RUNNING.value
 _HOLDS = f"id = ? AND lease_token = ? AND status = '{_R}'"
@@ -68,15 +68,25 @@ def has_expired_leases(tx: Tx, now: int) -> bool:
     )
 
 
-def held_attempts(tx: Tx, attempts: list[tuple[str, int]], now: int) -> set[tuple[str, int]]:
-    """Which (task id, attempt) pairs are running under a lease that has not expired."""
-    held: set[tuple[str, int]] = set()
-    ids = sorted({task_id for task_id, _ in attempts})
+def orphaned_attempts(
+    tx: Tx, attempts: list[tuple[str, int, str]], now: int
+) -> set[tuple[str, int, str]]:
+    """Which (task id, attempt, worker id) this database recorded and no live lease holds.
+
+    An attempt is recorded when its claim names the worker that runs it; a lease holds it
+    while the task runs that attempt and the lease has not expired. Anything not recorded
+    (another database's task, a made-up id) is never returned.
+    """
+    found: set[tuple[str, int, str]] = set()
+    ids = sorted({task_id for task_id, _, _ in attempts})
     for part in chunks(ids):
         rows = tx.execute(
-            f"SELECT id, attempt FROM tasks WHERE id IN ({marks(part)})"
-            f" AND status = '{_R}' AND lease_expires_at >= ?",
+            "SELECT a.task_id, a.number, a.worker_id FROM attempts a"
+            " JOIN tasks t ON t.id = a.task_id"
+            f" WHERE a.task_id IN ({marks(part)}) AND a.worker_id IS NOT NULL"
+            f" AND NOT (t.status = '{_R}' AND t.attempt = a.number"
+            " AND t.lease_expires_at >= ?)",
             [*part, now],
         )
-        held.update((r["id"], r["attempt"]) for r in rows)
-    return held & set(attempts)
+        found.update((r["task_id"], r["number"], r["worker_id"]) for r in rows)
+    return found & set(attempts)

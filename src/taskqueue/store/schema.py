@@ -31,6 +31,7 @@ __all__ = [
     "attempts",
     "events",
     "idempotency_keys",
+    "meta",
     "metadata",
     "output_chunks",
     "projects",
@@ -216,4 +217,14 @@ workers: Table = Table(
     Column("started_at", _TIME, nullable=False),
     Column("last_seen", _TIME, nullable=False, index=True),
     Column("running", Integer, nullable=False),
+)
+
+#: Facts about the database itself, one row each; ``deployment_id`` names this deployment in
+#: every command it starts (``TASKQUEUE_DEPLOYMENT``), so the orphan sweep knows its own.
+meta: Table = Table(
+    "meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", _TIME, nullable=False),
 )

@@ -17,12 +17,14 @@ power cut in that moment can undo a change a reader saw, never one a writer was 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
 import sqlite3
+import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,6 +116,44 @@ def sqlite_engine(path: str | Path) -> Engine:
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
     return engine
+
+
+#: The files of one SQLite database: the database itself and what SQLite keeps beside it.
+_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+@contextlib.contextmanager
+def _owner_only(active: bool) -> Iterator[None]:
+    """While a database is created: files and directories made are the owner's alone."""
+    if not active:
+        yield
+        return
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _restrict(path: Path) -> None:
+    """Make the database we created, and the files beside it, readable by the owner only."""
+    for suffix in _SUFFIXES:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
+
+
+def _warn_if_shared(path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "the database file %s can be read by other users (mode %o): commands running as"
+            " them could read every task; chmod 600 it (and its -wal and -shm files)",
+            path,
+            stat.S_IMODE(mode),
+        )
 
 
 class _Session:
@@ -264,14 +304,25 @@ class SqliteBackend:
         self._reader: SqliteConnection | None = None
 
     def migrate(self) -> None:
-        """Create the file (and its directory) if needed and apply every migration."""
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sqlite_engine(self.path)
-        try:
-            upgrade(engine)
-        finally:
-            engine.dispose()
+        """Create the file (and its directory) if needed and apply every migration.
+
+        A file made here is readable by its owner only, as are its ``-wal`` and ``-shm``
+        (SQLite gives them the database's mode); an existing file keeps its mode, with a
+        warning when other users may read it.
+        """
+        created = not self.path.exists()
+        with _owner_only(created):
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            engine = sqlite_engine(self.path)
+            try:
+                upgrade(engine)
+            finally:
+                engine.dispose()
+        if created:
+            _restrict(self.path)
+        else:
+            _warn_if_shared(self.path)
 
     def start(self) -> None:
         """Open the reader and start the writer and sync threads."""

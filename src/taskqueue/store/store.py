@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,8 +24,10 @@ from taskqueue.models import (
     TaskFilters,
     TaskUpdate,
 )
+from taskqueue.security import redact_logs
 from taskqueue.store import (
     attempts,
+    deployment,
     housekeeping,
     leases,
     projects,
@@ -32,7 +35,7 @@ from taskqueue.store import (
     transitions,
     workers,
 )
-from taskqueue.store.backend import Backend, open_backend
+from taskqueue.store.backend import Backend, open_backend, secrets_of
 from taskqueue.store.codec import now_us
 from taskqueue.store.idempotency import IdempotencyRequest
 from taskqueue.store.pipeline import Effects
@@ -64,6 +67,8 @@ class Store:
         clock: Callable[[], int] = now_us,
     ) -> None:
         self.url: str = str(db)
+        # Whatever a driver's error echoes of the URL, no log line of this process shows it.
+        redact_logs(secrets_of(self.url))
         self.clock: Callable[[], int] = clock
         self.waiters: Waiters = Waiters()
         self.db: Backend = open_backend(
@@ -247,10 +252,22 @@ class Store:
         now = self.clock()
         return await self.db.read(lambda c: leases.has_expired_leases(c, now))
 
-    async def held_attempts(self, pairs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-        """Which (task id, attempt) pairs are still running under a live lease (a read)."""
+    async def orphaned_attempts(
+        self, attempts: Sequence[tuple[str, int, str]]
+    ) -> set[tuple[str, int, str]]:
+        """Which (task id, attempt, worker id) this database recorded and no lease holds."""
         now = self.clock()
-        return await self.db.read(lambda c: leases.held_attempts(c, list(pairs), now))
+        return await self.db.read(lambda c: leases.orphaned_attempts(c, list(attempts), now))
+
+    async def deployment_id(self) -> str:
+        """The deployment id of this database (made and recorded the first time it is asked)."""
+        found = await self.db.read(deployment.read_deployment)
+        if found is None:
+            candidate, now = uuid.uuid4().hex, self.clock()
+            found = await self._write(
+                lambda tx, fx: deployment.ensure_deployment(tx, fx, candidate, now)
+            )
+        return found
 
     async def heartbeat(
         self, held: Sequence[tuple[str, str]], lease_s: float

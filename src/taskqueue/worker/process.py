@@ -23,10 +23,13 @@ import math
 import os
 import select
 import signal
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from taskqueue.security import RunAs
 
 __all__ = ["CommandResult", "OutputCapture", "kill_group", "run_command"]
 
@@ -209,6 +212,59 @@ def _spawn_blocking(
     )
 
 
+def _spawn_as(
+    argv: list[str],
+    env: Mapping[str, str],
+    stdin_path: str,
+    out_w: int,
+    err_w: int,
+    run_as: RunAs,
+) -> int:
+    """Start ``argv`` as the unprivileged user ``run_as``; its pid.
+
+    ``posix_spawn`` cannot change the user, so the child is forked: it takes the user's
+    groups, group and user (as ``initgroups`` + ``setgid`` + ``setuid`` would), leads a new
+    session, gets SIGPIPE and SIGXFSZ back at their defaults, and keeps no other descriptor.
+    It starts in ``/``, never in the worker's directory; the command's own directory is
+    entered by its shell, as the user, so the user's permissions decide whether it may.
+    """
+    stdin = os.open(stdin_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        child = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=out_w,
+            stderr=err_w,
+            env=dict(env),
+            cwd="/",
+            close_fds=True,
+            restore_signals=True,
+            start_new_session=True,
+            user=run_as.uid,
+            group=run_as.gid,
+            extra_groups=list(run_as.groups),
+        )
+    finally:
+        os.close(stdin)
+    # The caller waits for the child itself (through a pidfd and waitpid): tell the Popen
+    # object it has nothing left to reap, so it never reaps the pid behind the caller's back.
+    child.returncode = 0
+    return child.pid
+
+
+def _spawn(
+    argv: list[str],
+    env: Mapping[str, str],
+    stdin_path: str,
+    outputs: tuple[int, int],
+    run_as: RunAs | None,
+) -> int:
+    """Start ``argv`` in a session of its own, as ``run_as`` if given; its pid."""
+    if run_as is None:
+        return _spawn_blocking(argv, env, stdin_path, *outputs)
+    return _spawn_as(argv, env, stdin_path, *outputs, run_as)
+
+
 def _argv(command: str, cwd: str | None) -> list[str]:
     if cwd is None:
         return ["/bin/sh", "-c", command]
@@ -235,6 +291,7 @@ def run_command(
     grace: float = 5.0,
     should_stop: Callable[[], bool] = lambda: False,
     check_interval: float = 0.2,
+    run_as: RunAs | None = None,
 ) -> CommandResult:
     """Run ``command`` to its end, blocking; meant for a thread of its own.
 
@@ -243,12 +300,13 @@ def run_command(
     exits, whatever it left running in its group is killed (while the exited shell is still a
     zombie, so its group id cannot have been reused), and the pipes are read to their end; a
     process that escaped the group by starting its own session may hold a pipe open, so that
-    wait is bounded too.
+    wait is bounded too. With ``run_as``, the command runs as that user (see
+    :func:`_spawn_as`).
     """
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = _spawn_blocking(_argv(command, cwd), env, stdin_path, out_w, err_w)
+        pid = _spawn(_argv(command, cwd), env, stdin_path, (out_w, err_w), run_as)
     except BaseException:
         os.close(out_r)
         os.close(err_r)

@@ -37,10 +37,12 @@ def _result_problem(value: Any) -> str | None:
     return None
 
 
-def read_result(path: str) -> tuple[Any, str | None]:
+def read_result(path: str, owner: int | None = None) -> tuple[Any, str | None]:
     """The JSON a command wrote to ``$TASKQUEUE_OUTPUT``, or an error saying why not.
 
     Only a regular file is read (not a symlink, a FIFO or a device), and at most the limit.
+    With ``owner`` (the user commands run as), the file must belong to that user: a link to
+    a file of the worker's own is not read.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -49,8 +51,11 @@ def read_result(path: str) -> tuple[Any, str | None]:
     except OSError as exc:
         return None, f"$TASKQUEUE_OUTPUT cannot be read ({exc.strerror}); write a regular file"
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return None, "$TASKQUEUE_OUTPUT is not a regular file"
+        if owner is not None and info.st_uid != owner:
+            return None, "$TASKQUEUE_OUTPUT is not a file the command wrote"
         data = b""
         while len(data) <= MAX_RESULT_BYTES:
             piece = os.read(fd, MAX_RESULT_BYTES + 1 - len(data))

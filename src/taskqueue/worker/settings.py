@@ -11,6 +11,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from taskqueue.security import RunAs
+
 __all__ = ["WorkerSettings", "default_worker_id"]
 
 
@@ -41,3 +43,5 @@ class WorkerSettings:
     housekeeping_interval: float = 60.0
     #: How often the worker tells the registry it is alive.
     presence_interval: float = 5.0
+    #: The unprivileged user commands run as (the worker runs as root); None: as the worker.
+    run_as: RunAs | None = None

@@ -15,6 +15,7 @@ Every loop survives a database that is away: it logs (once per 10 s) and tries a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -65,6 +66,10 @@ class Upkeep:
         self.lose: Callable[[str, str], None] = lose
         self.busy: Callable[[], int] = busy
         self.quiet: QuietLog = QuietLog()
+        #: This database's deployment id (see :meth:`learn_deployment`).
+        self.deployment: str | None = None
+        #: This host's name, as worker ids spell it.
+        self.host: str = socket.gethostname()
 
     def start(self) -> list[asyncio.Task[None]]:
         """Start every loop; the caller cancels them when the worker stops."""
@@ -130,7 +135,7 @@ class Upkeep:
     def _info(self) -> WorkerInfo:
         return WorkerInfo(
             id=self.settings.worker_id,
-            host=socket.gethostname(),
+            host=self.host,
             pid=os.getpid(),
             concurrency=self.settings.concurrency,
             queues=self.settings.queues,
@@ -169,19 +174,39 @@ class Upkeep:
             await asyncio.sleep(self.settings.housekeeping_interval)
 
     async def sweep_orphans(self) -> None:
-        """Kill commands on this host whose attempt no worker holds any more."""
+        """Kill what this deployment left running on this host and no worker holds any more.
+
+        See :mod:`taskqueue.worker.orphans` for what proves a process is ours; anything
+        else, however it is named, is left alone.
+        """
+        deployment = self.deployment
+        if deployment is None:  # not known yet: nothing can be proven ours
+            return
         try:
             found = await asyncio.to_thread(find_attempt_processes)
-            if not found:
-                return
             # A command whose worker still runs is that worker's business (it may even serve
             # another database on this host).
-            found = [p for p in found if not p.worker_alive()]
+            found = [p for p in found if p.may_be_ours(deployment, self.host)]
             if not found:
                 return
-            held = await self.store.held_attempts([(p.task_id, p.attempt) for p in found])
-            doomed = [p for p in found if (p.task_id, p.attempt) not in held]
+            recorded = await self.store.orphaned_attempts(
+                [(p.task_id, p.attempt, p.worker_id or "") for p in found]
+            )
+            doomed = [p for p in found if (p.task_id, p.attempt, p.worker_id) in recorded]
             if doomed:
                 await asyncio.to_thread(kill_groups, doomed)
         except Exception as exc:  # pragma: no cover - best effort; the reaper goes on
             log.warning("looking for orphaned commands failed: %s", exc)
+
+    async def learn_deployment(self, stopping: asyncio.Event) -> str | None:
+        """The deployment id, asked of the store until it answers (or ``stopping`` is set)."""
+        delay = 0.1
+        while self.deployment is None and not stopping.is_set():
+            try:
+                self.deployment = await self.store.deployment_id()
+            except Exception as exc:
+                self.quiet.warn("deployment", "reading the deployment id failed: %s", exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                delay = min(delay * 2, 5.0)
+        return self.deployment

@@ -21,6 +21,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskqueue.models import FailureReason
+from taskqueue.security import RunAs
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
@@ -42,8 +45,27 @@ __all__ = ["Worker", "WorkerSettings"]
 
 log: logging.Logger = logging.getLogger(__name__)
 
-#: Variables of the worker's environment that its commands do not inherit.
-PRIVATE_VARIABLES = frozenset({"TASKQUEUE_DATABASE_URL", "TASKQUEUE_API_KEY"})
+#: Variables of the worker's environment that its commands do not inherit: the database URL
+#: (it carries a password), where it is kept, the API key, and libpq's own secrets.
+PRIVATE_VARIABLES = frozenset(
+    {
+        "TASKQUEUE_DATABASE_URL",
+        "TASKQUEUE_DATABASE_URL_FILE",
+        "TASKQUEUE_API_KEY",
+        "TASKQUEUE_API_KEY_FILE",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSSLPASSWORD",
+    }
+)
+#: Any other ``TASKQUEUE_`` variable whose name says it holds a secret is kept back as well.
+_SECRET_NAME = re.compile(r"TASKQUEUE_\w*(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)(_FILE)?")
+
+
+def is_private(name: str) -> bool:
+    """Whether the worker's variable ``name`` is a secret its commands must not inherit."""
+    return name in PRIVATE_VARIABLES or _SECRET_NAME.fullmatch(name) is not None
+
 
 #: Output is sent to the store at least this often while a command runs...
 FLUSH_INTERVAL_S = 0.1
@@ -88,13 +110,16 @@ class Worker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._files = Path(tempfile.mkdtemp(prefix="taskqueue-worker-"))
+        self._files, self._outputs = _attempt_files(self.settings.run_as)
         self._null_input = self._files / "null.json"
-        self._null_input.write_text("null")
+        _write_input(self._null_input, "null", self.settings.run_as)
         # Commands get the worker's environment, less its secrets: the database URL carries a
         # password, and a command's output is served by the API.
-        self._base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARIABLES}
+        self._base_env = {k: v for k, v in os.environ.items() if not is_private(k)}
+        if self.settings.run_as is not None:
+            self._base_env = self.settings.run_as.environment(self._base_env)
         self._started = str(process_start(os.getpid()) or 0)
+        self._deployment = ""  # this database's deployment id, learnt when the worker runs
         # One thread follows each running command (see taskqueue.worker.process).
         self._runners = ThreadPoolExecutor(
             max_workers=self.settings.concurrency, thread_name_prefix="taskqueue-run"
@@ -124,6 +149,8 @@ class Worker:
     async def run(self) -> None:
         """Claim and run tasks until :meth:`stop` is called, then drain."""
         await self.start()
+        # Every command carries the deployment id: without it, no sweep could tell it ours.
+        self._deployment = await self._upkeep.learn_deployment(self._stopping) or ""
         side = self._upkeep.start()
         await self._upkeep.sweep_orphans()
         try:
@@ -141,9 +168,8 @@ class Worker:
             await self._upkeep.deregister()
             # The runners are idle now; joining them must still not block the event loop.
             await asyncio.to_thread(self._runners.shutdown, True)
-            with contextlib.suppress(OSError):
-                self._null_input.unlink()
-                self._files.rmdir()
+            # fd-based removal, which follows no link a command may have left in its directory.
+            shutil.rmtree(self._files, ignore_errors=True)
 
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then drains and returns."""
@@ -321,9 +347,20 @@ class Worker:
         env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
         env["TASKQUEUE_WORKER_ID"] = self.worker_id
         env["TASKQUEUE_WORKER_START"] = self._started
+        env["TASKQUEUE_DEPLOYMENT"] = self._deployment
         env["TASKQUEUE_INPUT"] = input_path
         env["TASKQUEUE_OUTPUT"] = output_path
         return env
+
+    def _attempt_paths(self, claimed: Claimed) -> tuple[str, str, str]:
+        """The attempt's ``$TASKQUEUE_INPUT`` (written here), its stdin and its output file."""
+        stem = f"{claimed.id}-{claimed.attempt}"
+        output_path = str(self._outputs / f"{stem}.out.json")
+        if claimed.input is None:
+            return str(self._null_input), os.devnull, output_path
+        input_path = str(self._files / f"{stem}.in.json")
+        _write_input(Path(input_path), json.dumps(claimed.input), self.settings.run_as)
+        return input_path, input_path, output_path
 
     async def _run_command(self, run: _Run) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -340,13 +377,10 @@ class Worker:
                 error=f"working_directory {cwd!r} is not a directory",
                 reason=FailureReason.SPAWN_ERROR,
             )
-        stem = self._files / f"{claimed.id}-{claimed.attempt}"
-        output_path = f"{stem}.out.json"
-        if claimed.input is None:
-            input_path, stdin_path = str(self._null_input), os.devnull
-        else:
-            input_path = stdin_path = f"{stem}.in.json"
-            Path(input_path).write_text(json.dumps(claimed.input))
+        input_path, stdin_path, output_path = self._attempt_paths(claimed)
+        run_as = settings.run_as
+        if cwd is None and run_as is not None:
+            cwd = run_as.start_directory  # never the worker's own directory
 
         def sink(stream: str, text: str) -> None:
             self._sink(run, loop, stream, text)
@@ -366,9 +400,12 @@ class Worker:
                 timeout=claimed.timeout,
                 grace=settings.kill_grace_seconds,
                 should_stop=run.halt.is_set,
+                run_as=run_as,
             )
             duration_ms = int((time.monotonic() - started) * 1000)
-            output, output_error = read_result(output_path)
+            output, output_error = read_result(
+                output_path, owner=None if run_as is None else run_as.uid
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(output_path)
@@ -485,6 +522,35 @@ class Worker:
                 max(draining - len(left), 0),
                 len(left) + len(waiting),
             )
+
+
+def _attempt_files(run_as: RunAs | None) -> tuple[Path, Path]:
+    """The directory of the commands' input files, and the one they write results in.
+
+    Inputs are the worker's: a command may read them (by name, when it runs as another user)
+    but not replace them. Results are written by commands, in a directory of their own inside
+    the first, which a command running as another user owns; it cannot move or replace that
+    directory, so the worker never follows a path a command made up.
+    """
+    files = Path(tempfile.mkdtemp(prefix="taskqueue-worker-"))
+    outputs = files / "out"
+    outputs.mkdir(mode=0o700)
+    if run_as is not None:
+        files.chmod(0o711)
+        os.chown(outputs, run_as.uid, run_as.gid)
+    return files, outputs
+
+
+def _write_input(path: Path, text: str, run_as: RunAs | None) -> None:
+    """Write a command's input file afresh, following no link left where it goes."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o640 if run_as is not None else 0o600)
+    with os.fdopen(fd, "w") as handle:
+        if run_as is not None:
+            os.fchown(handle.fileno(), -1, run_as.gid)
+        handle.write(text)
 
 
 def _worth_keeping(write: asyncio.Future[bool]) -> bool:
