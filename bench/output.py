@@ -65,7 +65,7 @@ class Sizes:
 
 def chunk_payload(data: bytes) -> Any:
     """A chunk's data as ``Store.append_output`` takes it."""
-    return data.decode()
+    return data
 
 
 # ------------------------------------------------------------------------------ in process
