@@ -83,7 +83,7 @@ def read_logs(
     if attempt is not None:
         sql += " AND attempt = ?"
         params.append(attempt)
-    rows = tx.execute(f"{sql} ORDER BY seq LIMIT ?", [*params, limit]).fetchall()
+    rows = tx.execute_binary(f"{sql} ORDER BY seq LIMIT ?", [*params, limit]).fetchall()
     chunks = [
         {
             "seq": r["seq"],
