@@ -6,7 +6,7 @@ column becomes BYTEA (PostgreSQL) or BLOB (SQLite). Existing chunks keep their t
 UTF-8 bytes.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
