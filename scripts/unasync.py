@@ -36,7 +36,7 @@ RULES: list[tuple[str, str]] = [
     (r"\bawait ", ""),
     (r"\.aclose\(\)", ".close()"),
     (r"\.aread\(\)", ".read()"),
-    (r"\.aiter_lines\(\)", ".iter_lines()"),
+    (r"\.aiter_bytes\(\)", ".iter_bytes()"),
     (r"\basyncio\.sleep\(", "time.sleep("),
     (
         r"Async client for the taskqueue API\.",

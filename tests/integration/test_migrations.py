@@ -6,16 +6,25 @@ the session's PostgreSQL cluster.
 
 from __future__ import annotations
 
+from typing import Any
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, text
 
+from taskqueue.models import TaskCreate
 from taskqueue.store import Store
-from taskqueue.store.migrate import current_revision, head_revision, upgrade
+from taskqueue.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from taskqueue.store.postgres import pg_engine
-from taskqueue.store.schema import metadata
+from taskqueue.store.schema import metadata, tasks
 from taskqueue.store.sqlite import sqlite_engine
-from tests.conftest import EmptyDatabase
+from taskqueue.store.tasks import new_task_row
+from tests.conftest import EmptyDatabase, query_db, run_store
+
+#: The revision before output chunks became bytes.
+BEFORE_OUTPUT_BYTES = "0005-1"
+TASK_ID = "00000000-0000-4000-8000-000000000001"
 
 
 def engine_on(db: str) -> Engine:
@@ -99,3 +108,67 @@ def test_migrating_twice_is_harmless(empty_database: EmptyDatabase) -> None:
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def add_task_with_output(engine: Engine, chunks: list[Any]) -> None:
+    """A task and its output chunks (``data`` as given), written straight to the tables."""
+    row = new_task_row(TaskCreate(name="old", command="true"), TASK_ID, [], 0, 1, None)
+    with engine.begin() as conn:
+        conn.execute(tasks.insert(), {**row, "status": "Completed"})
+        conn.execute(
+            text(
+                "INSERT INTO output_chunks (task_id, seq, attempt, stream, data)"
+                " VALUES (:task, :seq, 1, 'stdout', :data)"
+            ),
+            [{"task": TASK_ID, "seq": seq, "data": data} for seq, data in enumerate(chunks)],
+        )
+
+
+def logged(db: str) -> list[str]:
+    """The task's output as the API serves it."""
+
+    async def read(store: Store) -> list[str]:
+        chunks, _, _ = await store.read_logs(TASK_ID, 0, 100)
+        return [chunk["data"] for chunk in chunks]
+
+    return run_store(db, read)
+
+
+OLD_OUTPUT = ["plain\n", "héllo ✓ \U0001f600\n", "tab\t 'quotes' \\backslash \\x00 %s ?\n"]
+
+
+def test_output_stored_as_text_migrates_to_its_utf8_bytes(
+    empty_database: EmptyDatabase,
+) -> None:
+    db = empty_database()
+    engine = engine_on(db)
+    try:
+        upgrade(engine, BEFORE_OUTPUT_BYTES)
+        add_task_with_output(engine, OLD_OUTPUT)
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    stored = query_db(db, "SELECT data FROM output_chunks ORDER BY seq")
+    assert [row[0] for row in stored] == [chunk.encode() for chunk in OLD_OUTPUT]
+    assert logged(db) == OLD_OUTPUT
+
+
+def test_a_downgrade_turns_output_back_into_text(empty_database: EmptyDatabase) -> None:
+    db = empty_database()
+    engine = engine_on(db)
+    try:
+        upgrade(engine)
+        written = [chunk.encode() for chunk in OLD_OUTPUT] + [b"a\x00b \xff\n"]
+        add_task_with_output(engine, written)
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, BEFORE_OUTPUT_BYTES)
+        assert current_revision(engine) != head_revision()
+    finally:
+        engine.dispose()
+    stored = query_db(db, "SELECT data FROM output_chunks ORDER BY seq")
+    # As the older version stored output: text, with U+FFFD where it could not be kept.
+    assert [row[0] for row in stored] == [*OLD_OUTPUT, "a\ufffdb \ufffd\n"]
+    # And up again, the same text.
+    assert logged(db) == [*OLD_OUTPUT, "a\ufffdb \ufffd\n"]

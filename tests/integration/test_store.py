@@ -27,7 +27,7 @@ def test_a_stale_worker_cannot_overwrite_a_newer_attempt(db_url: str) -> None:
         stale = (old.id, old.lease_token)
         assert await store.heartbeat([stale], 30) == [stale]
         assert await store.lost_leases([stale, (new.id, new.lease_token)]) == [stale]
-        assert await store.append_output(old.id, old.lease_token, 1, [("stdout", "x")]) is False
+        assert await store.append_output(old.id, old.lease_token, 1, [("stdout", b"x")]) is False
         assert await store.finish(old.id, old.lease_token, Outcome(True, exit_code=0)) is None
         assert await store.release(old.id, old.lease_token) is False
         assert (await store.get_task(task["id"]))["status"] == "Running"

@@ -207,7 +207,7 @@ def test_housekeeping_prunes_old_finished_tasks_but_not_needed_dependencies(db_u
         )
         for _ in range(2):
             [held] = await store.claim("w", ["default"], 1, 30)
-            await store.append_output(held.id, held.lease_token, 1, [("stdout", "hi\n")])
+            await store.append_output(held.id, held.lease_token, 1, [("stdout", b"hi\n")])
             await store.finish(held.id, held.lease_token, Outcome(True, exit_code=0))
         [pending] = await store.create_tasks([TaskCreate(name="pending", command="true")])
         kept_young = await store.prune(retention_s=3600)

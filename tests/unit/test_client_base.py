@@ -1,8 +1,9 @@
-"""The SDK's I/O-free core: retry decisions, Retry-After, error mapping, input checks."""
+"""The SDK's I/O-free core: retry decisions, Retry-After, error mapping, input checks, NDJSON."""
 
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 
@@ -26,6 +27,7 @@ from taskqueue import (
 from taskqueue.client._base import (
     MAX_RETRY_WAIT_S,
     NOT_GIVEN,
+    NdjsonLines,
     NotGiven,
     RequestSpec,
     RetryPolicy,
@@ -229,3 +231,19 @@ def test_input_errors_carry_the_servers_details_without_the_input() -> None:
 def test_a_malformed_answer_is_an_api_error() -> None:
     with pytest.raises(APIError, match="unexpected answer"):
         parse_model(Task, {"id": "not-a-uuid"})
+
+
+def test_ndjson_lines_end_at_newlines_only_wherever_the_bytes_are_cut() -> None:
+    # U+2028, U+2029 and U+0085 end lines for str.splitlines; JSON leaves them unescaped.
+    items = [{"data": "a\u2028b\u2029c\u0085d\x00"}, {"data": "✓"}, {"event": "end"}]
+    body = b"".join(json.dumps(i, ensure_ascii=False).encode() + b"\n" for i in items)
+    for size in (1, 2, 3, 7, len(body)):
+        lines = NdjsonLines()
+        got = [item for i in range(0, len(body), size) for item in lines.feed(body[i : i + size])]
+        assert got == items
+
+
+def test_ndjson_lines_skip_blank_lines_and_keep_a_partial_line_waiting() -> None:
+    lines = NdjsonLines()
+    assert lines.feed(b'\n  \n{"a": 1}\n{"b"') == [{"a": 1}]
+    assert lines.feed(b": 2}\n") == [{"b": 2}]

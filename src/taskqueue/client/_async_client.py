@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ import httpx
 from taskqueue.client._base import (
     NOT_GIVEN,
     USER_AGENT,
+    NdjsonLines,
     NotGiven,
     RequestSpec,
     RetryPolicy,
@@ -517,22 +517,21 @@ class AsyncTaskQueueClient:
                     if reply.status_code >= 400:
                         await reply.aread()
                         raise error_from_response(reply, "task")
-                    async for line in reply.aiter_lines():
-                        if not line.strip():
-                            continue
-                        item = json.loads(line)
-                        if "event" in item:
-                            if item["event"] == "end":
+                    lines = NdjsonLines()
+                    async for data in reply.aiter_bytes():
+                        for item in lines.feed(data):
+                            if "event" not in item:
+                                chunk = parse_model(LogChunk, item)
+                                offset = chunk.seq + 1
+                                yield chunk
+                            elif item["event"] == "end":
                                 return
-                            offset = item.get("next_offset", offset)
-                            if item["event"] == "status":
+                            elif item["event"] == "status":
+                                offset = item.get("next_offset", offset)
                                 if on_status is not None:
                                     on_status(TaskStatus(item["status"]))
-                                continue
-                            break  # server-side follow timeout: reconnect
-                        chunk = parse_model(LogChunk, item)
-                        offset = chunk.seq + 1
-                        yield chunk
+                            else:  # the server's follow timed out, and ends: reconnect
+                                offset = item.get("next_offset", offset)
             except httpx.TransportError as exc:
                 if not self.retry.should_retry(reconnects, True, error=exc):
                     raise _transport_error(exc, self.base_url) from exc

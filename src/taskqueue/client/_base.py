@@ -7,6 +7,7 @@ pieces, so the two cannot drift in behaviour.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import time
@@ -38,6 +39,7 @@ from taskqueue.errors import (
 
 __all__ = [
     "NOT_GIVEN",
+    "NdjsonLines",
     "NotGiven",
     "RequestSpec",
     "RetryPolicy",
@@ -57,6 +59,23 @@ RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 #: No wait between tries is longer than this, whatever ``Retry-After`` asks.
 MAX_RETRY_WAIT_S: Final = 60.0
 USER_AGENT: Final = f"taskqueue-python/{__version__}"
+
+
+class NdjsonLines:
+    """The objects of an NDJSON stream (a followed log) as its bytes arrive.
+
+    Lines end at a newline only. ``str.splitlines``, and so httpx's ``iter_lines``, also ends a
+    line at U+2028, U+2029, U+0085 and other characters that JSON carries unescaped inside a
+    string, such as output a command printed.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """The objects of the lines ``data`` completes (a partial line waits for its end)."""
+        *lines, self._rest = (self._rest + data).split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 class NotGiven:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +16,7 @@ import httpx
 from taskqueue.client._base import (
     NOT_GIVEN,
     USER_AGENT,
+    NdjsonLines,
     NotGiven,
     RequestSpec,
     RetryPolicy,
@@ -512,22 +512,21 @@ class TaskQueueClient:
                     if reply.status_code >= 400:
                         reply.read()
                         raise error_from_response(reply, "task")
-                    for line in reply.iter_lines():
-                        if not line.strip():
-                            continue
-                        item = json.loads(line)
-                        if "event" in item:
-                            if item["event"] == "end":
+                    lines = NdjsonLines()
+                    for data in reply.iter_bytes():
+                        for item in lines.feed(data):
+                            if "event" not in item:
+                                chunk = parse_model(LogChunk, item)
+                                offset = chunk.seq + 1
+                                yield chunk
+                            elif item["event"] == "end":
                                 return
-                            offset = item.get("next_offset", offset)
-                            if item["event"] == "status":
+                            elif item["event"] == "status":
+                                offset = item.get("next_offset", offset)
                                 if on_status is not None:
                                     on_status(TaskStatus(item["status"]))
-                                continue
-                            break  # server-side follow timeout: reconnect
-                        chunk = parse_model(LogChunk, item)
-                        offset = chunk.seq + 1
-                        yield chunk
+                            else:  # the server's follow timed out, and ends: reconnect
+                                offset = item.get("next_offset", offset)
             except httpx.TransportError as exc:
                 if not self.retry.should_retry(reconnects, True, error=exc):
                     raise _transport_error(exc, self.base_url) from exc

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskqueue.store import leases
-from taskqueue.store.codec import attempt_to_dict
+from taskqueue.store.codec import attempt_to_dict, output_text
 from taskqueue.store.errors import NotFound
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
@@ -38,9 +38,12 @@ def append_output(
     task_id: str,
     token: str,
     attempt: int,
-    chunks: Sequence[tuple[str, str]],
+    chunks: Sequence[tuple[str, bytes]],
 ) -> bool:
-    """Store output chunks of a running attempt; False if the lease is lost."""
+    """Store output chunks (stream, the bytes as written) of a running attempt.
+
+    False if the lease is lost.
+    """
     if not leases.is_held(tx, task_id, token):
         return False
     last = tx.execute(
@@ -65,8 +68,9 @@ def read_logs(
 ) -> tuple[list[dict[str, Any]], int, str]:
     """Output chunks from ``offset`` (a chunk seq), the offset to continue from, and the status.
 
-    The status is read before the chunks, so a terminal status means every chunk is already
-    visible to the read that follows it.
+    Each chunk's ``data`` is its stored bytes as text (:func:`~.codec.output_text`). The status
+    is read before the chunks, so a terminal status means every chunk is already visible to the
+    read that follows it.
     """
     status = task_status(tx, task_id)
     if status is None:
@@ -79,9 +83,14 @@ def read_logs(
     if attempt is not None:
         sql += " AND attempt = ?"
         params.append(attempt)
-    rows = tx.execute(f"{sql} ORDER BY seq LIMIT ?", [*params, limit]).fetchall()
+    rows = tx.execute_binary(f"{sql} ORDER BY seq LIMIT ?", [*params, limit]).fetchall()
     chunks = [
-        {"seq": r["seq"], "attempt": r["attempt"], "stream": r["stream"], "data": r["data"]}
+        {
+            "seq": r["seq"],
+            "attempt": r["attempt"],
+            "stream": r["stream"],
+            "data": output_text(r["data"]),
+        }
         for r in rows
     ]
     if rows:

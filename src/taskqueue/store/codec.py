@@ -21,6 +21,7 @@ __all__ = [
     "from_us",
     "loads",
     "now_us",
+    "output_text",
     "project_to_dict",
     "task_to_dict",
     "to_us",
@@ -62,6 +63,16 @@ def dumps(value: Any) -> str:
 def loads(value: str | None) -> Any:
     """Parse stored JSON text (None stays None)."""
     return None if value is None else orjson.loads(value)
+
+
+def output_text(data: bytes) -> str:
+    """Stored output as the wire carries it: UTF-8, each byte that is not UTF-8 as U+FFFD.
+
+    The same decoding as ``stdout_tail``. A NUL byte is a character like any other (JSON sends
+    it as an escape). Workers cut chunks between characters, so decoding chunk by chunk
+    gives the text of the whole.
+    """
+    return data.decode("utf-8", "replace")
 
 
 def task_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -204,6 +204,10 @@ class PgTx:
         """Run one statement."""
         return self.conn.execute(_pg_sql(statement), parameters)
 
+    def execute_binary(self, statement: str, parameters: Any = (), /) -> psycopg.Cursor[PgRow]:
+        """Run one statement with its rows in binary form: BYTEA as its bytes, not hex text."""
+        return self.conn.execute(_pg_sql(statement), parameters, binary=True)
+
     def executemany(self, statement: str, parameters: Iterable[Any], /) -> psycopg.Cursor[PgRow]:
         """Run one statement for each set of parameters (pipelined by psycopg)."""
         rows = parameters if isinstance(parameters, list) else list(parameters)

@@ -1,7 +1,10 @@
 """The tables. Times are integer microseconds since the Unix epoch (UTC); JSON is stored as text.
 
 Integer times compare and index the same way on SQLite and PostgreSQL and cost nothing to
-convert; the wire format turns them into ISO 8601.
+convert; the wire format turns them into ISO 8601. Command output is stored as the bytes the
+command wrote (BLOB on SQLite, BYTEA on PostgreSQL, whose text columns cannot hold a NUL byte);
+every other text column holds only what the API accepted (no NUL characters) or JSON, whose
+escapes carry any character.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -180,7 +184,8 @@ output_chunks: Table = Table(
     Column("seq", Integer, primary_key=True),
     Column("attempt", Integer, nullable=False),
     Column("stream", String(10), nullable=False),
-    Column("data", Text, nullable=False),
+    # The bytes as the command wrote them; the wire decodes them (see codec.output_text).
+    Column("data", LargeBinary, nullable=False),
 )
 
 events: Table = Table(

@@ -60,6 +60,13 @@ class Tx(Protocol):
         """Run one statement for each set of parameters."""
         ...
 
+    def execute_binary(self, sql: str, parameters: Any = ..., /) -> Cursor:
+        """Run one statement that reads stored bytes, its rows in the database's binary form.
+
+        PostgreSQL otherwise sends a BYTEA value as hex text: twice its size to send and parse.
+        """
+        ...
+
     def insert_many(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:

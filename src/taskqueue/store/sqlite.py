@@ -74,6 +74,10 @@ class SqliteConnection(sqlite3.Connection):
 
     dialect: Dialect = SQLITE
 
+    def execute_binary(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        """Run one statement (SQLite returns a BLOB as it stores it either way)."""
+        return self.execute(sql, parameters)
+
     def insert_many(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:

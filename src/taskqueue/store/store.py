@@ -284,9 +284,9 @@ class Store:
         return await self.db.read(lambda c: leases.lost_leases(c, held))
 
     def append_output(
-        self, task_id: str, token: str, attempt: int, chunks: Sequence[tuple[str, str]]
+        self, task_id: str, token: str, attempt: int, chunks: Sequence[tuple[str, bytes]]
     ) -> asyncio.Future[bool]:
-        """Queue output of a running attempt; resolves False if the lease is lost.
+        """Queue output (stream, bytes) of a running attempt; resolves False if the lease is lost.
 
         Queued at once (not when awaited), so writes queued after it apply after it.
         """

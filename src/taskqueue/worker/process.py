@@ -16,7 +16,6 @@ holds more than ``limit`` bytes in memory.
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import ctypes.util
 import math
@@ -40,16 +39,38 @@ TAIL_BYTES = 4096
 _READ_SIZE = 65536
 
 
-class OutputCapture:
-    """One stream's output: a head streamed out, a bounded tail ring, and a short summary tail."""
+def _whole_characters(data: bytes) -> int:
+    """How much of ``data`` to send now: all of it but an unfinished UTF-8 character at its end.
 
-    def __init__(self, name: str, limit: int, sink: Callable[[str, str], None]) -> None:
+    That character's first bytes wait for the rest, so every chunk stored ends between
+    characters and decodes on its own to the text of the whole. Only the start of a sequence
+    that could still be valid UTF-8 waits (at most 3 bytes); anything else goes as it is.
+    """
+    end = len(data)
+    for back in range(1, min(3, end) + 1):
+        byte = data[end - back]
+        if 0x80 <= byte < 0xC0:  # a continuation byte: its lead is further back
+            continue
+        if 0xC2 <= byte <= 0xF4:  # a lead byte of a 2, 3 or 4-byte character
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return end - back if length > back else end
+        return end
+    return end
+
+
+class OutputCapture:
+    """One stream's output: a head streamed out, a bounded tail ring, and a short summary tail.
+
+    The head and the tail are sent as the bytes the command wrote; the summary tail is text.
+    """
+
+    def __init__(self, name: str, limit: int, sink: Callable[[str, bytes], None]) -> None:
         self.name: str = name
         self.head_limit: int = limit - limit // 2
         self.tail_limit: int = limit // 2
         self.total: int = 0
         self._sink = sink
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = b""  # the first bytes of a character still being written
         self._ring: deque[bytes] = deque()
         self._ring_size = 0
         self._summary = bytearray()
@@ -63,9 +84,12 @@ class OutputCapture:
         before = self.total - len(data)
         if before < self.head_limit:
             keep = min(len(data), self.head_limit - before)
-            text = self._decoder.decode(data[:keep])
-            if text:
-                self._sink(self.name, text)
+            head = self._held + data[:keep]
+            # The head's last bytes all go once it is complete: no more of it will come.
+            cut = len(head) if before + keep == self.head_limit else _whole_characters(head)
+            if cut:
+                self._sink(self.name, head[:cut])
+            self._held = head[cut:]
             data = data[keep:]
         if data and self.tail_limit:
             self._ring.append(data)
@@ -75,9 +99,9 @@ class OutputCapture:
 
     def close(self) -> None:
         """End of stream: emit the kept tail after a truncation marker, if anything was dropped."""
-        rest = self._decoder.decode(b"", final=True)
-        if rest:
-            self._sink(self.name, rest)
+        if self._held:
+            self._sink(self.name, self._held)
+            self._held = b""
         if not self._ring:
             return
         tail = b"".join(self._ring)
@@ -85,8 +109,8 @@ class OutputCapture:
         if len(tail) > self.tail_limit:
             tail = tail[-self.tail_limit :]
         if dropped > 0:
-            self._sink(self.name, f"\n[... {dropped} bytes truncated ...]\n")
-        self._sink(self.name, tail.decode("utf-8", errors="replace"))
+            self._sink(self.name, f"\n[... {dropped} bytes truncated ...]\n".encode())
+        self._sink(self.name, tail)
         self._ring.clear()
 
     @property

@@ -82,7 +82,7 @@ class _Run:
     lost: bool = False
     hand_back: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards pending output
-    pending: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[tuple[str, bytes]] = field(default_factory=list)
     pending_bytes: int = 0
     flush_armed: bool = False
     flush_handle: asyncio.TimerHandle | None = None
@@ -382,8 +382,8 @@ class Worker:
         if cwd is None and run_as is not None:
             cwd = run_as.start_directory  # never the worker's own directory
 
-        def sink(stream: str, text: str) -> None:
-            self._sink(run, loop, stream, text)
+        def sink(stream: str, data: bytes) -> None:
+            self._sink(run, loop, stream, data)
 
         captures = (
             OutputCapture("stdout", settings.output_limit, sink),
@@ -435,11 +435,14 @@ class Worker:
 
     # ------------------------------------------------------------------ output
 
-    def _sink(self, run: _Run, loop: asyncio.AbstractEventLoop, stream: str, text: str) -> None:
-        """Take output from a runner thread; the event loop flushes it to the store."""
+    def _sink(self, run: _Run, loop: asyncio.AbstractEventLoop, stream: str, data: bytes) -> None:
+        """Take output, as the command wrote it, from a runner thread for the store.
+
+        The event loop flushes it.
+        """
         with run.lock:
-            run.pending.append((stream, text))
-            run.pending_bytes += len(text)
+            run.pending.append((stream, data))
+            run.pending_bytes += len(data)
             if run.pending_bytes >= FLUSH_BYTES:
                 action: Callable[[_Run], None] | None = self._flush
             elif not run.flush_armed:
