@@ -203,7 +203,7 @@ def serve(
     """
     import uvicorn
 
-    from taskqueue.server.protocol import HttpLimits, limited_protocol
+    from taskqueue.server._protocol import HttpLimits, limited_protocol
 
     _allow_descriptors(http.max_connections)
     limits = HttpLimits(
