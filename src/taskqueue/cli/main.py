@@ -21,6 +21,7 @@ from taskqueue.cli.projects import projects
 from taskqueue.cli.run import config, health, run, submit, workers
 from taskqueue.cli.serve import (
     HttpOptions,
+    bound_port,
     close_all,
     http_options,
     open_listeners,
@@ -289,16 +290,11 @@ def server(
         if isinstance(exc, UnusableDatabase):
             raise _explain(exc) from exc
         raise
-    bound = sockets[0].getsockname()[1]
-
-    def announce() -> None:
-        click.echo(
-            f"taskqueue {__version__} serving http://{url_host(host.strip('[]'))}:{bound} "
-            f"(database {describe_database(db)}, {workers} worker slot(s))",
-            err=True,
-        )
-
-    if not serve(app, sockets, http, announce):
+    banner = (
+        f"taskqueue {__version__} serving http://{url_host(host.strip('[]'))}:"
+        f"{bound_port(sockets)} (database {describe_database(db)}, {workers} worker slot(s))"
+    )
+    if not serve(app, sockets, http, banner):
         raise click.ClickException(f"could not serve on {host}:{port}; see the log above")
 
 

@@ -154,14 +154,18 @@ def open_listeners(host: str, port: int) -> list[socket.socket]:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             # A port of 0 is chosen at the first bind; the other addresses take the same.
-            sock.bind((address, port or _bound_port(sockets)))
+            sock.bind((address, port or bound_port(sockets)))
             sock.listen(2048)
         except OSError as exc:
             sock.close()
+            if exc.errno == errno.EADDRNOTAVAIL and len(addresses) > 1:
+                continue  # e.g. localhost's ::1 where IPv6 is off, as asyncio does
             close_all(sockets)
             reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else None
             _cannot_listen(host, port, reason or exc.strerror or str(exc))
         sockets.append(sock)
+    if not sockets:
+        _cannot_listen(host, port, "none of its addresses can be bound")
     return sockets
 
 
@@ -171,7 +175,8 @@ def close_all(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def _bound_port(sockets: list[socket.socket]) -> int:
+def bound_port(sockets: list[socket.socket]) -> int:
+    """The port the sockets listen on (0 if there are none)."""
     return int(sockets[0].getsockname()[1]) if sockets else 0
 
 
@@ -194,12 +199,10 @@ def _allow_descriptors(connections: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, ceiling), hard))
 
 
-def serve(
-    app: Any, sockets: list[socket.socket], http: HttpOptions, announce: Callable[[], None]
-) -> bool:
+def serve(app: Any, sockets: list[socket.socket], http: HttpOptions, banner: str) -> bool:
     """Serve ``app`` on ``sockets`` until SIGTERM or SIGINT; whether it ever served.
 
-    ``announce`` is called once uvicorn accepts connections.
+    ``banner`` goes to stderr once uvicorn accepts connections.
     """
     import uvicorn
 
@@ -223,7 +226,7 @@ def serve(
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
-    served = _server_class()(config, announce)
+    served = _server_class()(config, lambda: click.echo(banner, err=True))
     served.run(sockets=sockets)
     return bool(served.started)
 
