@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -147,7 +148,8 @@ def test_the_beat_intervals_reach_the_workers(
     db = str(tmp_path / "never.db")
 
     def intervals(kind: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
-        result = cli(None, kind, "--db", db, *args, env=env)
+        port = ["--port", "0"] if kind == "server" else []  # the server binds before it builds
+        result = cli(None, kind, "--db", db, *port, *args, env=env)
         assert isinstance(result.exception, _Built), result.output
         settings = built.pop(kind)
         assert settings is not None
@@ -162,3 +164,112 @@ def test_the_beat_intervals_reach_the_workers(
     assert intervals("server", env=env) == (0.5, 2.0)
     # The option wins over the environment.
     assert intervals("server", "--presence-interval", "1", env=env) == (1.0, 2.0)
+
+
+def test_a_busy_port_is_one_line_and_its_own_exit_code(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = tq("server", "--db", str(tmp_path / "never.db"), "--port", str(port))
+    assert result.returncode == 7, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(is another server running? pick another --port)"
+    ]
+    assert not (tmp_path / "never.db").exists()  # refused before the database is touched
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN), "server", "--db", str(tmp_path / "s.db"), "--workers", "0", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=sub_env(env),
+    )
+
+
+def _announced(process: subprocess.Popen[str]) -> str:
+    """The server's first line on stderr: its announcement (or why it stopped)."""
+    assert process.stderr is not None
+    return process.stderr.readline().strip()
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_the_server_serves_on_ipv6_loopback(tmp_path: Path, host: str) -> None:
+    port = free_port()
+    process = _serve(tmp_path, "--host", host, "--port", str(port))
+    try:
+        line = _announced(process)
+        assert f"serving http://[::1]:{port} " in line, line
+        response = httpx.get(f"http://[::1]:{port}/api/health", timeout=30)
+        assert response.status_code == 200
+        cancelled = httpx.post(
+            f"http://[::1]:{port}/api/tasks/00000000-0000-4000-8000-000000000000/cancel",
+            headers={"Origin": f"http://[::1]:{port}"},
+            timeout=30,
+        )
+        assert cancelled.status_code == 404  # the server's own origin passes the guard
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+def test_port_zero_announces_the_port_it_got(tmp_path: Path) -> None:
+    process = _serve(tmp_path, "--port", "0")
+    try:
+        line = _announced(process)
+        port = int(line.split("serving http://127.0.0.1:")[1].split()[0])
+        assert port > 0
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+def test_allowed_origins_from_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"TASKQUEUE_ALLOW_ORIGINS": " https://a.example , HTTPS://B.example:8443,"}
+    process = _serve(tmp_path, "--port", str(port), env=env)
+    try:
+        assert "serving" in _announced(process)
+        for origin, allowed in (
+            ("https://a.example", True),
+            ("https://b.example:8443", True),
+            ("https://c.example", False),
+        ):
+            response = httpx.options(
+                f"http://127.0.0.1:{port}/api/tasks",
+                headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+                timeout=30,
+            )
+            assert response.status_code == (204 if allowed else 403), (origin, response.text)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("*", "would let any web page"),
+        ("null", "would let any web page"),
+        ("ftp://files.example", "is not an origin"),
+        ("https://dash.example/app", "is not an origin"),
+        ("dash.example", "is not an origin"),
+        ("https://user@dash.example", "is not an origin"),
+    ],
+)
+def test_a_bad_allowed_origin_is_a_usage_error(tmp_path: Path, value: str, expected: str) -> None:
+    for args, env in (
+        (["--allow-origin", value], None),
+        ([], {"TASKQUEUE_ALLOW_ORIGINS": f"https://fine.example,{value}"}),
+    ):
+        result = tq("server", "--db", str(tmp_path / "never.db"), *args, env=sub_env(env))
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert "--allow-origin" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "never.db").exists()

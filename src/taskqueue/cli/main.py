@@ -21,6 +21,15 @@ from taskqueue._version import __version__
 from taskqueue.cli._context import FORMATS, CliContext
 from taskqueue.cli.projects import projects
 from taskqueue.cli.run import config, health, run, submit, workers
+from taskqueue.cli.serve import (
+    HttpOptions,
+    bound_port,
+    close_all,
+    http_options,
+    open_listeners,
+    serve,
+    url_host,
+)
 from taskqueue.cli.tasks import tasks
 
 if TYPE_CHECKING:
@@ -332,6 +341,7 @@ main.add_command(workers)
 )
 @_run_as_option
 @_worker_options
+@http_options
 def server(
     host: str,
     port: int,
@@ -345,10 +355,11 @@ def server(
     presence_interval: float,
     housekeeping_interval: float,
     log_level: str,
+    http: HttpOptions,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     _need_server()
-    from taskqueue.server import is_loopback
+    from taskqueue.server import ServerSettings, is_loopback
     from taskqueue.service import ServerOptions, UnusableDatabase, build_server
     from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
@@ -361,6 +372,7 @@ def server(
         )
     _setup_logging(log_level)
     _warn_if_root(run_as, workers > 0)
+    sockets = open_listeners(host, port)
     embedded = None
     if workers > 0:
         embedded = WorkerSettings(
@@ -372,31 +384,19 @@ def server(
             presence_interval=presence_interval,
             housekeeping_interval=housekeeping_interval,
         )
+    api = ServerSettings(allowed_origins=http.allowed_origins)
     try:
-        app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded))
-    except UnusableDatabase as exc:
-        raise _explain(exc) from exc
-    import uvicorn
-
-    click.echo(
-        f"taskqueue {__version__} serving http://{host}:{port} "
-        f"(database {describe_database(db)}, {workers} worker slot(s))",
-        err=True,
+        app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
+    except BaseException as exc:
+        close_all(sockets)
+        if isinstance(exc, UnusableDatabase):
+            raise _explain(exc) from exc
+        raise
+    banner = (
+        f"taskqueue {__version__} serving http://{url_host(host.strip('[]'))}:"
+        f"{bound_port(sockets)} (database {describe_database(db)}, {workers} worker slot(s))"
     )
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-    )
-    served = _quiet_exit_server()(config)
-    served.run()
-    if not served.started:
+    if not serve(app, sockets, http, banner):
         raise click.ClickException(f"could not serve on {host}:{port}; see the log above")
 
 
@@ -472,32 +472,6 @@ def worker(
             await store.close()
 
     _run_loop(run())
-
-
-def _quiet_exit_server() -> Any:
-    import contextlib
-
-    import uvicorn
-
-    class QuietExitServer(uvicorn.Server):
-        """Uvicorn's server, exiting 0 after a graceful shutdown on SIGTERM or SIGINT.
-
-        Uvicorn re-raises the signal once it has shut down, so the process would die "killed by
-        SIGTERM" even though it drained cleanly.
-        """
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Any:
-            original = {
-                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
-            }
-            try:
-                yield
-            finally:
-                for sig, handler in original.items():
-                    signal.signal(sig, handler)
-
-    return QuietExitServer
 
 
 def _run_loop(coro: Any) -> None:

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskqueue.server.errors import RequestIdMiddleware, error_response, exception_handlers
+from taskqueue.server.guards import OriginGuardMiddleware
 from taskqueue.server.openapi import openapi_document
 from taskqueue.server.routes import routes
 from taskqueue.server.services import Service, run_services
@@ -34,6 +35,9 @@ class ServerSettings:
 
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = 16 * 1024 * 1024
+    #: Origins (``scheme://host[:port]``, normalised) whose web pages may call the API, besides
+    #: the server's own (see :mod:`taskqueue.server.guards`).
+    allowed_origins: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -47,11 +51,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _hostname(host: str) -> str:
+    """The name or address of a ``Host`` value, without its port."""
+    return host if host.endswith("]") else host.rsplit(":", 1)[0]
+
+
 class LoopbackHostMiddleware:
-    """Refuse requests whose ``Host`` is not a loopback name.
+    """Refuse requests whose ``Host`` is not a loopback name, or that have no ``Host``.
 
     A server on 127.0.0.1 is still reachable from a browser on the same machine; checking Host
-    stops a web page from reaching it through DNS rebinding.
+    stops a web page from reaching it through DNS rebinding. HTTP/1.1 requires the header, and
+    a request without one is refused alike, so no request is served without the check.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -59,18 +69,21 @@ class LoopbackHostMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            host = ""
+            host: str | None = None
             for name, value in scope["headers"]:
                 if name == b"host":
                     host = value.decode("latin-1")
                     break
-            hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if host and not is_loopback(hostname):
+            if host is None or not is_loopback(_hostname(host)):
                 state = scope.get("state") or {}
+                what = (
+                    "the request has no Host header"
+                    if host is None
+                    else (f"Host {host[:100]!r} is not a loopback name")
+                )
                 response = error_response(
                     403,
-                    f"Host {host[:100]!r} is not a loopback name; this server only answers "
-                    "requests addressed to localhost",
+                    f"{what}; this server only answers requests addressed to localhost",
                     state.get("request_id"),
                 )
                 await response(scope, receive, send)
@@ -111,6 +124,7 @@ def create_app(
     app.state.store = store
     app.state.settings = settings
     app.state.openapi = orjson.dumps(openapi_document())
+    app.add_middleware(OriginGuardMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(LoopbackHostMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -30,6 +30,7 @@ __all__ = [
     "RequestIdMiddleware",
     "error_response",
     "exception_handlers",
+    "new_request_id",
     "validation_details",
 ]
 
@@ -49,6 +50,7 @@ _TYPES = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
+    431: "headers_too_large",
     500: "internal_error",
     503: "unavailable",
 }
@@ -171,8 +173,8 @@ _REQUEST_PREFIX = os.urandom(4).hex()
 _request_counter = itertools.count(1)
 
 
-def _next_request_id() -> str:
-    # Unique across processes (random prefix) and requests (counter), at no syscall's cost.
+def new_request_id() -> str:
+    """A fresh request id: unique across processes (random prefix) and requests (counter)."""
     return f"{_REQUEST_PREFIX}-{next(_request_counter):x}"
 
 
@@ -192,7 +194,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        request_id = given if given and _REQUEST_ID_RE.match(given) else _next_request_id()
+        request_id = given if given and _REQUEST_ID_RE.match(given) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = False

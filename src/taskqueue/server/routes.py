@@ -25,6 +25,7 @@ from taskqueue.models import (
     TaskFilters,
     TaskUpdate,
 )
+from taskqueue.server.body import decode_body
 from taskqueue.server.errors import ApiError, validation_details
 from taskqueue.store import IdempotencyRequest, Store
 
@@ -112,11 +113,11 @@ def no_query(request: Request) -> None:
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
-    """The body validated as ``model`` (422 names each bad field)."""
+    """The body validated as ``model`` (422 names each bad field, 400 a duplicate key)."""
     body = await read_body(request)
     if not body:
         raise ApiError(400, "the request has no body; send a JSON object")
-    return model.model_validate_json(body)
+    return await decode_body(model, body)
 
 
 def parse_query(request: Request, model: type[M], allowed: frozenset[str] | None = None) -> M:

@@ -1,0 +1,264 @@
+"""How ``taskqueue server`` listens: its HTTP options, the bind before the announcement, uvicorn.
+
+The port is bound before anything else is started, so a busy port is one line and its own exit
+code (:data:`EXIT_CANNOT_LISTEN`); "serving" is printed once uvicorn accepts connections on
+it. Nothing here imports the server at import time: the client side of the CLI works with the
+plain ``taskqueue`` install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import resource
+import signal
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+__all__ = [
+    "EXIT_CANNOT_LISTEN",
+    "HttpOptions",
+    "http_options",
+    "open_listeners",
+    "serve",
+    "url_host",
+]
+
+#: ``taskqueue server`` cannot listen on its address: the port is in use (or not ours to bind).
+EXIT_CANNOT_LISTEN = 7
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """The ``server`` options that shape what HTTP requests it accepts."""
+
+    #: Origins whose pages may call the API (normalised ``scheme://host[:port]``).
+    allowed_origins: tuple[str, ...] = ()
+    #: Connections served at once.
+    max_connections: int = 1000
+    #: Largest request head, in bytes.
+    max_header_bytes: int = 64 * 1024
+    #: Seconds a connection has to send a request head.
+    header_timeout: float = 10.0
+
+
+class _Origin(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3 on
+    """An origin for ``--allow-origin``; ``TASKQUEUE_ALLOW_ORIGINS`` is comma-separated."""
+
+    name = "origin"
+
+    def split_envvar_value(self, rv: str) -> Sequence[str]:
+        """Comma-separated origins, blanks ignored."""
+        return [part.strip() for part in rv.split(",") if part.strip()]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The origin normalised, or a usage error saying what is wrong with it."""
+        try:
+            from taskqueue.server.guards import parse_allowed_origin
+        except ImportError:  # pragma: no cover - the command then says what to install
+            return value
+        try:
+            return parse_allowed_origin(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def http_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the HTTP options to a command, passed to it as one ``http`` :class:`HttpOptions`."""
+    options = [
+        click.option(
+            "--allow-origin",
+            "allow_origins",
+            multiple=True,
+            type=_Origin(),
+            envvar="TASKQUEUE_ALLOW_ORIGINS",
+            metavar="ORIGIN",
+            help="A web origin (scheme://host[:port]) whose pages may call the API; repeat for "
+            "several (env TASKQUEUE_ALLOW_ORIGINS, comma-separated).",
+        ),
+        click.option(
+            "--max-connections",
+            default=1000,
+            show_default=True,
+            envvar="TASKQUEUE_MAX_CONNECTIONS",
+            type=click.IntRange(1, 100_000),
+            help="Connections served at once; a request on one more is answered 503.",
+        ),
+        # Hidden: the defaults suit every deployment; tests shorten them so they need not wait.
+        click.option(
+            "--max-header-bytes",
+            default=64 * 1024,
+            envvar="TASKQUEUE_MAX_HEADER_BYTES",
+            hidden=True,
+            type=click.IntRange(1024, 1024 * 1024),
+        ),
+        click.option(
+            "--header-timeout",
+            default=10.0,
+            envvar="TASKQUEUE_HEADER_TIMEOUT",
+            hidden=True,
+            type=click.FloatRange(0.1, 3600),
+        ),
+    ]
+
+    @functools.wraps(function)
+    def wrapper(
+        *args: Any,
+        allow_origins: tuple[str, ...],
+        max_connections: int,
+        max_header_bytes: int,
+        header_timeout: float,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs["http"] = HttpOptions(
+            allowed_origins=tuple(dict.fromkeys(allow_origins)),
+            max_connections=max_connections,
+            max_header_bytes=max_header_bytes,
+            header_timeout=header_timeout,
+        )
+        return function(*args, **kwargs)
+
+    decorated: Callable[..., Any] = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def open_listeners(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound and listening on every address of ``host`` (``[::1]`` is ``::1``).
+
+    A port that is in use, or an address that cannot be bound, is one line on stderr and exit
+    code :data:`EXIT_CANNOT_LISTEN`.
+    """
+    name = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        _cannot_listen(host, port, exc.strerror or str(exc))
+    addresses = dict.fromkeys((family, str(address[0])) for family, *_, address in infos)
+    sockets: list[socket.socket] = []
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            # A port of 0 is chosen at the first bind; the other addresses take the same.
+            sock.bind((address, port or bound_port(sockets)))
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRNOTAVAIL and len(addresses) > 1:
+                continue  # e.g. localhost's ::1 where IPv6 is off, as asyncio does
+            close_all(sockets)
+            reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else None
+            _cannot_listen(host, port, reason or exc.strerror or str(exc))
+        sockets.append(sock)
+    if not sockets:
+        _cannot_listen(host, port, "none of its addresses can be bound")
+    return sockets
+
+
+def close_all(sockets: list[socket.socket]) -> None:
+    """Close the sockets :func:`open_listeners` opened (when the server will not run)."""
+    for sock in sockets:
+        sock.close()
+
+
+def bound_port(sockets: list[socket.socket]) -> int:
+    """The port the sockets listen on (0 if there are none)."""
+    return int(sockets[0].getsockname()[1]) if sockets else 0
+
+
+def _cannot_listen(host: str, port: int, reason: str) -> Any:
+    click.echo(
+        f"error: cannot listen on {url_host(host.strip('[]'))}:{port}: {reason} "
+        "(is another server running? pick another --port)",
+        err=True,
+    )
+    raise SystemExit(EXIT_CANNOT_LISTEN)
+
+
+def _allow_descriptors(connections: int) -> None:
+    """Raise the open-file limit (up to its hard limit) to fit ``connections`` and the rest."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, ceiling), hard))
+
+
+def serve(app: Any, sockets: list[socket.socket], http: HttpOptions, banner: str) -> bool:
+    """Serve ``app`` on ``sockets`` until SIGTERM or SIGINT; whether it ever served.
+
+    ``banner`` goes to stderr once uvicorn accepts connections.
+    """
+    import uvicorn
+
+    from taskqueue.server._protocol import HttpLimits, limited_protocol
+
+    _allow_descriptors(http.max_connections)
+    limits = HttpLimits(
+        max_header_bytes=http.max_header_bytes,
+        header_timeout=http.header_timeout,
+        max_connections=http.max_connections,
+    )
+    config = uvicorn.Config(
+        app,
+        http=limited_protocol(limits),
+        ws="none",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    served = _server_class()(config, lambda: click.echo(banner, err=True))
+    served.run(sockets=sockets)
+    return bool(served.started)
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class QuietExitServer(uvicorn.Server):
+        """Uvicorn's server: it announces itself once it serves, and exits 0 after draining.
+
+        It drains on SIGTERM or SIGINT; uvicorn's own server re-raises the signal once it has
+        shut down, so the process would die "killed by SIGTERM" though it drained cleanly.
+        """
+
+        def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+            super().__init__(config)
+            self.announce = announce
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                self.announce()
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            original = {
+                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return QuietExitServer
