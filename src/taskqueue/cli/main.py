@@ -19,8 +19,9 @@ import click
 
 from taskqueue._version import __version__
 from taskqueue.cli._context import FORMATS, CliContext
+from taskqueue.cli.config import config
 from taskqueue.cli.projects import projects
-from taskqueue.cli.run import config, health, run, submit, workers
+from taskqueue.cli.run import run
 from taskqueue.cli.serve import (
     HttpOptions,
     bound_port,
@@ -30,6 +31,8 @@ from taskqueue.cli.serve import (
     serve,
     url_host,
 )
+from taskqueue.cli.status import health, workers
+from taskqueue.cli.submit import submit
 from taskqueue.cli.tasks import tasks
 
 if TYPE_CHECKING:
