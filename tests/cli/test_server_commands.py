@@ -85,6 +85,10 @@ def test_server_announces_itself_and_stops_cleanly(tmp_path: Path) -> None:
     log = (tmp_path / "s.log").read_text()
     assert f"serving http://127.0.0.1:{server.port}" in log
     assert "3 worker slot(s)" in log
+    # What to do next: a first task (against this port), the API, how to stop.
+    assert f"try it:  taskqueue --base-url {server.url} run -- echo hello" in log
+    assert f"the API: {server.url}/openapi.json" in log
+    assert "stop:    Ctrl-C" in log
     assert "Traceback" not in log
 
 
@@ -191,9 +195,13 @@ def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> sub
 
 
 def _announced(process: subprocess.Popen[str]) -> str:
-    """The server's first line on stderr: its announcement (or why it stopped)."""
+    """The server's first line on stderr after its warnings: its announcement (or why it
+    stopped)."""
     assert process.stderr is not None
-    return process.stderr.readline().strip()
+    line = process.stderr.readline()
+    while line.startswith("warning: "):
+        line = process.stderr.readline()
+    return line.strip()
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]"])

@@ -27,6 +27,7 @@ from taskqueue.cli.serve import (
     bound_port,
     close_all,
     http_options,
+    next_steps,
     open_listeners,
     serve,
     url_host,
@@ -374,8 +375,8 @@ def server(
             param_hint="--host",
         )
     _setup_logging(log_level)
+    sockets = open_listeners(host, port)  # a busy port is the one line said, before warnings
     _warn_if_root(run_as, workers > 0)
-    sockets = open_listeners(host, port)
     embedded = None
     if workers > 0:
         embedded = WorkerSettings(
@@ -395,9 +396,10 @@ def server(
         if isinstance(exc, UnusableDatabase):
             raise _explain(exc) from exc
         raise
+    url = f"http://{url_host(host.strip('[]'))}:{bound_port(sockets)}"
     banner = (
-        f"taskqueue {__version__} serving http://{url_host(host.strip('[]'))}:"
-        f"{bound_port(sockets)} (database {describe_database(db)}, {workers} worker slot(s))"
+        f"taskqueue {__version__} serving {url} (database {describe_database(db)}, "
+        f"{workers} worker slot(s))\n{next_steps(url, workers, drain_timeout)}"
     )
     if not serve(app, sockets, http, banner):
         raise click.ClickException(f"could not serve on {host}:{port}; see the log above")

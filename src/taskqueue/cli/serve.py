@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_CANNOT_LISTEN",
     "HttpOptions",
     "http_options",
+    "next_steps",
     "open_listeners",
     "serve",
     "url_host",
@@ -132,6 +133,20 @@ def http_options(function: Callable[..., Any]) -> Callable[..., Any]:
 def url_host(host: str) -> str:
     """``host`` as it goes in a URL: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host
+
+
+def next_steps(url: str, workers: int, drain_timeout: float) -> str:
+    """What to do once the server is up: the lines under its announcement."""
+    default = url in ("http://127.0.0.1:8080", "http://localhost:8080")
+    client = "taskqueue" if default else f"taskqueue --base-url {url}"
+    lines = [f"  try it:  {client} run -- echo hello"]
+    if workers == 0:
+        lines.append("  (no worker runs here: start `taskqueue worker` on the same database)")
+    lines += [
+        f"  the API: {url}/openapi.json, described in docs/api.md",
+        f"  stop:    Ctrl-C (running tasks get {drain_timeout:g}s to finish)",
+    ]
+    return "\n".join(lines)
 
 
 def open_listeners(host: str, port: int) -> list[socket.socket]:
