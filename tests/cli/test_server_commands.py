@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +15,7 @@ import pytest
 
 from taskqueue.worker import WorkerSettings
 from tests.cli.helpers import cli, get, sub_env, tq
-from tests.conftest import BIN, ServerProcess, free_port
+from tests.conftest import BIN, ServerProcess, free_port, wait_until
 
 
 def test_api_only_server_and_a_separate_worker(tmp_path: Path) -> None:
@@ -281,3 +283,44 @@ def test_a_bad_allowed_origin_is_a_usage_error(tmp_path: Path, value: str, expec
         assert "--allow-origin" in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_every_log_line_has_one_format_uvicorns_too(tmp_path: Path, log_format: str) -> None:
+    server = ServerProcess(
+        db=tmp_path / "s.db",
+        port=free_port(),
+        args=["--log-format", log_format, "--drain-timeout", "0.2"],
+        log=tmp_path / "s.log",
+    )
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            raw.sendall(b"GARBAGE\r\n\r\n")  # uvicorn itself logs this one
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
+        task = httpx.post(
+            f"{server.url}/api/tasks", json={"name": "nap", "command": "sleep 30"}, timeout=30
+        ).json()
+        wait_until(
+            lambda: (
+                httpx.get(f"{server.url}/api/tasks/{task['id']}", timeout=30).json()["status"]
+                == "Running"
+            ),
+            15,
+            "the task to start",
+        )
+    finally:
+        assert server.terminate() == 0
+    logged = [
+        line
+        for line in (tmp_path / "s.log").read_text().splitlines()
+        if line and not line.startswith(("warning: ", "taskqueue ", "  "))  # the announcement
+    ]
+    assert any("Invalid HTTP request received." in line for line in logged), logged
+    assert any("stopped: 0 task(s) finished while draining" in line for line in logged), logged
+    for line in logged:
+        if log_format == "json":
+            record = json.loads(line)
+            assert set(record) >= {"time", "level", "logger", "message"}, record
+        else:
+            assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ", line), line

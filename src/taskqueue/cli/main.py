@@ -19,6 +19,8 @@ import click
 
 from taskqueue._version import __version__
 from taskqueue.cli._context import FORMATS, CliContext
+from taskqueue.cli._logging import FORMATS as LOG_FORMATS
+from taskqueue.cli._logging import setup_logging
 from taskqueue.cli.config import config
 from taskqueue.cli.projects import projects
 from taskqueue.cli.run import run
@@ -206,19 +208,18 @@ def _worker_options(function: Any) -> Any:
             show_default=True,
             type=click.Choice(["debug", "info", "warning", "error"]),
         ),
+        click.option(
+            "--log-format",
+            envvar="TASKQUEUE_LOG_FORMAT",
+            default="text",
+            show_default=True,
+            type=click.Choice(LOG_FORMATS),
+            help="text, or one JSON object a line (env TASKQUEUE_LOG_FORMAT).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
     return function
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Migrations say what they do at INFO on every start; only their problems matter here.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _need_server() -> None:
@@ -359,6 +360,7 @@ def server(
     presence_interval: float,
     housekeeping_interval: float,
     log_level: str,
+    log_format: str,
     http: HttpOptions,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
@@ -374,7 +376,7 @@ def server(
             "loopback addresses only (127.0.0.1, ::1, localhost)",
             param_hint="--host",
         )
-    _setup_logging(log_level)
+    setup_logging(log_level, log_format)
     sockets = open_listeners(host, port)  # a busy port is the one line said, before warnings
     _warn_if_root(run_as, workers > 0)
     embedded = None
@@ -437,10 +439,11 @@ def worker(
     presence_interval: float,
     housekeeping_interval: float,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run tasks from the database, without serving the API."""
     _need_server()
-    _setup_logging(log_level)
+    setup_logging(log_level, log_format)
     _warn_if_root(run_as, True)
     from taskqueue.service import UnusableDatabase, build_worker
     from taskqueue.store import describe_database

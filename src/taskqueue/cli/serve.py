@@ -234,6 +234,7 @@ def serve(app: Any, sockets: list[socket.socket], http: HttpOptions, banner: str
         http=limited_protocol(limits),
         ws="none",
         log_level="warning",
+        log_config=None,  # uvicorn's loggers go through the one handler setup_logging made
         access_log=False,
         proxy_headers=False,
         server_header=False,
