@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskqueue.security import RunAs, read_secret_file, resolve_run_as
-from taskqueue.worker.worker import is_private
+from taskqueue.worker.attempt import is_private
 from tests.unprivileged import NOBODY
 
 

@@ -21,9 +21,7 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
-import tempfile
 import threading
 import time
 from collections import deque
@@ -33,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskqueue.models import FailureReason
-from taskqueue.security import RunAs
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
+from taskqueue.worker.attempt import attempt_files, is_private, outcome_of, write_input
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
@@ -44,28 +42,6 @@ from taskqueue.worker.upkeep import QuietLog, Upkeep
 __all__ = ["Worker", "WorkerSettings"]
 
 log: logging.Logger = logging.getLogger(__name__)
-
-#: Variables of the worker's environment that its commands do not inherit: the database URL
-#: (it carries a password), where it is kept, the API key, and libpq's own secrets.
-PRIVATE_VARIABLES = frozenset(
-    {
-        "TASKQUEUE_DATABASE_URL",
-        "TASKQUEUE_DATABASE_URL_FILE",
-        "TASKQUEUE_API_KEY",
-        "TASKQUEUE_API_KEY_FILE",
-        "PGPASSWORD",
-        "PGPASSFILE",
-        "PGSSLPASSWORD",
-    }
-)
-#: Any other ``TASKQUEUE_`` variable whose name says it holds a secret is kept back as well.
-_SECRET_NAME = re.compile(r"TASKQUEUE_\w*(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)(_FILE)?")
-
-
-def is_private(name: str) -> bool:
-    """Whether the worker's variable ``name`` is a secret its commands must not inherit."""
-    return name in PRIVATE_VARIABLES or _SECRET_NAME.fullmatch(name) is not None
-
 
 #: Output is sent to the store at least this often while a command runs...
 FLUSH_INTERVAL_S = 0.1
@@ -110,9 +86,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._files, self._outputs = _attempt_files(self.settings.run_as)
+        self._files, self._outputs = attempt_files(self.settings.run_as)
         self._null_input = self._files / "null.json"
-        _write_input(self._null_input, "null", self.settings.run_as)
+        write_input(self._null_input, "null", self.settings.run_as)
         # Commands get the worker's environment, less its secrets: the database URL carries a
         # password, and a command's output is served by the API.
         self._base_env = {k: v for k, v in os.environ.items() if not is_private(k)}
@@ -359,7 +335,7 @@ class Worker:
         if claimed.input is None:
             return str(self._null_input), os.devnull, output_path
         input_path = str(self._files / f"{stem}.in.json")
-        _write_input(Path(input_path), json.dumps(claimed.input), self.settings.run_as)
+        write_input(Path(input_path), json.dumps(claimed.input), self.settings.run_as)
         return input_path, input_path, output_path
 
     async def _run_command(self, run: _Run) -> Outcome:
@@ -412,26 +388,7 @@ class Worker:
             if input_path != str(self._null_input):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(input_path)
-        error: str | None = None
-        reason: FailureReason | None = None
-        if result.timed_out:
-            error, reason = f"timed out after {claimed.timeout}s", FailureReason.TIMEOUT
-        elif result.exit_code < 0:
-            error, reason = f"killed by signal {-result.exit_code}", FailureReason.SIGNAL
-        elif result.exit_code != 0:
-            error, reason = f"exit code {result.exit_code}", FailureReason.EXIT_CODE
-        elif output_error is not None:
-            error, reason = output_error, FailureReason.OUTPUT_INVALID
-        return Outcome(
-            success=error is None,
-            exit_code=result.exit_code,
-            output=output,
-            error=error,
-            reason=reason,
-            stdout_tail=captures[0].summary_tail(),
-            stderr_tail=captures[1].summary_tail(),
-            duration_ms=duration_ms,
-        )
+        return outcome_of(result, claimed.timeout, output, output_error, captures, duration_ms)
 
     # ------------------------------------------------------------------ output
 
@@ -525,35 +482,6 @@ class Worker:
                 max(draining - len(left), 0),
                 len(left) + len(waiting),
             )
-
-
-def _attempt_files(run_as: RunAs | None) -> tuple[Path, Path]:
-    """The directory of the commands' input files, and the one they write results in.
-
-    Inputs are the worker's: a command may read them (by name, when it runs as another user)
-    but not replace them. Results are written by commands, in a directory of their own inside
-    the first, which a command running as another user owns; it cannot move or replace that
-    directory, so the worker never follows a path a command made up.
-    """
-    files = Path(tempfile.mkdtemp(prefix="taskqueue-worker-"))
-    outputs = files / "out"
-    outputs.mkdir(mode=0o700)
-    if run_as is not None:
-        files.chmod(0o711)
-        os.chown(outputs, run_as.uid, run_as.gid)
-    return files, outputs
-
-
-def _write_input(path: Path, text: str, run_as: RunAs | None) -> None:
-    """Write a command's input file afresh, following no link left where it goes."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o640 if run_as is not None else 0o600)
-    with os.fdopen(fd, "w") as handle:
-        if run_as is not None:
-            os.fchown(handle.fileno(), -1, run_as.gid)
-        handle.write(text)
 
 
 def _worth_keeping(write: asyncio.Future[bool]) -> bool:
