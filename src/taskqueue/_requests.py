@@ -9,6 +9,7 @@ refuse what their JSON Schema does not allow, so the OpenAPI document is what is
 from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Union
+from uuid import UUID
 
 from pydantic import (
     AfterValidator,
@@ -169,6 +170,8 @@ class DependencyRef(_Input):
 
 def _task_dependency(value: Any) -> Any:
     """A dependency of a single task: a task id, or ``{"task_id": ...}``."""
+    if isinstance(value, UUID):  # from Python code
+        return str(value)
     if isinstance(value, str):
         if not UUID_RE.match(value):
             raise ValueError(
@@ -185,6 +188,8 @@ def _task_dependency(value: Any) -> Any:
 
 def _batch_dependency(value: Any) -> Any:
     """A dependency of a batch item: a task id or ref, ``{"task_id": ...}`` or ``{"ref": ...}``."""
+    if isinstance(value, UUID):  # from Python code
+        return str(value)
     if isinstance(value, str):
         if not 1 <= len(value) <= 200:
             raise ValueError("a dependency string must be 1 to 200 characters")

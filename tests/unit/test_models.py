@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 import pydantic
@@ -89,3 +90,13 @@ def test_errors_read_well() -> None:
     details = taskqueue.ValidationError("bad", 422, {"error": {"details": [{"loc": ["x"]}]}})
     assert details.details == [{"loc": ["x"]}]
     assert taskqueue.ValidationError("bad", 422, {"error": "nope"}).details == []
+
+
+def test_python_callers_may_give_native_values() -> None:
+    # The SDK validates with these models before sending: UUIDs and datetimes pass as objects.
+    parent = uuid.uuid4()
+    task = TaskCreate.model_validate(
+        {"name": "a", "command": "true", "dependencies": [parent], "run_at": datetime(2030, 1, 1)}
+    )
+    assert task.dependencies == [str(parent)]
+    assert task.run_at == datetime(2030, 1, 1, tzinfo=timezone.utc)
