@@ -43,9 +43,9 @@ async def validation_errors(client: AsyncTaskQueueClient) -> None:
 
     try:
         await client.create_tasks([{"name": "orphan", "command": "true", "dependencies": ["x"]}])
-    except ValidationError as exc:
-        # Only the server knows that no earlier item has ref "x".
-        print(f"ValidationError (status {exc.status_code}): {exc.message}")
+    except ConflictError as exc:
+        # Well formed, but no earlier item has ref "x": only the server can tell (409).
+        print(f"ConflictError (status {exc.status_code}): {exc.message}")
         for detail in exc.details:
             print(f"  field {'.'.join(map(str, detail['loc']))}: {detail['msg']}")
     else:

@@ -68,18 +68,18 @@ class TaskQueueError(Exception):
 
 
 class APIError(TaskQueueError):
-    """The server answered with an error status."""
+    """The server answered with an error status; ``details`` lists each field and why."""
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        """The field errors the server reported (a 409 names the dependency or project)."""
+        error = self.response_data.get("error", {})
+        details = error.get("details", []) if isinstance(error, dict) else []
+        return details if isinstance(details, list) else []
 
 
 class ValidationError(APIError):
     """The request was malformed; ``details`` lists each field and why."""
-
-    @property
-    def details(self) -> list[dict[str, Any]]:
-        """The field errors the server reported."""
-        error = self.response_data.get("error", {})
-        details = error.get("details", []) if isinstance(error, dict) else []
-        return details if isinstance(details, list) else []
 
 
 class AuthenticationError(APIError):

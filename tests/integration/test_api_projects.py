@@ -353,7 +353,7 @@ def test_task_of_unknown_project_is_refused(shared: httpx.Client) -> None:
         "/api/tasks",
         json={"name": "t", "command": "true", "project_id": str(uuid.uuid4()), "queue": queue},
     )
-    assert response.status_code == 422, response.text
+    assert response.status_code == 409, response.text
     assert shared.get("/api/tasks", params={"queue": queue}).json()["total"] == 0
 
 

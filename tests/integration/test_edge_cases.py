@@ -113,7 +113,7 @@ def test_one_request_cannot_add_unbounded_dependency_edges(api: httpx.Client) ->
     ]
     before = api.get("/api/tasks").json()["total"]
     refused = api.post("/api/tasks/batch", json={"tasks": roots + fans})
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert "limit is 50000" in refused.json()["error"]["message"]
     assert api.get("/api/tasks").json()["total"] == before
 

@@ -388,9 +388,9 @@ CREATE_TASK_CASES = [
     pytest.param({"json": task(project_id="nope")}, 422, ["project_id"], id="project-id-bad"),
     pytest.param({"json": task(project_id=42)}, 422, ["project_id"], id="project-id-int"),
     pytest.param({"json": task(project_id="")}, 422, ["project_id"], id="project-id-empty"),
-    pytest.param({"json": task(project_id=UNKNOWN)}, 422, ["project_id"], id="project-unknown"),
+    pytest.param({"json": task(project_id=UNKNOWN)}, 409, ["project_id"], id="project-unknown"),
     pytest.param(
-        {"json": task(dependencies=[UNKNOWN])}, 422, ["dependencies", 0], id="dep-unknown-id"
+        {"json": task(dependencies=[UNKNOWN])}, 409, ["dependencies", 0], id="dep-unknown-id"
     ),
     pytest.param(
         {"json": task(dependencies=["not-a-uuid"])}, 422, ["dependencies", 0], id="dep-bad-id"
@@ -406,7 +406,7 @@ CREATE_TASK_CASES = [
     ),
     pytest.param(
         {"json": task(dependencies=[{"task_id": UNKNOWN}])},
-        422,
+        409,
         ["dependencies", 0],
         id="dep-object-unknown-id",
     ),
@@ -487,32 +487,32 @@ BATCH_CASES = [
     pytest.param({"tasks": [task(ref="r" * 201)]}, 422, ["tasks", 0, "ref"], id="ref-201"),
     pytest.param(
         {"tasks": [task(ref="a", dependencies=["b"]), task(ref="b")]},
-        422,
+        409,
         ["tasks", 0, "dependencies", 0],
         id="ref-to-later-item",
     ),
     pytest.param(
         {"tasks": [task(ref="a", dependencies=["b"]), task(ref="b", dependencies=["a"])]},
-        422,
+        409,
         ["tasks", 0, "dependencies", 0],
         id="cycle",
     ),
     pytest.param(
         {"tasks": [task(ref="a"), task(ref="b", dependencies=["b"])]},
-        422,
+        409,
         ["tasks", 1, "dependencies", 0],
         id="self-ref",
     ),
     pytest.param(
         {"tasks": [task(ref="a"), task(ref="b", dependencies=[{"ref": "b"}])]},
-        422,
+        409,
         ["tasks", 1, "dependencies", 0],
         id="self-ref-object",
     ),
     pytest.param(
-        {"tasks": [task(ref="a"), task(ref="a")]}, 422, ["tasks", 1, "ref"], id="duplicate-ref"
+        {"tasks": [task(ref="a"), task(ref="a")]}, 409, ["tasks", 1, "ref"], id="duplicate-ref"
     ),
-    pytest.param({"tasks": [task(ref=UNKNOWN)]}, 422, ["tasks", 0, "ref"], id="ref-like-uuid"),
+    pytest.param({"tasks": [task(ref=UNKNOWN)]}, 409, ["tasks", 0, "ref"], id="ref-like-uuid"),
     pytest.param(
         {"tasks": [task(ref="a"), task(dependencies=[{"ref": "a", "task_id": UNKNOWN}])]},
         422,
@@ -521,19 +521,19 @@ BATCH_CASES = [
     ),
     pytest.param(
         {"tasks": [task(), task(dependencies=[UNKNOWN])]},
-        422,
+        409,
         ["tasks", 1, "dependencies", 0],
         id="dep-unknown-id",
     ),
     pytest.param(
         {"tasks": [task(), task(dependencies=["nowhere"])]},
-        422,
+        409,
         ["tasks", 1, "dependencies", 0],
         id="dep-unknown-ref",
     ),
     pytest.param(
         {"tasks": [task(), task(project_id=UNKNOWN)]},
-        422,
+        409,
         ["tasks", 1, "project_id"],
         id="project-unknown",
     ),
@@ -546,19 +546,19 @@ BATCH_CASES = [
     # A batch of one is still a batch: its errors are located under "tasks", 0.
     pytest.param(
         {"tasks": [task(ref="a", dependencies=["a"])]},
-        422,
+        409,
         ["tasks", 0, "dependencies", 0],
         id="one-item-self-ref",
     ),
     pytest.param(
         {"tasks": [task(dependencies=[UNKNOWN])]},
-        422,
+        409,
         ["tasks", 0, "dependencies", 0],
         id="one-item-dep-unknown",
     ),
     pytest.param(
         {"tasks": [task(project_id=UNKNOWN)]},
-        422,
+        409,
         ["tasks", 0, "project_id"],
         id="one-item-project-unknown",
     ),
@@ -571,13 +571,13 @@ BATCH_CASES = [
     ),
     pytest.param(
         {"tasks": [*HUNDRED, task(dependencies=[UNKNOWN])]},
-        422,
+        409,
         ["tasks", 100, "dependencies", 0],
         id="all-or-nothing-unknown-dep",
     ),
     pytest.param(
         {"tasks": [task(ref="a"), *HUNDRED, task(ref="a")]},
-        422,
+        409,
         ["tasks", 101, "ref"],
         id="all-or-nothing-duplicate-ref",
     ),
@@ -820,7 +820,6 @@ QUERY_CASES = [
     ("GET", "/api/tasks/{pending}/logs", "attempt=0", "attempt"),
     ("GET", "/api/tasks/{pending}/logs", "attempt=-1", "attempt"),
     ("GET", "/api/tasks/{pending}/logs", "follow=maybe", "follow"),
-    ("GET", "/api/tasks/{pending}/logs", "timeout=0", "timeout"),
     ("GET", "/api/tasks/{pending}/logs", "timeout=-1", "timeout"),
     ("GET", "/api/tasks/{pending}/logs", "timeout=1000000000000", "timeout"),
     ("GET", "/api/tasks/{pending}/logs", "tail=1", "tail"),
@@ -1057,7 +1056,6 @@ def test_request_id_is_echoed_only_when_sane(client: httpx.Client) -> None:
         pytest.param("PATCH", "/api/tasks", 405, id="patch-tasks"),
         pytest.param("DELETE", "/api/tasks", 405, id="delete-tasks"),
         pytest.param("PUT", "/api/tasks", 405, id="put-tasks"),
-        pytest.param("OPTIONS", "/api/tasks", 405, id="options-tasks"),
         pytest.param("PUT", "/api/projects", 405, id="put-projects"),
         pytest.param("DELETE", "/api/projects", 405, id="delete-projects"),
         pytest.param("POST", "/api/health", 405, id="post-health"),

@@ -258,7 +258,7 @@ def test_a_dependency_on_a_failed_task_is_refused(api: httpx.Client) -> None:
     refused = api.post(
         "/api/tasks", json={"name": "late", "command": "true", "dependencies": [bad["id"]]}
     )
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert refused.json()["error"]["details"][0]["loc"] == ["dependencies", 0]
     assert api.get("/api/tasks").json()["total"] == before
 

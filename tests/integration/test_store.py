@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from taskqueue.models import TaskCreate, TaskUpdate
+from taskqueue.models import BatchTaskItem, TaskCreate, TaskUpdate
 from taskqueue.store import Conflict, NotFound, Outcome, Store
 from tests.conftest import query_db, run_store
 
@@ -80,9 +80,9 @@ def test_completing_a_dependency_releases_its_dependents(db_url: str) -> None:
     async def body(store: Store) -> None:
         _first, _second, both = await store.create_tasks(
             [
-                TaskCreate(name="a", command="true", ref="a"),
-                TaskCreate(name="b", command="true", ref="b"),
-                TaskCreate(name="c", command="true", dependencies=["a", "b"]),
+                BatchTaskItem(name="a", command="true", ref="a"),
+                BatchTaskItem(name="b", command="true", ref="b"),
+                BatchTaskItem(name="c", command="true", dependencies=["a", "b"]),
             ]
         )
         claimed = await store.claim("w", ["default"], 10, 30)
@@ -100,9 +100,9 @@ def test_cancel_cascades_and_retry_rules(db_url: str) -> None:
     async def body(store: Store) -> None:
         root, mid, leaf = await store.create_tasks(
             [
-                TaskCreate(name="root", command="true", ref="r", queue="parked"),
-                TaskCreate(name="mid", command="true", ref="m", dependencies=["r"]),
-                TaskCreate(name="leaf", command="true", dependencies=["m"]),
+                BatchTaskItem(name="root", command="true", ref="r", queue="parked"),
+                BatchTaskItem(name="mid", command="true", ref="m", dependencies=["r"]),
+                BatchTaskItem(name="leaf", command="true", dependencies=["m"]),
             ]
         )
         cancelled = await store.cancel_task(root["id"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from taskqueue.models import FailureReason, TaskCreate
+from taskqueue.models import BatchTaskItem, FailureReason, TaskCreate
 from taskqueue.store import Outcome, Store
 from tests.conftest import query_db, run_store
 
@@ -106,10 +106,10 @@ def test_failures_carry_their_typed_reason(db_url: str) -> None:
     async def body(store: Store) -> None:
         [parent, child] = await store.create_tasks(
             [
-                TaskCreate(
+                BatchTaskItem(
                     name="parent", command="false", retry_attempts=1, retry_delay=0, ref="p"
                 ),
-                TaskCreate(name="child", command="true", dependencies=["p"]),
+                BatchTaskItem(name="child", command="true", dependencies=["p"]),
             ],
             batch=True,
         )

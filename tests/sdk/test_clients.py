@@ -261,10 +261,11 @@ def test_bad_input_fails_before_any_request(client: Any) -> None:
         client.list_tasks(limit=0)
 
 
-def test_server_side_validation_errors_carry_the_fields(client: Any) -> None:
-    with pytest.raises(ValidationError) as bad:
+def test_server_side_refusals_carry_the_fields(client: Any) -> None:
+    # Well formed, but the dependency is not there: a conflict with what is stored (409).
+    with pytest.raises(ConflictError) as bad:
         client.create_task("x", "true", dependencies=[MISSING])
-    assert bad.value.status_code == 422
+    assert bad.value.status_code == 409
     assert bad.value.details[0]["loc"] == ["dependencies", 0]
     assert "does not exist" in str(bad.value)
 

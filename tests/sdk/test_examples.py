@@ -123,7 +123,7 @@ def test_error_handling(server: ServerProcess, api: httpx.Client, home: Path) ->
     assert "ValidationError (status None): priority: Input should be" in lines[0]
     assert "  field priority: Input should be 'Low', 'Normal', 'High' or 'Critical'" in lines
     assert (
-        "ValidationError (status 422): tasks.0.dependencies.0: "
+        "ConflictError (status 409): tasks.0.dependencies.0: "
         "no earlier item of this batch has ref 'x'"
     ) in lines
     assert "  field tasks.0.dependencies.0: no earlier item of this batch has ref 'x'" in lines

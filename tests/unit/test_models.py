@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
+
 import pydantic
 import pytest
 
@@ -64,9 +67,11 @@ def test_batches_have_bounds() -> None:
 
 
 def test_naive_datetimes_are_taken_as_utc() -> None:
-    project = ProjectCreate.model_validate({"name": "p", "due_date": "2030-01-01T00:00:00"})
-    assert project.due_date is not None
-    assert project.due_date.utcoffset() is not None
+    # From Python code a naive datetime is UTC; on the wire an offset is required (RFC 3339).
+    project = ProjectCreate.model_validate({"name": "p", "due_date": datetime(2030, 1, 1)})
+    assert project.due_date == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    with pytest.raises(pydantic.ValidationError, match="RFC 3339"):
+        ProjectCreate.model_validate({"name": "p", "due_date": "2030-01-01T00:00:00"})
 
 
 def test_public_names_are_exported() -> None:
@@ -85,3 +90,13 @@ def test_errors_read_well() -> None:
     details = taskqueue.ValidationError("bad", 422, {"error": {"details": [{"loc": ["x"]}]}})
     assert details.details == [{"loc": ["x"]}]
     assert taskqueue.ValidationError("bad", 422, {"error": "nope"}).details == []
+
+
+def test_python_callers_may_give_native_values() -> None:
+    # The SDK validates with these models before sending: UUIDs and datetimes pass as objects.
+    parent = uuid.uuid4()
+    task = TaskCreate.model_validate(
+        {"name": "a", "command": "true", "dependencies": [parent], "run_at": datetime(2030, 1, 1)}
+    )
+    assert task.dependencies == [str(parent)]
+    assert task.run_at == datetime(2030, 1, 1, tzinfo=timezone.utc)

@@ -151,8 +151,10 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Conflict):
         return error_response(409, exc.message, rid)
     if isinstance(exc, InvalidInput):
+        # Well formed (the document allows it) but it names what is not there or cannot be
+        # used: a conflict with what is stored, like a used name; 422 is for breaking the schema.
         return error_response(
-            422, _summary(exc.details) if exc.details else exc.message, rid, exc.details
+            409, _summary(exc.details) if exc.details else exc.message, rid, exc.details
         )
     if isinstance(exc, Unavailable):
         log.warning("request %s: %s", rid, exc.message)

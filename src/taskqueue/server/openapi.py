@@ -1,230 +1,313 @@
-"""The OpenAPI document, built from the same pydantic models that validate requests."""
+"""The OpenAPI document: the contract, built from what the server itself validates and sends.
+
+Schemas come from the models that validate requests and shape answers
+(:mod:`taskqueue.server.openapi_schemas`), query parameters from the models the routes parse
+them with (:mod:`taskqueue.server.params`), and every status code an operation can answer is
+listed with why. ``tests/integration/test_schemathesis.py`` runs a fuzzer against a real server
+with this document, so a change to an endpoint that breaks the document fails the tests.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
-from pydantic.json_schema import models_json_schema
 
 from taskqueue._version import __version__
 from taskqueue.models import (
-    Attempt,
+    AttemptList,
     BatchTaskCreate,
     ErrorBody,
     Health,
+    LogEvent,
     LogPage,
     Project,
     ProjectCreate,
     ProjectList,
     ProjectUpdate,
     Task,
+    TaskBatch,
+    TaskCreate,
     TaskFilters,
     TaskList,
     TaskUpdate,
     WorkerList,
 )
+from taskqueue.server.openapi_schemas import (
+    ServerInfo,
+    component_schemas,
+    parameter_schemas,
+    ref,
+)
+from taskqueue.server.params import (
+    IDEMPOTENCY_KEY_PATTERN,
+    CascadeQuery,
+    LogsQuery,
+    Paging,
+    WaitQuery,
+)
 
-__all__ = ["openapi_document"]
+__all__ = ["ERRORS", "OPERATIONS", "Operation", "openapi_document"]
+
+#: Every error status and when it is answered. All bodies are :class:`ErrorBody`.
+ERRORS: dict[str, str] = {
+    "400": "The body is not JSON (or names a key twice), is empty, or Content-Length is not a "
+    "number",
+    "403": "The request's Host is not a loopback name, or it comes from an origin that is not "
+    "allowed",
+    "404": "No such task or project",
+    "405": "The path does not take this method; `Allow` lists those it takes",
+    "408": "The body did not arrive within 30 s",
+    "409": "Well formed, but it cannot be applied as things stand: it conflicts with what is "
+    "stored (a Running task, a used project name, an Idempotency-Key used with another body or "
+    "whose creation has since been deleted) or "
+    "names what is not there or cannot be used (a dependency or project that does not exist, a "
+    "dependency that already failed, a ref that no earlier item of the batch has)",
+    "413": "The body is over the limit (16 MiB by default)",
+    "415": "The body is not sent as `application/json`",
+    "422": "A field, query parameter, header or path id breaks this document; `details` names each",
+    "431": "A request header (or all of them together) is too large",
+    "503": "The database is unavailable for now (SQLite: locked by another process past the busy "
+    "timeout; PostgreSQL: unreachable), or the server is at its connection limit. Nothing was "
+    "changed; repeat the request",
+}
+#: Statuses every operation can answer.
+_EVERYWHERE = ("403", "405", "422", "431", "503")
+
+_HEADERS = {
+    "X-Request-ID": "The request's id: the one sent (1 to 64 of `[A-Za-z0-9._-]`) or a new one",
+    "Allow": "The methods the path takes",
+    "Retry-After": "Seconds to wait before repeating the request",
+    "Location": "The same path without its trailing slash",
+}
 
 
-class AttemptList(pydantic.BaseModel):
-    """Answer of ``GET /api/tasks/{id}/attempts``."""
+@dataclass(frozen=True)
+class Operation:
+    """One method of one path, as the document describes it."""
 
-    task_id: str
-    attempts: list[Attempt]
+    operation_id: str
+    summary: str
+    status: str = "200"
+    response: type[pydantic.BaseModel] | None = None
+    body: type[pydantic.BaseModel] | None = None
+    query: type[pydantic.BaseModel] | None = None
+    conflicts: bool = False
+    idempotent: bool = False
+    tags: tuple[str, ...] = ()
+    extra_content: dict[str, Any] = field(default_factory=dict)
+    answer: str = "Success"
+    #: What the answer identifies: the path parameter it fills, and where in the body it is.
+    creates: tuple[str, str] | None = None
 
 
-class TaskBatch(pydantic.BaseModel):
-    """Answer of ``POST /api/tasks/batch``."""
+_FOLLOW = {
+    "application/x-ndjson": {
+        "schema": {"type": "string"},
+        "x-item-schema": {"oneOf": [{"$ref": "#/components/schemas/LogChunk"}, ref(LogEvent)]},
+    }
+}
+_FOLLOWED = (
+    "A LogPage; with follow=true, `application/x-ndjson`: one LogChunk object a line as the "
+    "command writes, then a last LogEvent line (`end` once the task is terminal, `timeout` "
+    "after `timeout` seconds)"
+)
 
-    tasks: list[Task]
+#: Every path and method of the API (``taskqueue.server.routes.ENDPOINTS`` has the same ones).
+OPERATIONS: dict[str, dict[str, Operation]] = {
+    "/": {"GET": Operation("getServerInfo", "What this server is", response=ServerInfo)},
+    "/api/health": {
+        "GET": Operation("getHealth", "Health of the server and its database", response=Health)
+    },
+    "/api/tasks": {
+        "GET": Operation("listTasks", "List tasks, oldest first", response=TaskList,
+                         query=TaskFilters, tags=("tasks",)),
+        "POST": Operation("createTask", "Create a task", "201", Task, TaskCreate,
+                          conflicts=True, idempotent=True, tags=("tasks",),
+                          creates=("task_id", "$response.body#/id")),
+    },
+    "/api/tasks/batch": {
+        "POST": Operation("createTasks", "Create many tasks at once (all or none); items may "
+                          "depend on earlier items by ref", "201", TaskBatch, BatchTaskCreate,
+                          conflicts=True, idempotent=True, tags=("tasks",),
+                          creates=("task_id", "$response.body#/tasks/0/id")),
+    },
+    "/api/tasks/{task_id}": {
+        "GET": Operation("getTask", "Get a task", response=Task, tags=("tasks",)),
+        "PUT": Operation("updateTask", "Change a task's fields (run fields only while Pending)",
+                         response=Task, body=TaskUpdate, conflicts=True, tags=("tasks",)),
+        "DELETE": Operation("deleteTask", "Delete a task (not while Running, nor while an "
+                            "unfinished task depends on it)", "204", conflicts=True,
+                            tags=("tasks",)),
+    },
+    "/api/tasks/{task_id}/cancel": {
+        "POST": Operation("cancelTask", "Cancel a Pending or Running task and its dependents",
+                          response=Task, conflicts=True, tags=("tasks",)),
+    },
+    "/api/tasks/{task_id}/retry": {
+        "POST": Operation("retryTask", "Re-queue a Failed or Cancelled task", response=Task,
+                          conflicts=True, tags=("tasks",)),
+    },
+    "/api/tasks/{task_id}/wait": {
+        "GET": Operation("waitTask", "Wait until the task is terminal or `timeout` seconds pass; "
+                         "the task either way", response=Task, query=WaitQuery, tags=("tasks",)),
+    },
+    "/api/tasks/{task_id}/logs": {
+        "GET": Operation("getTaskLogs", "Output from an offset; with follow=true, NDJSON lines "
+                         "until the task ends", response=LogPage, query=LogsQuery,
+                         tags=("tasks",), extra_content=_FOLLOW, answer=_FOLLOWED),
+    },
+    "/api/tasks/{task_id}/attempts": {
+        "GET": Operation("listTaskAttempts", "Every attempt of a task", response=AttemptList,
+                         tags=("tasks",)),
+    },
+    "/api/workers": {
+        "GET": Operation("listWorkers", "Worker processes registered on the database, active or "
+                         "stale", response=WorkerList, tags=("workers",)),
+    },
+    "/api/projects": {
+        "GET": Operation("listProjects", "List projects", response=ProjectList, query=Paging,
+                         tags=("projects",)),
+        "POST": Operation("createProject", "Create a project (names are unique)", "201",
+                          Project, ProjectCreate, conflicts=True, idempotent=True,
+                          tags=("projects",), creates=("project_id", "$response.body#/id")),
+    },
+    "/api/projects/{project_id}": {
+        "GET": Operation("getProject", "Get a project", response=Project, tags=("projects",)),
+        "PUT": Operation("updateProject", "Change a project's fields", response=Project,
+                         body=ProjectUpdate, conflicts=True, tags=("projects",)),
+        "DELETE": Operation("deleteProject", "Delete a project; one with tasks only with "
+                            "cascade=true (and none of them Running)", "204",
+                            query=CascadeQuery, conflicts=True, tags=("projects",)),
+    },
+}  # fmt: skip
 
 
-def _ref(model: type[pydantic.BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+def _header(name: str, required: bool = False) -> dict[str, Any]:
+    return {"description": _HEADERS[name], "required": required, "schema": {"type": "string"}}
 
 
-def _param(
-    name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = False
-) -> dict[str, Any]:
+def _error(status: str) -> dict[str, Any]:
+    headers = {"X-Request-ID": _header("X-Request-ID")}
+    if status == "405":
+        headers["Allow"] = _header("Allow", required=True)
+    if status == "503":
+        headers["Retry-After"] = _header("Retry-After")
     return {
-        "name": name,
-        "in": where,
-        "required": required,
-        "schema": schema,
-        "description": description,
+        "description": ERRORS[status],
+        "headers": headers,
+        "content": {"application/json": {"schema": ref(ErrorBody)}},
     }
 
 
-_UUID = {"type": "string", "format": "uuid"}
-_IDEMPOTENCY = _param(
-    "Idempotency-Key",
-    "header",
-    {"type": "string", "maxLength": 255},
-    "A repeat with the same key and body returns the first result.",
-)
+def _statuses(path: str, method: str, op: Operation) -> list[str]:
+    codes = set(_EVERYWHERE)
+    if "{" in path:
+        codes |= {"404"}
+    if method != "GET":
+        codes |= {"400", "415"}
+    if op.body is not None:
+        codes |= {"408", "413"}
+    if op.conflicts:
+        codes |= {"409"}
+    return sorted(codes)
 
 
-def _filters() -> list[dict[str, Any]]:
-    schema = TaskFilters.model_json_schema(
-        by_alias=False, ref_template="#/components/schemas/{model}"
-    )
-    return [_param(name, "query", prop) for name, prop in schema["properties"].items()]
+def _links(creates: tuple[str, str]) -> dict[str, Any]:
+    """Links from an answer to every operation on what it created (for clients and fuzzers)."""
+    param, where = creates
+    return {
+        op.operation_id[0].upper() + op.operation_id[1:]: {
+            "operationId": op.operation_id,
+            "parameters": {param: where},
+        }
+        for path, methods in OPERATIONS.items()
+        if f"{{{param}}}" in path
+        for op in methods.values()
+    }
+
+
+def _success(op: Operation) -> dict[str, Any]:
+    ok: dict[str, Any] = {
+        "description": op.answer,
+        "headers": {"X-Request-ID": _header("X-Request-ID", required=True)},
+    }
+    if op.response is not None:
+        ok["content"] = {"application/json": {"schema": ref(op.response)}, **op.extra_content}
+    if op.creates is not None:
+        ok["links"] = _links(op.creates)
+    return ok
+
+
+def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"},
+        }
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
+    if op.query is not None:
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in parameter_schemas(op.query).items()
+        ]
+    if op.idempotent:
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "A repeat with the same key and body returns the first answer; "
+                "the same key with another body is a 409",
+                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+            }
+        )
+    return params
+
+
+def _operation(path: str, method: str, op: Operation) -> dict[str, Any]:
+    responses = {op.status: _success(op)}
+    if "{" in path:
+        responses["307"] = {
+            "description": "A path parameter ended with `/`: the same path without it",
+            "headers": {"Location": _header("Location", required=True)},
+        }
+    responses.update({status: _error(status) for status in _statuses(path, method, op)})
+    result: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": list(op.tags),
+        "parameters": _parameters(path, op),
+        "responses": responses,
+    }
+    if op.body is not None:
+        result["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref(op.body)}},
+        }
+    return result
 
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of the API."""
-    models: list[type[pydantic.BaseModel]] = [
-        Task,
-        TaskList,
-        BatchTaskCreate,
-        TaskUpdate,
-        Project,
-        ProjectCreate,
-        ProjectUpdate,
-        ProjectList,
-        Attempt,
-        AttemptList,
-        LogPage,
-        Health,
-        ErrorBody,
-        TaskBatch,
-        WorkerList,
-    ]
-    from taskqueue.models import TaskCreate
-
-    models.append(TaskCreate)
-    _, top = models_json_schema(
-        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
-    )
-    schemas = top.get("$defs", {})
-
-    def op(
-        summary: str,
-        response: type[pydantic.BaseModel] | None,
-        status: str = "200",
-        body: type[pydantic.BaseModel] | None = None,
-        params: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        errors = {
-            code: {
-                "description": text,
-                "content": {"application/json": {"schema": _ref(ErrorBody)}},
-            }
-            for code, text in (
-                ("400", "Malformed request"),
-                ("404", "Not found"),
-                ("409", "Conflict"),
-                ("413", "Body too large"),
-                ("422", "Invalid field"),
-            )
-        }
-        ok: dict[str, Any] = {"description": "Success"}
-        if response is not None:
-            ok["content"] = {"application/json": {"schema": _ref(response)}}
-        result: dict[str, Any] = {
-            "summary": summary,
-            "responses": {status: ok, **errors},
-            "parameters": params or [],
-        }
-        if body is not None:
-            result["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(body)}},
-            }
-        return result
-
-    task_id = _param("task_id", "path", _UUID, required=True)
-    project_id = _param("project_id", "path", _UUID, required=True)
-    paging = [
-        _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-        _param("offset", "query", {"type": "integer", "minimum": 0}),
-    ]
-    paths: dict[str, Any] = {
-        "/api/health": {"get": op("Health of the server and its database", Health)},
-        "/api/tasks": {
-            "post": op("Create a task", Task, "201", TaskCreate, [_IDEMPOTENCY]),
-            "get": op("List tasks", TaskList, params=_filters()),
-        },
-        "/api/tasks/batch": {
-            "post": op(
-                "Create many tasks at once (all or none); items may depend on earlier items' ref",
-                TaskBatch,
-                "201",
-                BatchTaskCreate,
-                [_IDEMPOTENCY],
-            )
-        },
-        "/api/tasks/{task_id}": {
-            "get": op("Get a task", Task, params=[task_id]),
-            "put": op("Update a task", Task, body=TaskUpdate, params=[task_id]),
-            "delete": op("Delete a task", None, "204", params=[task_id]),
-        },
-        "/api/tasks/{task_id}/cancel": {
-            "post": op("Cancel a task and its dependents", Task, params=[task_id])
-        },
-        "/api/tasks/{task_id}/retry": {
-            "post": op("Re-queue a Failed or Cancelled task", Task, params=[task_id])
-        },
-        "/api/tasks/{task_id}/wait": {
-            "get": op(
-                "Wait until the task is terminal or the timeout passes",
-                Task,
-                params=[
-                    task_id,
-                    _param("timeout", "query", {"type": "number", "minimum": 0, "maximum": 300}),
-                ],
-            )
-        },
-        "/api/tasks/{task_id}/logs": {
-            "get": op(
-                "Output from an offset; with follow=true, NDJSON lines until the task ends",
-                LogPage,
-                params=[
-                    task_id,
-                    *(
-                        _param(n, "query", s)
-                        for n, s in (
-                            ("offset", {"type": "integer", "minimum": 0}),
-                            ("limit", {"type": "integer", "minimum": 1, "maximum": 10000}),
-                            ("stream", {"enum": ["stdout", "stderr"]}),
-                            ("attempt", {"type": "integer", "minimum": 1}),
-                            ("follow", {"type": "boolean"}),
-                            ("timeout", {"type": "number"}),
-                        )
-                    ),
-                ],
-            )
-        },
-        "/api/tasks/{task_id}/attempts": {
-            "get": op("Every attempt of a task", AttemptList, params=[task_id])
-        },
-        "/api/workers": {
-            "get": op("Worker processes registered on the database, active or stale", WorkerList)
-        },
-        "/api/projects": {
-            "post": op("Create a project", Project, "201", ProjectCreate, [_IDEMPOTENCY]),
-            "get": op("List projects", ProjectList, params=paging),
-        },
-        "/api/projects/{project_id}": {
-            "get": op("Get a project", Project, params=[project_id]),
-            "put": op("Update a project", Project, body=ProjectUpdate, params=[project_id]),
-            "delete": op(
-                "Delete a project (cascade=true deletes its tasks)",
-                None,
-                "204",
-                params=[project_id, _param("cascade", "query", {"type": "boolean"})],
-            ),
-        },
+    paths = {
+        path: {method.lower(): _operation(path, method, op) for method, op in methods.items()}
+        for path, methods in OPERATIONS.items()
     }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "taskqueue",
             "version": __version__,
-            "description": "A durable task queue: tasks, projects, workers.",
+            "description": "A durable task queue: tasks, projects, workers. Field names are "
+            "snake_case; request bodies also accept each field's camelCase spelling (listed "
+            "beside it), never both at once.",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": component_schemas()},
     }

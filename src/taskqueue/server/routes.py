@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
-import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import pydantic
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from taskqueue._version import __version__
 from taskqueue.models import (
@@ -26,17 +24,24 @@ from taskqueue.models import (
     TaskUpdate,
 )
 from taskqueue.server.body import decode_body
-from taskqueue.server.errors import ApiError, validation_details
-from taskqueue.store import IdempotencyRequest, Store
+from taskqueue.server.errors import ApiError
+from taskqueue.server.params import (
+    CascadeQuery,
+    LogsQuery,
+    Paging,
+    WaitQuery,
+    idempotency,
+    no_query,
+    parse_query,
+    path_id,
+)
+from taskqueue.store import NotFound, Store
 
 __all__ = ["routes"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
-_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-#: Longest a ``/wait`` or a log follow may hold a request, in seconds.
-MAX_WAIT_S = 300.0
 #: Longest a client may take to send a request body, in seconds.
 BODY_TIMEOUT_S = 30.0
 #: A worker not heard from for this long is listed as ``stale`` and not counted by health
@@ -98,112 +103,12 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def no_query(request: Request) -> None:
-    """Refuse query parameters on an endpoint that takes none: a typo must not pass silently."""
-    if request.scope.get("query_string"):
-        names = sorted({key for key, _ in request.query_params.multi_items()}) or ["?"]
-        raise ApiError(
-            422,
-            f"unknown query parameter {names[0]!r}: this endpoint takes none",
-            [
-                {"loc": ["query", name], "msg": "unknown parameter", "type": "extra_forbidden"}
-                for name in names
-            ],
-        )
-
-
 async def parse_body(request: Request, model: type[M]) -> M:
     """The body validated as ``model`` (422 names each bad field, 400 a duplicate key)."""
     body = await read_body(request)
     if not body:
         raise ApiError(400, "the request has no body; send a JSON object")
     return await decode_body(model, body)
-
-
-def parse_query(request: Request, model: type[M], allowed: frozenset[str] | None = None) -> M:
-    """Query parameters validated as ``model``; unknown parameters are an error."""
-    params: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
-        if key in params:
-            raise ApiError(
-                422,
-                f"query parameter {key!r} is given more than once",
-                [{"loc": ["query", key], "msg": "given more than once", "type": "duplicate"}],
-            )
-        if "\x00" in value:  # no database stores it, and no stored value contains it
-            raise ApiError(
-                422,
-                f"query parameter {key!r} must not contain NUL characters",
-                [{"loc": ["query", key], "msg": "contains a NUL character", "type": "value_error"}],
-            )
-        params[key] = value
-    try:
-        return model.model_validate(params)
-    except pydantic.ValidationError as exc:
-        details = validation_details(exc, ("query",))
-        loc = ".".join(str(p) for p in details[0]["loc"][1:])
-        raise ApiError(422, f"query parameter {loc}: {details[0]['msg']}", details) from exc
-
-
-def path_id(request: Request, name: str) -> str:
-    """A UUID path parameter in canonical form, or 422 saying it is not one."""
-    raw = request.path_params[name]
-    if raw == "batch" and name == "task_id":
-        raise ApiError(405, f"{request.method} is not allowed on /api/tasks/batch; use POST")
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        shown = raw if len(raw) <= 60 else raw[:60] + "..."
-        raise ApiError(
-            422,
-            f"{name} {shown!r} is not a valid UUID",
-            [{"loc": ["path", name], "msg": "not a valid UUID", "type": "uuid_parsing"}],
-        ) from None
-
-
-def idempotency(request: Request, data: pydantic.BaseModel) -> IdempotencyRequest | None:
-    """The request's ``Idempotency-Key``, scoped to its endpoint and bound to its content.
-
-    The content is hashed as parsed, so spacing, key order or camelCase spelling do not make
-    a repeat look like a different request.
-    """
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY_RE.match(key):
-        raise ApiError(
-            422,
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            [{"loc": ["header", "Idempotency-Key"], "msg": "invalid", "type": "value_error"}],
-        )
-    digest = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
-    return IdempotencyRequest(key=f"{request.url.path}:{key}", request_hash=digest)
-
-
-class _Query(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-
-
-class _Paging(_Query):
-    limit: int = pydantic.Field(100, ge=1, le=1000)
-    offset: int = pydantic.Field(0, ge=0, le=10_000_000)
-
-
-class _Wait(_Query):
-    timeout: float = pydantic.Field(30.0, ge=0, le=MAX_WAIT_S)
-
-
-class _Cascade(_Query):
-    cascade: bool = False
-
-
-class _Logs(_Query):
-    offset: int = pydantic.Field(0, ge=0, le=2**31)
-    limit: int = pydantic.Field(1000, ge=1, le=10_000)
-    stream: str | None = pydantic.Field(None, pattern="^(stdout|stderr)$")
-    attempt: int | None = pydantic.Field(None, ge=1, le=2**31)
-    follow: bool = False
-    timeout: float = pydantic.Field(MAX_WAIT_S, gt=0, le=3600)
 
 
 # ---------------------------------------------------------------------------------- health
@@ -242,17 +147,35 @@ async def root(request: Request) -> Response:
 # ---------------------------------------------------------------------------------- tasks
 
 
+async def still_there(
+    read: Callable[[str], Awaitable[Any]], kind: str, created: list[dict[str, Any]]
+) -> None:
+    """A repeat of a keyed create answers the first answer: 409 if what it created is gone.
+
+    (A 201 naming a task that no longer exists would tell the client something untrue.)
+    """
+    found = await asyncio.gather(*(read(item["id"]) for item in created), return_exceptions=True)
+    for item, result in zip(created, found, strict=True):
+        if isinstance(result, NotFound):
+            raise ApiError(
+                409,
+                f"the {kind} {item['id']} created with this Idempotency-Key has since been "
+                "deleted; send the request with a new key to create it again",
+                [{"loc": ["header", "Idempotency-Key"], "msg": "used", "type": "deleted"}],
+            )
+        if isinstance(result, BaseException):
+            raise result
+
+
 async def create_task(request: Request) -> Response:
     """``POST /api/tasks``."""
     no_query(request)
     item = await parse_body(request, TaskCreate)
-    if item.ref is not None:
-        raise ApiError(
-            422,
-            "ref: only items of POST /api/tasks/batch have refs",
-            [{"loc": ["ref"], "msg": "only for batch items", "type": "value_error"}],
-        )
-    tasks = await store_of(request).create_tasks([item], idempotency(request, item))
+    key = idempotency(request, item)
+    store = store_of(request)
+    tasks = await store.create_tasks([item], key)
+    if key is not None:
+        await still_there(store.get_task, "task", tasks)
     return json_response(tasks[0], 201)
 
 
@@ -260,9 +183,11 @@ async def create_batch(request: Request) -> Response:
     """``POST /api/tasks/batch``: all the tasks or none."""
     no_query(request)
     batch = await parse_body(request, BatchTaskCreate)
-    tasks = await store_of(request).create_tasks(
-        batch.tasks, idempotency(request, batch), batch=True
-    )
+    key = idempotency(request, batch)
+    store = store_of(request)
+    tasks = await store.create_tasks(batch.tasks, key, batch=True)
+    if key is not None:
+        await still_there(store.get_task, "task", tasks)
     return json_response({"tasks": tasks}, 201)
 
 
@@ -309,7 +234,7 @@ async def retry_task(request: Request) -> Response:
 async def wait_task(request: Request) -> Response:
     """``GET /api/tasks/{task_id}/wait?timeout=S``: long-poll until the task is terminal."""
     task_id = path_id(request, "task_id")
-    query = parse_query(request, _Wait)
+    query = parse_query(request, WaitQuery)
     task = await store_of(request).wait_terminal(task_id, query.timeout)
     return json_response(task)
 
@@ -326,7 +251,7 @@ async def task_attempts(request: Request) -> Response:
 async def task_logs(request: Request) -> Response:
     """``GET /api/tasks/{task_id}/logs``: output from an offset, or followed live as NDJSON."""
     task_id = path_id(request, "task_id")
-    query = parse_query(request, _Logs)
+    query = parse_query(request, LogsQuery)
     store = store_of(request)
     chunks, next_offset, status = await store.read_logs(
         task_id, query.offset, query.limit, query.stream, query.attempt
@@ -350,7 +275,12 @@ async def task_logs(request: Request) -> Response:
 
 
 async def _follow(
-    store: Store, task_id: str, query: _Logs, chunks: list[dict[str, Any]], offset: int, status: str
+    store: Store,
+    task_id: str,
+    query: LogsQuery,
+    chunks: list[dict[str, Any]],
+    offset: int,
+    status: str,
 ) -> AsyncIterator[bytes]:
     """Chunks as they are written, one JSON object a line, then a final ``end`` line.
 
@@ -389,13 +319,17 @@ async def create_project(request: Request) -> Response:
     """``POST /api/projects``."""
     no_query(request)
     data = await parse_body(request, ProjectCreate)
-    project = await store_of(request).create_project(data, idempotency(request, data))
+    key = idempotency(request, data)
+    store = store_of(request)
+    project = await store.create_project(data, key)
+    if key is not None:
+        await still_there(store.get_project, "project", [project])
     return json_response(project, 201)
 
 
 async def list_projects(request: Request) -> Response:
     """``GET /api/projects``."""
-    paging = parse_query(request, _Paging)
+    paging = parse_query(request, Paging)
     page, total = await store_of(request).list_projects(paging.limit, paging.offset)
     return page_response("projects", page, total, paging.limit, paging.offset)
 
@@ -417,7 +351,7 @@ async def update_project(request: Request) -> Response:
 async def delete_project(request: Request) -> Response:
     """``DELETE /api/projects/{project_id}[?cascade=true]``."""
     project_id = path_id(request, "project_id")
-    query = parse_query(request, _Cascade)
+    query = parse_query(request, CascadeQuery)
     await store_of(request).delete_project(project_id, query.cascade)
     return Response(status_code=204)
 
@@ -432,24 +366,69 @@ async def list_workers(request: Request) -> Response:
     return json_response({"workers": workers, "total": len(workers)})
 
 
+class Endpoint(Protocol):
+    """A handler of one method of one path."""
+
+    def __call__(self, request: Request, /) -> Awaitable[Response]:
+        """The answer to ``request``."""
+        ...
+
+
+class Resource:
+    """One path and the handler of each method it takes: an ASGI app that answers every method.
+
+    A method the path does not take is a 405 whose ``Allow`` names every method it does take,
+    and ``OPTIONS`` answers 204 with the same ``Allow``. ``HEAD`` is answered as ``GET`` is
+    (without the body), where the path takes ``GET``.
+    """
+
+    def __init__(self, path: str, handlers: Mapping[str, Endpoint]) -> None:
+        self.path: str = path
+        self.handlers: dict[str, Endpoint] = dict(handlers)
+        methods = [*handlers, *(["HEAD"] if "GET" in handlers else []), "OPTIONS"]
+        #: The methods the path takes, as ``Allow`` lists them.
+        self.allow: str = ", ".join(methods)
+        self._app = request_response(self._dispatch)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one request to this path."""
+        await self._app(scope, receive, send)
+
+    async def _dispatch(self, request: Request) -> Response:
+        method = request.method
+        handler = self.handlers.get("GET" if method == "HEAD" else method)
+        if handler is not None:
+            return await handler(request)
+        if method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": self.allow})
+        raise ApiError(
+            405,
+            f"{method} is not allowed on {self.path}; it takes {self.allow}",
+            headers={"Allow": self.allow},
+        )
+
+
+#: Every path of the API and the handler of each of its methods.
+ENDPOINTS: dict[str, dict[str, Endpoint]] = {
+    "/": {"GET": root},
+    "/api/health": {"GET": health},
+    "/api/tasks": {"GET": list_tasks, "POST": create_task},
+    "/api/tasks/batch": {"POST": create_batch},
+    "/api/tasks/{task_id}": {"GET": get_task, "PUT": update_task, "DELETE": delete_task},
+    "/api/tasks/{task_id}/cancel": {"POST": cancel_task},
+    "/api/tasks/{task_id}/retry": {"POST": retry_task},
+    "/api/tasks/{task_id}/wait": {"GET": wait_task},
+    "/api/tasks/{task_id}/logs": {"GET": task_logs},
+    "/api/tasks/{task_id}/attempts": {"GET": task_attempts},
+    "/api/workers": {"GET": list_workers},
+    "/api/projects": {"GET": list_projects, "POST": create_project},
+    "/api/projects/{project_id}": {
+        "GET": get_project,
+        "PUT": update_project,
+        "DELETE": delete_project,
+    },
+}
+
 routes: list[Route] = [
-    Route("/", root, methods=["GET"]),
-    Route("/api/health", health, methods=["GET"]),
-    Route("/api/tasks", create_task, methods=["POST"]),
-    Route("/api/tasks", list_tasks, methods=["GET"]),
-    Route("/api/tasks/batch", create_batch, methods=["POST"]),
-    Route("/api/tasks/{task_id}", get_task, methods=["GET"]),
-    Route("/api/tasks/{task_id}", update_task, methods=["PUT"]),
-    Route("/api/tasks/{task_id}", delete_task, methods=["DELETE"]),
-    Route("/api/tasks/{task_id}/cancel", cancel_task, methods=["POST"]),
-    Route("/api/tasks/{task_id}/retry", retry_task, methods=["POST"]),
-    Route("/api/tasks/{task_id}/wait", wait_task, methods=["GET"]),
-    Route("/api/tasks/{task_id}/logs", task_logs, methods=["GET"]),
-    Route("/api/tasks/{task_id}/attempts", task_attempts, methods=["GET"]),
-    Route("/api/workers", list_workers, methods=["GET"]),
-    Route("/api/projects", create_project, methods=["POST"]),
-    Route("/api/projects", list_projects, methods=["GET"]),
-    Route("/api/projects/{project_id}", get_project, methods=["GET"]),
-    Route("/api/projects/{project_id}", update_project, methods=["PUT"]),
-    Route("/api/projects/{project_id}", delete_project, methods=["DELETE"]),
+    Route(path, Resource(path, handlers), name=path) for path, handlers in ENDPOINTS.items()
 ]

@@ -1,0 +1,322 @@
+"""Request bodies and query filters: what a client may send, validated strictly.
+
+Field names are snake_case, and every model also accepts the camelCase spelling of each field
+(``retryAttempts`` for ``retry_attempts``), never both at once. Unknown fields are refused, so a
+typo is an error, not a silently ignored setting. The value types (:mod:`taskqueue._fields`)
+refuse what their JSON Schema does not allow, so the OpenAPI document is what is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Union
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from taskqueue._enums import QUEUE_RE, TaskPriority, TaskStatus, TaskType
+from taskqueue._fields import (
+    INT64_MAX,
+    UUID_RE,
+    EnvironmentMap,
+    JSONObject,
+    JSONValue,
+    Omittable,
+    SchemaOf,
+    StrictInteger,
+    StrictNumber,
+    Text,
+    UTCDateTime,
+    WireUUID,
+)
+
+__all__ = [
+    "BatchTaskCreate",
+    "BatchTaskItem",
+    "DependencyRef",
+    "ProjectCreate",
+    "ProjectUpdate",
+    "TaskCreate",
+    "TaskFilters",
+    "TaskIdRef",
+    "TaskUpdate",
+]
+
+
+def _twice(model: str, name: str, alias: str, value: Any) -> ValidationError:
+    error = PydanticCustomError(
+        "duplicate_field",
+        "{name} is given twice, as {name} and as {alias}; give one spelling",
+        {"name": name, "alias": alias},
+    )
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=(alias,), input=value)]
+    )
+
+
+class _Input(BaseModel):
+    """Base of request bodies: camelCase accepted, unknown fields refused.
+
+    A field given in both spellings (``retry_attempts`` and ``retryAttempts``) is refused: which
+    one to keep would be a guess.
+    """
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        str_max_length=1_000_000,
+        allow_inf_nan=False,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                alias = field.alias
+                if alias is not None and alias != name and name in data and alias in data:
+                    raise _twice(cls.__name__, name, alias, data[alias])
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Projects
+
+ProjectName = Annotated[Text, Field(min_length=1, max_length=200)]
+ProjectStatus = Annotated[Text, Field(min_length=1, max_length=50)]
+Description = Annotated[Text, Field(max_length=10_000)]
+Tags = Annotated[list[Annotated[Text, Field(max_length=100)]], Field(max_length=100)]
+
+
+class ProjectCreate(_Input):
+    """Body of ``POST /api/projects``."""
+
+    name: ProjectName
+    description: Description | None = None
+    status: ProjectStatus = "Planning"
+    due_date: UTCDateTime | None = None
+    tags: Tags = Field(default_factory=list)
+    metadata: JSONObject = Field(default_factory=dict)
+
+
+class ProjectUpdate(_Input):
+    """Body of ``PUT /api/projects/{id}``: only the fields given change.
+
+    ``description`` and ``due_date`` may be set to ``null`` (cleared); the others may be left out
+    but not set to ``null``.
+    """
+
+    name: Omittable[ProjectName] = None
+    description: Description | None = None
+    status: Omittable[ProjectStatus] = None
+    due_date: UTCDateTime | None = None
+    tags: Omittable[Tags] = None
+    metadata: Omittable[JSONObject] = None
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+
+Ref = Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+def _exactly_one(model: str, data: Any, names: tuple[str, ...]) -> None:
+    if isinstance(data, dict) and len([n for n in names if n in data]) != 1:
+        error = PydanticCustomError(
+            "dependency_object", "give exactly one of {names}", {"names": ", ".join(names)}
+        )
+        raise ValidationError.from_exception_data(
+            model, [InitErrorDetails(type=error, loc=(), input=data)]
+        )
+
+
+class TaskIdRef(_Input):
+    """A dependency on an existing task, given as an object: ``{"task_id": ...}``."""
+
+    task_id: WireUUID
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        _exactly_one(cls.__name__, data, ("task_id", "taskId"))
+        return data
+
+
+class DependencyRef(_Input):
+    """A dependency of a batch item as an object: a task's id or an earlier item's ``ref``."""
+
+    task_id: WireUUID | None = None
+    ref: Ref | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        _exactly_one(cls.__name__, data, ("task_id", "taskId", "ref"))
+        return data
+
+
+def _task_dependency(value: Any) -> Any:
+    """A dependency of a single task: a task id, or ``{"task_id": ...}``."""
+    if isinstance(value, UUID):  # from Python code
+        return str(value)
+    if isinstance(value, str):
+        if not UUID_RE.match(value):
+            raise ValueError(
+                "a dependency is a task id (refs are only for items of POST /api/tasks/batch)"
+            )
+        return value
+    if isinstance(value, (dict, TaskIdRef, DependencyRef)):
+        if isinstance(value, DependencyRef):
+            value = value.model_dump(exclude_unset=True)
+        ref = TaskIdRef.model_validate(value)
+        return DependencyRef(task_id=ref.task_id)
+    raise ValueError('a dependency is a task id or {"task_id": ...}')
+
+
+def _batch_dependency(value: Any) -> Any:
+    """A dependency of a batch item: a task id or ref, ``{"task_id": ...}`` or ``{"ref": ...}``."""
+    if isinstance(value, UUID):  # from Python code
+        return str(value)
+    if isinstance(value, str):
+        if not 1 <= len(value) <= 200:
+            raise ValueError("a dependency string must be 1 to 200 characters")
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+    if isinstance(value, (dict, DependencyRef)):
+        return DependencyRef.model_validate(value)
+    raise ValueError('a dependency is a task id, a ref, or {"task_id": ...} / {"ref": ...}')
+
+
+#: A dependency of a single task: a task id, or ``{"task_id": ...}``.
+TaskDependency = Annotated[
+    Union[str, DependencyRef],  # noqa: UP007
+    BeforeValidator(_task_dependency),
+    SchemaOf(Union[WireUUID, TaskIdRef]),  # noqa: UP007
+]
+#: A dependency of a batch item: a task id, the ``ref`` of an earlier item of the same batch, or
+#: ``{"task_id": ...}`` / ``{"ref": ...}``.
+Dependency = Annotated[
+    Union[str, DependencyRef],  # noqa: UP007
+    BeforeValidator(_batch_dependency),
+    SchemaOf(Union[Ref, DependencyRef]),  # noqa: UP007
+]
+
+TaskName = Annotated[Text, Field(min_length=1, max_length=255)]
+Command = Annotated[Text, Field(min_length=1, max_length=65_536)]
+TechnicalSpecs = Annotated[Text, Field(max_length=100_000)]
+Criteria = Annotated[list[Annotated[Text, Field(max_length=10_000)]], Field(max_length=100)]
+Timeout = Annotated[int, Field(ge=1, le=7 * 24 * 3600), StrictInteger]
+RetryAttempts = Annotated[int, Field(ge=0, le=100), StrictInteger]
+RetryDelay = Annotated[float, Field(ge=0, le=24 * 3600), StrictNumber]
+WorkingDirectory = Annotated[Text, Field(min_length=1, max_length=4096)]
+Queue = Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_RE.pattern)]
+
+
+def _runnable_type(value: TaskType) -> TaskType:
+    if value is not TaskType.SIMPLE:
+        raise ValueError(f"task_type {value.value!r} is not supported yet; use 'Simple'")
+    return value
+
+
+class TaskCreate(_Input):
+    """Body of ``POST /api/tasks`` (see :class:`BatchTaskItem` for the items of a batch)."""
+
+    name: TaskName
+    command: Command
+    project_id: WireUUID | None = None
+    description: Description = ""
+    technical_specs: TechnicalSpecs | None = None
+    acceptance_criteria: Criteria = Field(default_factory=list)
+    task_type: Annotated[
+        TaskType,
+        AfterValidator(_runnable_type),
+        WithJsonSchema({"type": "string", "enum": [TaskType.SIMPLE.value]}),
+    ] = TaskType.SIMPLE
+    priority: TaskPriority = TaskPriority.NORMAL
+    dependencies: Annotated[list[TaskDependency], Field(max_length=1000)] = Field(
+        default_factory=list
+    )
+    timeout: Timeout | None = None
+    retry_attempts: RetryAttempts = 3
+    retry_delay: RetryDelay = 30.0
+    environment: EnvironmentMap = Field(default_factory=dict)
+    working_directory: WorkingDirectory | None = None
+    metadata: JSONObject = Field(default_factory=dict)
+    queue: Queue = "default"
+    run_at: UTCDateTime | None = None
+    input: JSONValue = None
+    ai_reviews_required: Annotated[int, Field(ge=0, le=100), StrictInteger] = 3
+    #: Only items of a batch have refs (:class:`BatchTaskItem`); always None here.
+    ref: SkipJsonSchema[Ref | None] = None
+
+    @field_validator("ref", mode="before")
+    @classmethod
+    def _batch_only(cls, value: Any) -> Any:
+        if cls is TaskCreate:
+            raise ValueError("only items of POST /api/tasks/batch have refs")
+        return value
+
+
+class BatchTaskItem(TaskCreate):
+    """An item of ``POST /api/tasks/batch``: a task that later items may depend on by ``ref``."""
+
+    dependencies: Annotated[list[Dependency], Field(max_length=1000)] = Field(default_factory=list)
+    ref: Ref | None = None
+
+
+class BatchTaskCreate(_Input):
+    """Body of ``POST /api/tasks/batch``: later items may depend on earlier ones by ``ref``."""
+
+    tasks: Annotated[list[BatchTaskItem], Field(min_length=1, max_length=5000)]
+
+
+class TaskUpdate(_Input):
+    """Body of ``PUT /api/tasks/{id}``.
+
+    Descriptive fields may change at any time; fields that say how the task runs may change only
+    while it is Pending. ``technical_specs``, ``timeout`` and ``working_directory`` may be set to
+    ``null`` (cleared); the others may be left out but not set to ``null``.
+    """
+
+    name: Omittable[TaskName] = None
+    description: Omittable[Description] = None
+    technical_specs: TechnicalSpecs | None = None
+    acceptance_criteria: Omittable[Criteria] = None
+    metadata: Omittable[JSONObject] = None
+    command: Omittable[Command] = None
+    priority: Omittable[TaskPriority] = None
+    timeout: Timeout | None = None
+    retry_attempts: Omittable[RetryAttempts] = None
+    retry_delay: Omittable[RetryDelay] = None
+    environment: Omittable[EnvironmentMap] = None
+    working_directory: WorkingDirectory | None = None
+    queue: Omittable[Queue] = None
+    run_at: Omittable[UTCDateTime] = None
+
+
+class TaskFilters(_Input):
+    """Query parameters of ``GET /api/tasks`` (each given at most once, by its snake_case name)."""
+
+    status: TaskStatus | None = None
+    project_id: WireUUID | None = None
+    priority: TaskPriority | None = None
+    task_type: TaskType | None = None
+    queue: Annotated[Text, Field(max_length=100)] | None = None
+    created_after: UTCDateTime | None = None
+    created_before: UTCDateTime | None = None
+    limit: Annotated[int, Field(ge=1, le=1000), StrictInteger] = 100
+    offset: Annotated[int, Field(ge=0, le=INT64_MAX), StrictInteger] = 0
