@@ -16,7 +16,18 @@ __all__ = [
 ]
 
 
-class TaskStatus(str, Enum):
+class _Value(str, Enum):
+    """An enumeration whose members print as their wire value (``Completed``, not
+    ``TaskStatus.COMPLETED``), in ``print``, ``str()`` and f-strings alike."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class TaskStatus(_Value):
     """Where a task is in its life. The first five are the queue's; the rest are workflow phases."""
 
     PENDING = "Pending"  # waiting to be claimed (or for its dependencies)
@@ -35,7 +46,7 @@ class TaskStatus(str, Enum):
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
-class FailureReason(str, Enum):
+class FailureReason(_Value):
     """Why an attempt failed or a task ended without completing, beside the human message."""
 
     EXIT_CODE = "exit_code"  # the command exited with a non-zero code
@@ -49,7 +60,7 @@ class FailureReason(str, Enum):
     DEPENDENCY_FAILED = "dependency_failed"  # a dependency ended Failed or Cancelled
 
 
-class TaskPriority(str, Enum):
+class TaskPriority(_Value):
     """How urgent a task is: Critical runs before High, before Normal, before Low."""
 
     LOW = "Low"
@@ -58,7 +69,7 @@ class TaskPriority(str, Enum):
     CRITICAL = "Critical"
 
 
-class TaskType(str, Enum):
+class TaskType(_Value):
     """What kind of task this is. Only Simple tasks run in this version."""
 
     SIMPLE = "Simple"  # one command, run once (with retries)
@@ -71,7 +82,7 @@ class TaskType(str, Enum):
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
-class WorkerStatus(str, Enum):
+class WorkerStatus(_Value):
     """Whether a worker has been heard from lately (``stale``: silent for 30 s or more)."""
 
     ACTIVE = "active"

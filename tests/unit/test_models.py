@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from enum import Enum
 
 import pydantic
 import pytest
 
 import taskqueue
-from taskqueue.models import BatchTaskCreate, ProjectCreate, TaskCreate, TaskPriority
+from taskqueue.models import (
+    BatchTaskCreate,
+    FailureReason,
+    ProjectCreate,
+    TaskCreate,
+    TaskPriority,
+    TaskStatus,
+    TaskType,
+)
 
 
 def test_camel_case_and_snake_case_both_accepted() -> None:
@@ -100,3 +109,16 @@ def test_python_callers_may_give_native_values() -> None:
     )
     assert task.dependencies == [str(parent)]
     assert task.run_at == datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "member",
+    [TaskStatus.COMPLETED, TaskPriority.HIGH, FailureReason.TIMEOUT, TaskType.SIMPLE],
+    ids=str,
+)
+def test_enum_members_print_as_their_wire_value(member: Enum) -> None:
+    value = member.value
+    assert str(member) == value
+    assert f"{member}" == value
+    assert f"[{member:>12}]" == f"[{value:>12}]"
+    assert member == value  # still the string it stands for
