@@ -8,7 +8,7 @@ refuse what their JSON Schema does not allow, so the OpenAPI document is what is
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 from uuid import UUID
 
 from pydantic import (
@@ -320,3 +320,22 @@ class TaskFilters(_Input):
     created_before: UTCDateTime | None = None
     limit: Annotated[int, Field(ge=1, le=1000), StrictInteger] = 100
     offset: Annotated[int, Field(ge=0, le=INT64_MAX), StrictInteger] = 0
+    #: A task id or a part of one: its start or its end (the last group tables show), at
+    #: least 4 characters of hexadecimal digits and dashes.
+    id_part: (
+        Annotated[
+            str,
+            Field(
+                min_length=4,
+                max_length=36,
+                pattern=r"^[0-9A-Fa-f-]{4,36}$",
+                description="A task id, or its start or end (at least 4 characters)",
+            ),
+        ]
+        | None
+    ) = None
+    #: ``created_at``: oldest first (the default); ``-created_at``: newest first.
+    sort: Annotated[
+        Literal["created_at", "-created_at"],
+        Field(description="created_at: oldest first; -created_at: newest first"),
+    ] = "created_at"

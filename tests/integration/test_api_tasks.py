@@ -306,6 +306,33 @@ def test_list_pages_with_limit_offset_and_total(api: httpx.Client) -> None:
     assert filtered["total"] == 7
 
 
+def test_list_newest_first(api: httpx.Client) -> None:
+    ids = [create(api, name=f"sorted-{i}", queue=PARKED)["id"] for i in range(5)]
+    newest = listing(api, sort="-created_at", limit=3)
+    assert [t["id"] for t in newest["tasks"]] == ids[::-1][:3]
+    assert newest["total"] == 5
+    second = listing(api, sort="-created_at", limit=3, offset=3)
+    assert [t["id"] for t in second["tasks"]] == ids[::-1][3:]
+    assert [t["id"] for t in listing(api, sort="created_at")["tasks"]] == ids
+    refused = api.get("/api/tasks", params={"sort": "name"})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"][0]["loc"] == ["query", "sort"]
+
+
+def test_list_by_a_part_of_the_id(api: httpx.Client) -> None:
+    made = [create(api, name=f"part-{i}", queue=PARKED)["id"] for i in range(3)]
+    target = made[1]
+    for part in (target[-12:], target[-4:], target[:13], target.upper()[-12:], target):
+        found = listing(api, id_part=part)
+        assert target in [t["id"] for t in found["tasks"]], part
+    # Ids made in the same millisecond share their start; their ends tell them apart.
+    assert [t["id"] for t in listing(api, id_part=target[-12:])["tasks"]] == [target]
+    for bad in ("abc", "xyz-1234", "%%%%", "a" * 37):
+        refused = api.get("/api/tasks", params={"id_part": bad})
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"]["details"][0]["loc"] == ["query", "id_part"]
+
+
 # ---------------------------------------------------------------------------------- update
 
 

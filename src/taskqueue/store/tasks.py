@@ -200,7 +200,7 @@ def get_task(tx: Tx, task_id: str) -> dict[str, Any]:
 
 
 def list_tasks(tx: Tx, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
-    """A page of tasks matching ``filters``, oldest first, and how many match in all."""
+    """A page of tasks matching ``filters`` (oldest first, or newest), and how many match."""
     conditions: list[str] = []
     params: list[Any] = []
     for column, value in (
@@ -219,9 +219,14 @@ def list_tasks(tx: Tx, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]
     if filters.created_before is not None:
         conditions.append("created_at < ?")
         params.append(to_us(filters.created_before))
+    if filters.id_part is not None:
+        part = filters.id_part.lower()  # hexadecimal digits and dashes: no LIKE wildcard
+        conditions.append("(id LIKE ? OR id LIKE ?)")
+        params += [f"{part}%", f"%{part}"]
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    order = "seq DESC" if filters.sort == "-created_at" else "seq"
     rows = tx.execute(
-        f"SELECT * FROM tasks {where} ORDER BY seq LIMIT ? OFFSET ?",
+        f"SELECT * FROM tasks {where} ORDER BY {order} LIMIT ? OFFSET ?",
         [*params, filters.limit, filters.offset],
     )
     page = [task_to_dict(row) for row in rows]
