@@ -538,3 +538,23 @@ class ErrorBody(_Output):
     """Every 4xx and 5xx response body: ``{"error": {...}}``."""
 
     error: ErrorInfo
+
+
+# --------------------------------------------------------------------------------------------
+# Many tasks changed at once
+
+
+class TaskUpdateItem(_Input):
+    """One item of ``PUT /api/tasks/batch``: a task, and its fields to change."""
+
+    task_id: UUID
+    changes: TaskUpdate
+
+
+class BatchTaskUpdate(_Input):
+    """Body of ``PUT /api/tasks/batch``: every update applies, or none does."""
+
+    updates: Annotated[list[TaskUpdateItem], Field(min_length=1, max_length=5000)]
+
+
+__all__ += ["BatchTaskUpdate", "TaskUpdateItem"]

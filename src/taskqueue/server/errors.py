@@ -147,7 +147,7 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, NotFound):
         return error_response(404, exc.message, rid)
     if isinstance(exc, Conflict):
-        return error_response(409, exc.message, rid)
+        return error_response(409, exc.message, rid, exc.details)
     if isinstance(exc, InvalidInput):
         return error_response(
             422, _summary(exc.details) if exc.details else exc.message, rid, exc.details

@@ -92,9 +92,10 @@ def openapi_document() -> dict[str, Any]:
         TaskBatch,
         WorkerList,
     ]
-    from taskqueue.models import TaskCreate
+    from taskqueue.models import BatchTaskUpdate, TaskCreate
 
     models.append(TaskCreate)
+    models.append(BatchTaskUpdate)
     _, top = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
@@ -218,6 +219,11 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
     }
+    paths["/api/tasks/batch"]["put"] = op(
+        "Change many tasks at once (all or none); a 409 lists every refused item in details",
+        TaskBatch,
+        body=BatchTaskUpdate,
+    )
     return {
         "openapi": "3.1.0",
         "info": {

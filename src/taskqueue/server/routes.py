@@ -19,6 +19,7 @@ from taskqueue._version import __version__
 from taskqueue.models import (
     TERMINAL_STATUSES,
     BatchTaskCreate,
+    BatchTaskUpdate,
     ProjectCreate,
     ProjectUpdate,
     TaskCreate,
@@ -148,7 +149,11 @@ def path_id(request: Request, name: str) -> str:
     """A UUID path parameter in canonical form, or 422 saying it is not one."""
     raw = request.path_params[name]
     if raw == "batch" and name == "task_id":
-        raise ApiError(405, f"{request.method} is not allowed on /api/tasks/batch; use POST")
+        raise ApiError(
+            405,
+            f"{request.method} is not allowed on /api/tasks/batch; "
+            "use POST to create tasks or PUT to change them",
+        )
     try:
         return str(uuid.UUID(raw))
     except ValueError:
@@ -431,12 +436,24 @@ async def list_workers(request: Request) -> Response:
     return json_response({"workers": workers, "total": len(workers)})
 
 
+async def update_batch(request: Request) -> Response:
+    """``PUT /api/tasks/batch``: change many tasks, all or none.
+
+    A refusal (409) lists every refused item in ``error.details``, and nothing is applied.
+    """
+    no_query(request)
+    batch = await parse_body(request, BatchTaskUpdate)
+    updates = [(str(item.task_id), item.changes) for item in batch.updates]
+    return json_response({"tasks": await store_of(request).update_tasks(updates)})
+
+
 routes: list[Route] = [
     Route("/", root, methods=["GET"]),
     Route("/api/health", health, methods=["GET"]),
     Route("/api/tasks", create_task, methods=["POST"]),
     Route("/api/tasks", list_tasks, methods=["GET"]),
     Route("/api/tasks/batch", create_batch, methods=["POST"]),
+    Route("/api/tasks/batch", update_batch, methods=["PUT"]),
     Route("/api/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/tasks/{task_id}", update_task, methods=["PUT"]),
     Route("/api/tasks/{task_id}", delete_task, methods=["DELETE"]),
