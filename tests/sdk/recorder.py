@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 HEALTH = {"status": "ok", "version": "0", "database": "sqlite", "workers": 0, "tasks": {}}
 HEALTH_BYTES = json.dumps(HEALTH).encode()
@@ -98,12 +100,23 @@ def handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+#: A self-signed certificate for 127.0.0.1 (valid until 2126) and its key, for https tests.
+TLS = Path(__file__).resolve().parent / "tls"
+
+
 @contextmanager
-def serving(recorder: Recorder) -> Iterator[Recorder]:
-    """Run ``recorder`` on a free port of 127.0.0.1 until the block ends."""
+def serving(recorder: Recorder, tls: bool = False) -> Iterator[Recorder]:
+    """Run ``recorder`` on a free port of 127.0.0.1 (over TLS with ``tls``) until the block
+    ends."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler(recorder))
     server.daemon_threads = True
-    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    recorder.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:

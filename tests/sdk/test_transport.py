@@ -25,7 +25,7 @@ from taskqueue import (
     TaskQueueTimeoutError,
 )
 from tests.conftest import ServerProcess, free_port
-from tests.sdk.recorder import HEALTH_BYTES, Recorder, Scripted
+from tests.sdk.recorder import HEALTH_BYTES, TLS, Recorder, Scripted, serving
 
 KINDS = pytest.mark.parametrize("kind", ["sync", "async"])
 
@@ -158,6 +158,23 @@ def test_a_post_the_server_may_have_read_is_not_sent_again(kind: str, recorder: 
         "Server disconnected without sending a response."
     )
     assert [s.method for s in recorder.seen] == ["GET", "POST"]
+
+
+# --------------------------------------------------------------------------- https
+
+
+@KINDS
+def test_https_is_verified_against_the_trusted_certificates(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(Recorder(), tls=True) as server:
+        untrusted = failure(kind, server.url, retry_attempts=0)
+        assert isinstance(untrusted, TaskQueueConnectionError)
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.message
+        monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "cert.pem"))
+        health = run(kind, server.url, lambda c: c.get_health(), api_key="k", retry_attempts=0)
+        assert health.status == "ok"
+        assert server.headers()["authorization"] == "Bearer k"
 
 
 # --------------------------------------------------------------------------- failures
