@@ -34,8 +34,7 @@ RULES: list[tuple[str, str]] = [
     (r"\bAsyncClientCore\b", "SyncClientCore"),
     (r"^import asyncio\n", "import time\n"),  # for time.sleep (ruff merges a repeated import)
     (r"\bAsyncTaskQueueClient\b", "TaskQueueClient"),
-    # The async client's own transport on asyncio carries its requests; urllib3 carries the
-    # sync client's (``_connect.py``).
+    # Each client has its own HTTP/1.1 transport: on asyncio, on sockets (``_connect.py``).
     (r"\bopen_async_transport\b", "open_sync_transport"),
     (r"\bAsyncTransport\b", "SyncTransport"),
     (r"\bhttpx\.AsyncBaseTransport\b", "httpx.BaseTransport"),
@@ -56,7 +55,7 @@ RULES: list[tuple[str, str]] = [
         r"Async client for the taskqueue API\.",
         "Sync client for the taskqueue API: the async client's methods, blocking.",
     ),
-    (r"Requests go over HTTP/1\.1 on asyncio\n", "Requests go over urllib3 (HTTP/1.1)\n"),
+    (r"Requests go over HTTP/1\.1 on asyncio\n", "Requests go over HTTP/1.1 on sockets\n"),
 ]
 
 

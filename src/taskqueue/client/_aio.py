@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from taskqueue.client._aio_conn import (
     Connection,
+    Deadlines,
     all_refused,
     iter_body,
     read_body,
@@ -52,6 +53,7 @@ class _Pool:
         self.keepalive = keepalive
         self.idle: list[Connection] = []
         self.closed = False
+        self.deadlines = Deadlines(loop)
 
     async def acquire(self, timeout: float | None, url: str, connect: _Connector) -> Connection:
         """A connection for one request: an idle one, or a new one.
@@ -73,7 +75,9 @@ class _Pool:
                 if conn.usable(now):
                     return conn
                 conn.close()
-            return await connect(self.loop, timeout, url)
+            conn = await connect(self.loop, timeout, url)
+            conn.deadlines = self.deadlines
+            return conn
         except BaseException:
             if self.slots is not None:
                 self.slots.release()

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import zlib
 from collections.abc import AsyncIterator
 from typing import cast
 
 from taskqueue.client._http1 import (
-    MAX_HEAD_BYTES,
+    BodyReader,
     Framing,
     MalformedAnswer,
     ResponseHead,
-    parse_head,
-    take_chunk,
+    take_head,
 )
 from taskqueue.client._wire import (
     DISCONNECTED,
@@ -35,6 +35,7 @@ from taskqueue.client._wire import (
 __all__ = [
     "KEEPALIVE_EXPIRY_S",
     "Connection",
+    "Deadlines",
     "all_refused",
     "iter_body",
     "read_body",
@@ -71,6 +72,8 @@ class Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
+        #: The read and write timeouts of this connection's event loop (set by its pool).
+        self.deadlines: Deadlines | None = None
 
     # ------------------------------------------------------------------ asyncio's calls
 
@@ -121,15 +124,17 @@ class Connection(asyncio.Protocol):
     async def _wait(
         self, waiter: asyncio.Future[None], timeout: float | None, error: type, url: str
     ) -> None:
-        loop = asyncio.get_running_loop()
-        timer = None
-        if timeout is not None:
-            timer = loop.call_later(timeout, _expire, waiter, error, url)
+        if timeout is None:
+            await waiter
+            return
+        deadlines = self.deadlines
+        if deadlines is None:
+            deadlines = self.deadlines = Deadlines(asyncio.get_running_loop())
+        key = deadlines.arm(waiter, timeout, error, url)
         try:
             await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            deadlines.disarm(key, waiter)
 
     async def wait_data(self, timeout: float | None, url: str) -> None:
         """Return when more bytes arrived or the connection closed.
@@ -175,27 +180,53 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-def _expire(waiter: asyncio.Future[None], error: type, url: str) -> None:
-    if not waiter.done():
-        what = "reading the answer" if error is ReadTimeout else "sending the request"
-        waiter.set_exception(error(f"timed out {what}", url))
+class Deadlines:
+    """The read and write timeouts of one event loop's connections, armed in coarse steps.
+
+    A timer for every wait would cost a heap push and leave a cancelled handle behind, for
+    waits that nearly all end well before their deadline; here a wait costs a dict insert and
+    removal, and one timer fires for all the deadlines that fall in the same step
+    (:data:`STEP_S`), at most that much after the timeout.
+    """
+
+    STEP_S = 0.05
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._steps: dict[int, dict[asyncio.Future[None], tuple[type, str]]] = {}
+
+    def arm(self, waiter: asyncio.Future[None], timeout: float, error: type, url: str) -> int:
+        """Fail ``waiter`` with ``error`` once ``timeout`` seconds have passed; its step."""
+        step = math.ceil((self.loop.time() + timeout) / self.STEP_S)
+        waiters = self._steps.get(step)
+        if waiters is None:
+            waiters = self._steps[step] = {}
+            self.loop.call_at(step * self.STEP_S, self._expire, step)
+        waiters[waiter] = (error, url)
+        return step
+
+    def disarm(self, step: int, waiter: asyncio.Future[None]) -> None:
+        """Forget ``waiter``'s deadline (its wait ended)."""
+        waiters = self._steps.get(step)
+        if waiters is not None:
+            waiters.pop(waiter, None)
+
+    def _expire(self, step: int) -> None:
+        for waiter, (error, url) in self._steps.pop(step, {}).items():
+            if not waiter.done():
+                what = "reading the answer" if error is ReadTimeout else "sending the request"
+                waiter.set_exception(error(f"timed out {what}", url))
 
 
 async def read_head(conn: Connection, method: str, timeout: float | None, url: str) -> ResponseHead:
-    """The next final response head on ``conn`` (informational 1xx heads are skipped)."""
+    """The next final response head on ``conn``."""
     while True:
-        end = conn.buffer.find(b"\r\n\r\n")
-        if end >= 0:
-            try:
-                head = parse_head(bytes(conn.buffer[:end]), method)
-            except MalformedAnswer as exc:
-                raise RemoteProtocolError(str(exc), url) from exc
-            del conn.buffer[: end + 4]
-            if 100 <= head.status < 200 and head.status != 101:
-                continue
+        try:
+            head = take_head(conn.buffer, method)
+        except MalformedAnswer as exc:
+            raise RemoteProtocolError(str(exc), url) from exc
+        if head is not None:
             return head
-        if len(conn.buffer) > MAX_HEAD_BYTES:
-            raise RemoteProtocolError("the answer's head is too long", url)
         if conn.closed:
             raise conn.ended(url, started=bool(conn.buffer))
         await conn.wait_data(timeout, url)
@@ -205,36 +236,20 @@ async def iter_body(
     conn: Connection, head: ResponseHead, timeout: float | None, url: str
 ) -> AsyncIterator[bytes]:
     """The body's bytes as they arrive, framed as the head says."""
-    if head.framing is Framing.NONE:
-        return
-    remaining = head.length
-    while head.framing is not Framing.LENGTH or remaining:
-        if head.framing is Framing.CHUNKED:
-            try:
-                data, last = take_chunk(conn.buffer)
-            except MalformedAnswer as exc:
-                raise RemoteProtocolError(str(exc), url) from exc
-            if last:
-                return
-        elif conn.buffer:
-            take = (
-                len(conn.buffer)
-                if head.framing is Framing.CLOSE
-                else min(remaining, len(conn.buffer))
-            )
-            data = bytes(conn.buffer[:take])
-            del conn.buffer[:take]
-            remaining -= take
-        else:
-            data = None
+    reader = BodyReader(head)
+    while True:
+        try:
+            data = reader.take(conn.buffer, conn.closed and conn.lost is None)
+        except MalformedAnswer as exc:
+            raise RemoteProtocolError(str(exc), url) from exc
         if data:
             yield data
-            continue
-        if conn.closed:
-            if head.framing is Framing.CLOSE and conn.lost is None:
-                return
+        elif data is not None:
+            return
+        elif conn.closed:
             raise conn.ended(url, started=True)
-        await conn.wait_data(timeout, url)
+        else:
+            await conn.wait_data(timeout, url)
 
 
 async def read_body(conn: Connection, head: ResponseHead, timeout: float | None, url: str) -> bytes:

@@ -1,9 +1,9 @@
 """What carries a client's requests, imported only when a client is made.
 
-By default the async client's own HTTP/1.1 transport on asyncio (``_aio.py``) and urllib3 under
-the sync client: measured the fastest here under concurrency (``bench/sdk.py``). httpx when
-HTTP/2 or an httpx transport is asked for, and under the async client when the environment
-names a proxy for the server. Each is imported by the first client that needs it, so
+By default each client's own HTTP/1.1 transport: on asyncio protocols under the async client
+(``_aio.py``), on sockets under the sync one (``_sock.py``), measured the fastest here under
+concurrency (``bench/sdk.py``). httpx when HTTP/2 or an httpx transport is asked for, or when
+the environment names a proxy for the server. Each is imported by the first client that needs it, so
 ``import taskqueue`` (and the CLI, which uses only the sync client) pays for none it does not
 use.
 """
@@ -65,16 +65,16 @@ def open_sync_transport(
     http2: bool,
     transport: httpx.BaseTransport | None,
 ) -> SyncTransport:
-    """The sync client's transport: urllib3, or httpx for HTTP/2 or an httpx transport."""
+    """The sync client's transport: its own, or httpx for HTTP/2, a transport or a proxy."""
     _check_http2(http2)
-    if http2 or transport is not None:
+    if http2 or transport is not None or env_proxy(base_url) is not None:
         from taskqueue.client._httpx import HttpxSyncTransport, limits
 
         pool = limits(max_connections, max_keepalive_connections)
         return HttpxSyncTransport(headers, pool, http2=http2, transport=transport)
-    from taskqueue.client._urllib3 import Urllib3Transport
+    from taskqueue.client._sock import SocketTransport
 
-    return Urllib3Transport(
+    return SocketTransport(
         base_url,
         headers,
         max_connections=max_connections,

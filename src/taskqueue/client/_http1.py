@@ -15,6 +15,7 @@ from enum import Enum
 
 __all__ = [
     "MAX_HEAD_BYTES",
+    "BodyReader",
     "Framing",
     "MalformedAnswer",
     "ResponseHead",
@@ -22,6 +23,7 @@ __all__ = [
     "parse_head",
     "request_head",
     "take_chunk",
+    "take_head",
 ]
 
 #: The longest response head accepted (status line and headers).
@@ -178,3 +180,65 @@ def take_chunk(buffer: bytearray) -> tuple[bytes | None, bool]:
     data = bytes(buffer[start:stop])
     del buffer[: stop + 2]
     return data, False
+
+
+def take_head(buffer: bytearray, method: str) -> ResponseHead | None:
+    """Take the next final response head off the front of ``buffer``.
+
+    An informational 1xx head before it is dropped; None if it has not all arrived yet.
+    """
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_HEAD_BYTES:
+                raise MalformedAnswer("the answer's head is too long")
+            return None
+        head = parse_head(bytes(buffer[:end]), method)
+        del buffer[: end + 4]
+        if not 100 <= head.status < 200 or head.status == 101:
+            return head
+
+
+class BodyReader:
+    """Takes a response's body off a buffer piece by piece, framed as its head says.
+
+    The clients' transports feed the buffer from their connections as bytes arrive.
+    """
+
+    def __init__(self, head: ResponseHead) -> None:
+        self.head = head
+        self.remaining = head.length
+        self.done = head.framing is Framing.NONE or (
+            head.framing is Framing.LENGTH and head.length == 0
+        )
+
+    def take(self, buffer: bytearray, closed: bool) -> bytes | None:
+        """The next piece of the body, ``b""`` once it has ended, or None for "wait for more".
+
+        ``closed``: the server closed the connection cleanly, which ends a body framed by
+        closing and cuts any other short (:class:`MalformedAnswer`).
+        """
+        if self.done:
+            return b""
+        framing = self.head.framing
+        if framing is Framing.CHUNKED:
+            data, last = take_chunk(buffer)
+            if last:
+                self.done = True
+                return b""
+            if data is not None:
+                return data
+        elif buffer:
+            size = len(buffer) if framing is Framing.CLOSE else min(self.remaining, len(buffer))
+            data = bytes(buffer[:size])
+            del buffer[:size]
+            if framing is Framing.LENGTH:
+                self.remaining -= size
+                self.done = not self.remaining
+            return data
+        if closed:
+            if framing is not Framing.CLOSE:
+                raise MalformedAnswer("the server closed the connection mid-answer")
+            self.done = True
+            return b""
+        return None

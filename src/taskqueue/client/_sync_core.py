@@ -84,7 +84,7 @@ class SyncClientCore:
         ``Retry-After``. ``api_key`` is sent as ``Authorization: Bearer <key>``, or as
         ``X-API-Key: <key>`` with ``api_key_header="X-API-Key"``.
 
-        Requests go over urllib3 (HTTP/1.1)
+        Requests go over HTTP/1.1 on sockets
         (at most ``max_connections`` at once, ``max_keepalive_connections`` kept idle);
         ``http2=True`` (needs ``h2``), an httpx ``transport``, or a proxy named by the
         environment use httpx instead.
