@@ -30,7 +30,13 @@ def test_a_request_head_carries_host_the_clients_headers_and_the_length() -> Non
 
 @pytest.mark.parametrize(
     "headers",
-    [{"X-Key": "a\r\nInjected: 1"}, {"Bad Name": "v"}, {"X-Key": "nul\x00"}, {"": "v"}],
+    [
+        {"X-Key": "a\r\nInjected: 1"},
+        {"Bad Name": "v"},
+        {"X-Key": "nul\x00"},
+        {"": "v"},
+        {"X-Key\n": "v"},
+    ],
 )
 def test_headers_that_would_break_the_message_are_refused(headers: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="cannot be sent"):
@@ -93,6 +99,7 @@ def test_how_a_body_ends(raw: bytes, method: str, framing: Framing, keep_alive: 
         b"HTTP/1.1 abc OK",
         b"HTTP/1.1 200 OK\r\nno colon here",
         b"HTTP/1.1 200 OK\r\nBad Name: x",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded: continuation",
         b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1",
     ],

@@ -28,7 +28,8 @@ __all__ = [
 
 #: The longest response head accepted (status line and headers).
 MAX_HEAD_BYTES = 64 * 1024
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_TOKEN_TEXT = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
 #: Methods that send ``Content-Length: 0`` when they carry no body (as httpx does).
@@ -100,14 +101,14 @@ def request_head(
     )
 
 
-def _headers(lines: list[bytes]) -> dict[str, str]:
+def _headers(block: str) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.match(name):
+    for line in block.split("\r\n") if block else ():
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN_TEXT.match(name):  # a folded line starts with a space
             raise MalformedAnswer(f"malformed header line {line[:100]!r}")
-        key = name.decode("ascii").lower()
-        text = value.strip(b" \t").decode("latin-1")
+        key = name.lower()
+        text = value.strip(" \t")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return headers
 
@@ -131,13 +132,13 @@ def _framing(status: int, method: str, headers: dict[str, str]) -> tuple[Framing
 
 def parse_head(data: bytes, method: str) -> ResponseHead:
     """A response head (the bytes before the blank line that ends it)."""
-    status_line, *lines = data.split(b"\r\n")
+    status_line, _, block = data.partition(b"\r\n")
     version, _, rest = status_line.partition(b" ")
     code, _, reason = rest.partition(b" ")
     if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
         raise MalformedAnswer(f"not an HTTP/1.1 response: {status_line[:100]!r}")
     status = int(code)
-    headers = _headers(lines)
+    headers = _headers(block.decode("latin-1"))
     framing, length = _framing(status, method, headers)
     connection = headers.get("connection", "").lower()
     keep_alive = (
