@@ -293,3 +293,44 @@ def test_output_is_followed_as_it_is_written(
         return calls()
 
     assert run(kind, live.url, follow) == ["first\n", "second\n"]
+
+
+@KINDS
+def test_a_follow_reports_status_changes_between_attempts(
+    kind: str, live: ServerProcess, tmp_path: Path
+) -> None:
+    """The first attempt fails only once the test has read its output from the stream, so the
+    follow is under way when the task goes back to Pending and then Running again."""
+    marker = tmp_path / f"fail-{kind}"
+    command = (
+        'echo "try $TASKQUEUE_ATTEMPT"; [ "$TASKQUEUE_ATTEMPT" = 2 ] && exit 0; '
+        f"while [ ! -e {marker} ]; do sleep 0.05; done; exit 1"
+    )
+    statuses: list[str] = []
+
+    def seen(status: Any) -> None:
+        statuses.append(status.value)
+
+    def read(chunk: Any, lines: list[str]) -> None:
+        lines.append(chunk.data)
+        marker.touch()
+
+    def follow(client: Any) -> Any:
+        fields = {"retry_attempts": 1, "retry_delay": 1}
+        lines: list[str] = []
+        if kind == "sync":
+            task = client.create_task(f"statuses-{kind}", command, **fields)
+            for chunk in client.follow_logs(task.id, on_status=seen):
+                read(chunk, lines)
+            return lines
+
+        async def calls() -> list[str]:
+            task = await client.create_task(f"statuses-{kind}", command, **fields)
+            async for chunk in client.follow_logs(task.id, on_status=seen):
+                read(chunk, lines)
+            return lines
+
+        return calls()
+
+    assert run(kind, live.url, follow) == ["try 1\n", "try 2\n"]
+    assert statuses[-2:] == ["Pending", "Running"]
