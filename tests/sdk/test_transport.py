@@ -177,6 +177,19 @@ def test_https_is_verified_against_the_trusted_certificates(
         assert server.headers()["authorization"] == "Bearer k"
 
 
+@KINDS
+def test_a_proxy_named_by_the_environment_is_used(
+    kind: str, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", recorder.url)
+    target = "http://tq.example.invalid:8080"
+    health = run(kind, target, lambda c: c.get_health(), retry_attempts=0)
+    assert health.status == "ok"
+    assert recorder.seen[-1].path == f"{target}/api/health"  # asked of the proxy, in full
+
+
 # --------------------------------------------------------------------------- failures
 
 
