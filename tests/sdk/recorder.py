@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -42,8 +43,10 @@ class Recorder:
     url: str = ""
     seen: list[Seen] = field(default_factory=list)
     delay: float = 0.0
-    #: Close a connection, unanswered, when its second request arrives.
+    #: Close a connection, unanswered, when its second request arrives (with a reset, if
+    #: ``reset``).
     drop_second: bool = False
+    reset: bool = False
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -75,6 +78,9 @@ def handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             recorder.seen.append(Seen(self.command, self.path, headers, self.client_address[1]))
             if recorder.drop_second and self.requests_here == 2:
+                if recorder.reset:  # RST instead of FIN
+                    linger = struct.pack("ii", 1, 0)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 self.close_connection = True
                 return
             with recorder.lock:

@@ -116,11 +116,13 @@ def test_at_most_max_keepalive_connections_stay_open(kind: str, recorder: Record
     assert len(recorder.client_ports()) == 6  # all kept, all reused
 
 
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
 @KINDS
 def test_a_connection_the_server_closes_unanswered_is_replaced_for_a_read(
-    kind: str, recorder: Recorder
+    kind: str, recorder: Recorder, reset: bool
 ) -> None:
     recorder.drop_second = True  # as a keep-alive timeout firing just as the request arrives
+    recorder.reset = reset
 
     def twice(client: Any) -> Any:
         if kind == "sync":

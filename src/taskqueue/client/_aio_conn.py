@@ -167,11 +167,16 @@ class Connection(asyncio.Protocol):
             raise WriteError(os_error_text(self.lost) or str(self.lost), url)
 
     def ended(self, url: str, started: bool) -> Exception:
-        """The error of a connection that closed while an answer was awaited."""
-        if self.lost is not None:
-            return ReadError(os_error_text(self.lost) or str(self.lost), url)
+        """The error of a connection that closed while an answer was awaited.
+
+        Closed (or reset) before any byte of the answer: :class:`Disconnected`, which a reused
+        connection's caller may answer by sending the request again on a new one.
+        """
+        reason = os_error_text(self.lost) or str(self.lost) if self.lost is not None else None
         if not started:
-            return Disconnected(DISCONNECTED, url)
+            return Disconnected(reason or DISCONNECTED, url)
+        if reason is not None:
+            return ReadError(reason, url)
         return RemoteProtocolError("the server closed the connection mid-answer", url)
 
 

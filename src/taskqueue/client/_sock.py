@@ -101,7 +101,10 @@ class _Conn:
         except TimeoutError:
             raise ReadTimeout("timed out reading the answer", url) from None
         except OSError as exc:
-            raise ReadError(os_error_text(exc) or str(exc), url) from exc
+            reason = os_error_text(exc) or str(exc)
+            if not started and not self.buffer:  # reset before any byte of the answer
+                raise Disconnected(reason, url) from exc
+            raise ReadError(reason, url) from exc
         if data:
             self.buffer += data
             return
