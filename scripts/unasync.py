@@ -1,7 +1,7 @@
-"""Generate the sync client from the async one, or check that the generated file is current.
+"""Generate the sync client from the async one, or check that the generated files are current.
 
-python scripts/unasync.py          # write src/taskqueue/client/_sync_client.py
-python scripts/unasync.py --check  # fail if it is stale, or if a rule no longer applies
+python scripts/unasync.py          # write src/taskqueue/client/_sync_client.py and _sync_core.py
+python scripts/unasync.py --check  # fail if one is stale, or if a rule no longer applies
 """
 
 from __future__ import annotations
@@ -12,18 +12,31 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "src/taskqueue/client/_async_client.py"
-TARGET = ROOT / "src/taskqueue/client/_sync_client.py"
+CLIENT = ROOT / "src/taskqueue/client"
+#: (async source, generated sync file)
+FILES: list[tuple[Path, Path]] = [
+    (CLIENT / "_async_core.py", CLIENT / "_sync_core.py"),
+    (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
+]
 
-#: (pattern, replacement), applied in order. Every rule must match at least once.
+#: (pattern, replacement), applied in order to every file. Every rule must match at least once
+#: in one of them.
 RULES: list[tuple[str, str]] = [
     (
         r'^"""The async client: the source the sync client is generated from .*"""',
         '"""The sync client, GENERATED from ``_async_client.py`` by ``scripts/unasync.py``."""',
     ),
-    (r"^import asyncio\n", ""),
+    (
+        r'^"""The async client.s core: .*"""',
+        '"""The sync client\'s core, GENERATED from ``_async_core.py`` by scripts/unasync.py."""',
+    ),
+    (r"\bfrom taskqueue\.client\._async_core\b", "from taskqueue.client._sync_core"),
+    (r"\bAsyncClientCore\b", "SyncClientCore"),
+    (r"^import asyncio\n", "import time\n"),  # for time.sleep (ruff merges a repeated import)
     (r"\bAsyncTaskQueueClient\b", "TaskQueueClient"),
-    (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
+    # Each client has its own HTTP/1.1 transport: on asyncio, on sockets (``_connect.py``).
+    (r"\bopen_async_transport\b", "open_sync_transport"),
+    (r"\bAsyncTransport\b", "SyncTransport"),
     (r"\bhttpx\.AsyncBaseTransport\b", "httpx.BaseTransport"),
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAwaitable\[((?:[^\[\]]|\[[^\[\]]*\])*)\]", r"\1"),  # Awaitable[list[T]]: list[T]
@@ -36,50 +49,54 @@ RULES: list[tuple[str, str]] = [
     (r"\bawait ", ""),
     (r"\.aclose\(\)", ".close()"),
     (r"\.aread\(\)", ".read()"),
-    (r"\.aiter_bytes\(\)", ".iter_bytes()"),
+    (r"\.aiter_lines\(\)", ".iter_lines()"),
     (r"\basyncio\.sleep\(", "time.sleep("),
     (
         r"Async client for the taskqueue API\.",
         "Sync client for the taskqueue API: the async client's methods, blocking.",
     ),
+    (r"Requests go over HTTP/1\.1 on asyncio\n", "Requests go over HTTP/1.1 on sockets\n"),
 ]
 
 
-def generate() -> tuple[str, list[str]]:
-    """The sync source, and the rules that matched nothing."""
-    text = SOURCE.read_text()
-    unused = []
+def generate(source: Path, target: Path, matched: set[str]) -> str:
+    """The sync twin of ``source``; adds the rules that matched something to ``matched``."""
+    text = source.read_text()
     for pattern, replacement in RULES:
         text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
-        if count == 0:
-            unused.append(pattern)
+        if count:
+            matched.add(pattern)
     # Imports sorted and code formatted as the rest of the code is (renaming can unsort an
     # import line), so `ruff check`, `ruff format --check` and `--check` agree.
     for ruff in (["check", "--select", "I", "--fix", "--quiet"], ["format"]):
         text = subprocess.run(
-            [sys.executable, "-m", "ruff", *ruff, "--stdin-filename", str(TARGET), "-"],
+            [sys.executable, "-m", "ruff", *ruff, "--stdin-filename", str(target), "-"],
             input=text,
             capture_output=True,
             text=True,
             check=True,
             cwd=ROOT,
         ).stdout
-    return text, unused
+    return text
 
 
 def main() -> int:
-    text, unused = generate()
+    matched: set[str] = set()
+    texts = {target: generate(source, target, matched) for source, target in FILES}
+    unused = [pattern for pattern, _ in RULES if pattern not in matched]
     if unused:
         print(f"unasync: rules that match nothing (remove or fix them): {unused}")
         return 1
     if "--check" in sys.argv[1:]:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"unasync: {TARGET.relative_to(ROOT)} is stale; run python scripts/unasync.py")
-            return 1
-        print("unasync: the sync client is current")
-        return 0
-    TARGET.write_text(text)
-    print(f"unasync: wrote {TARGET.relative_to(ROOT)}")
+        stale = [t for t, text in texts.items() if not t.exists() or t.read_text() != text]
+        for target in stale:
+            print(f"unasync: {target.relative_to(ROOT)} is stale; run python scripts/unasync.py")
+        if not stale:
+            print("unasync: the sync client is current")
+        return 1 if stale else 0
+    for target, text in texts.items():
+        target.write_text(text)
+        print(f"unasync: wrote {target.relative_to(ROOT)}")
     return 0
 
 

@@ -1,4 +1,11 @@
-"""taskqueue: a durable task queue with an HTTP API, workers, an async-first SDK and a CLI."""
+"""taskqueue: a durable task queue with an HTTP API, workers, an async-first SDK and a CLI.
+
+Every exception of seed 001's hierarchy is importable from here (and from
+:mod:`taskqueue.exceptions`), ``ConnectionError`` and ``TimeoutError`` too: they are aliases of
+:class:`TaskQueueConnectionError` and :class:`TaskQueueTimeoutError` that shadow Python's
+builtins in a module that imports them bare, and are left out of ``__all__`` so that
+``from taskqueue import *`` never does.
+"""
 
 from taskqueue._version import __version__
 from taskqueue.client import NOT_GIVEN, AsyncTaskQueueClient, NotGiven, TaskQueueClient
@@ -19,8 +26,11 @@ from taskqueue.errors import (
     TaskQueueTimeoutError,
     ValidationError,
 )
+from taskqueue.errors import ConnectionError as ConnectionError
+from taskqueue.errors import TimeoutError as TimeoutError
 from taskqueue.models import (
     Attempt,
+    BatchTaskUpdate,
     FailureReason,
     Health,
     LogChunk,
@@ -36,6 +46,7 @@ from taskqueue.models import (
     TaskStatus,
     TaskType,
     TaskUpdate,
+    TaskUpdateItem,
     Worker,
     WorkerList,
     WorkerStatus,
@@ -48,6 +59,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "AuthorizationError",
+    "BatchTaskUpdate",
     "ConflictError",
     "FailureReason",
     "Health",
@@ -76,6 +88,7 @@ __all__ = [
     "TaskStatus",
     "TaskType",
     "TaskUpdate",
+    "TaskUpdateItem",
     "ValidationError",
     "Worker",
     "WorkerList",

@@ -17,8 +17,10 @@ __all__ = [
 
 
 class _Value(str, Enum):
-    """An enumeration whose members print as their wire value (``Completed``, not
-    ``TaskStatus.COMPLETED``), in ``print``, ``str()`` and f-strings alike."""
+    """An enumeration whose members print as their wire value.
+
+    ``Completed``, not ``TaskStatus.COMPLETED``, in ``print``, ``str()`` and f-strings alike.
+    """
 
     def __str__(self) -> str:
         return str(self.value)

@@ -45,6 +45,7 @@ from taskqueue._fields import (
 __all__ = [
     "BatchTaskCreate",
     "BatchTaskItem",
+    "BatchTaskUpdate",
     "DependencyRef",
     "ProjectCreate",
     "ProjectUpdate",
@@ -52,6 +53,7 @@ __all__ = [
     "TaskFilters",
     "TaskIdRef",
     "TaskUpdate",
+    "TaskUpdateItem",
 ]
 
 
@@ -306,6 +308,19 @@ class TaskUpdate(_Input):
     working_directory: WorkingDirectory | None = None
     queue: Omittable[Queue] = None
     run_at: Omittable[UTCDateTime] = None
+
+
+class TaskUpdateItem(_Input):
+    """One item of ``PUT /api/tasks/batch``: a task, and its fields to change."""
+
+    task_id: WireUUID
+    changes: TaskUpdate
+
+
+class BatchTaskUpdate(_Input):
+    """Body of ``PUT /api/tasks/batch``: every update applies, or none does."""
+
+    updates: Annotated[list[TaskUpdateItem], Field(min_length=1, max_length=5000)]
 
 
 class TaskFilters(_Input):

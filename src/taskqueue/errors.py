@@ -14,11 +14,13 @@
     │   ├── PayloadTooLargeError    413
     │   ├── RateLimitError          429 (``retry_after`` in seconds)
     │   └── ServerError             5xx
-    ├── TaskQueueConnectionError    the server could not be reached (alias ``ConnectionError``)
+    ├── TaskQueueConnectionError    the server could not be reached (alias ``ConnectionError``;
+    │                               ``original_exception``: the network's error)
     ├── TaskQueueTimeoutError       the request or the wait timed out (alias ``TimeoutError``)
     └── TaskQueueConfigError        a config file or setting is wrong (names the file and line)
 
-Each carries ``status_code``, ``message``, ``response_data`` and ``request_id``.
+Each carries ``status_code``, ``message``, ``response_data`` and ``request_id``; an API error
+also ``details`` (``ValidationError.errors`` is the same list).
 """
 
 from __future__ import annotations
@@ -68,18 +70,26 @@ class TaskQueueError(Exception):
 
 
 class APIError(TaskQueueError):
-    """The server answered with an error status; ``details`` lists each field and why."""
+    """The server answered with an error status; ``details`` lists what it found wrong."""
 
     @property
     def details(self) -> list[dict[str, Any]]:
-        """The field errors the server reported (a 409 names the dependency or project)."""
+        """What the server found wrong; empty when it said nothing more.
+
+        Each bad field (``loc``, ``msg``, ``type``), or each refused item of a batch.
+        """
         error = self.response_data.get("error", {})
         details = error.get("details", []) if isinstance(error, dict) else []
         return details if isinstance(details, list) else []
 
 
 class ValidationError(APIError):
-    """The request was malformed; ``details`` lists each field and why."""
+    """The request was malformed; ``details`` (or ``errors``) lists each field and why."""
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The field errors: the same list as :attr:`details`."""
+        return self.details
 
 
 class AuthenticationError(APIError):
@@ -129,18 +139,38 @@ class ServerError(APIError):
     """The server failed (5xx)."""
 
 
-class TaskQueueConnectionError(TaskQueueError):
-    """The server could not be reached."""
+class _TransportFailure(TaskQueueError):
+    """A request that got no answer; ``original_exception`` is what the network raised."""
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        response_data: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        *,
+        original_exception: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, status_code, response_data, request_id)
+        #: The underlying error (an ``OSError`` such as ``ConnectionRefusedError`` when the
+        #: operating system reported one, else the HTTP library's), or None.
+        self.original_exception = original_exception
 
 
-class TaskQueueTimeoutError(TaskQueueError):
-    """A request, or a wait for a task, timed out."""
+class TaskQueueConnectionError(_TransportFailure):
+    """The server could not be reached (``original_exception`` says why)."""
+
+
+class TaskQueueTimeoutError(_TransportFailure):
+    """A request, or a wait for a task, timed out (``original_exception``: None for a wait)."""
 
 
 class TaskQueueConfigError(TaskQueueError):
     """A configuration file or setting is wrong; the message names the file and line."""
 
 
-# The documented alias names; they do not shadow the builtins unless imported by name.
+# Seed 001's names for the two, as aliases. Imported bare (``from taskqueue import
+# ConnectionError``) they shadow Python's builtins of the same names in that module; they are
+# left out of ``__all__`` so that a star import never does.
 ConnectionError = TaskQueueConnectionError
 TimeoutError = TaskQueueTimeoutError

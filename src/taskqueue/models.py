@@ -27,6 +27,7 @@ from taskqueue._fields import MAX_JSON_FIELD_BYTES, RESERVED_ENVIRONMENT
 from taskqueue._requests import (
     BatchTaskCreate,
     BatchTaskItem,
+    BatchTaskUpdate,
     DependencyRef,
     ProjectCreate,
     ProjectUpdate,
@@ -34,6 +35,7 @@ from taskqueue._requests import (
     TaskFilters,
     TaskIdRef,
     TaskUpdate,
+    TaskUpdateItem,
 )
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "AttemptList",
     "BatchTaskCreate",
     "BatchTaskItem",
+    "BatchTaskUpdate",
     "DependencyRef",
     "ErrorBody",
     "ErrorInfo",
@@ -68,6 +71,7 @@ __all__ = [
     "TaskStatus",
     "TaskType",
     "TaskUpdate",
+    "TaskUpdateItem",
     "Worker",
     "WorkerList",
     "WorkerStatus",

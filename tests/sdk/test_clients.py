@@ -80,9 +80,12 @@ def unique(prefix: str) -> str:
 
 def test_sync_and_async_clients_have_the_same_methods_and_signatures() -> None:
     def public(cls: type) -> dict[str, inspect.Signature]:
+        members = {}
+        for klass in reversed(cls.__mro__[:-1]):  # the core, then the client; not object
+            members.update(vars(klass))
         return {
             name: inspect.signature(member)
-            for name, member in vars(cls).items()
+            for name, member in members.items()
             if callable(member)
             and (
                 not name.startswith("_")
@@ -196,8 +199,9 @@ def test_update_cancel_retry_delete(client: Any) -> None:
     retried = client.retry_task(parked.id)
     assert retried.status is TaskStatus.PENDING
     assert client.delete_task(parked.id) is True
+    assert client.delete_task(parked.id) is False  # nothing left to delete
     with pytest.raises(TaskNotFoundError):
-        client.delete_task(parked.id)
+        client.get_task(parked.id)
 
 
 def test_failures_retries_and_filters(client: Any) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from taskqueue import AsyncTaskQueueClient, TaskQueueClient, TaskQueueConfigError
 from taskqueue.client import resolve_config
 from taskqueue.client._config import DEFAULT_BASE_URL
+from tests.sdk.recorder import Recorder
 
 
 @pytest.fixture
@@ -331,10 +333,8 @@ def test_sync_client_uses_resolved_settings(user_config: Path) -> None:
     write(user_config, PROFILES)
     with TaskQueueClient(profile="prod") as client:
         assert client.base_url == "https://tq.example.com"
-        assert str(client._http.base_url) == "https://tq.example.com"
-        assert client._http.headers["Authorization"] == "Bearer tq_prod"
+        assert client.api_key == "tq_prod"
         assert client.timeout == 12.5
-        assert client._http.timeout.read == 12.5
 
 
 def test_async_client_uses_resolved_settings(user_config: Path) -> None:
@@ -343,29 +343,67 @@ def test_async_client_uses_resolved_settings(user_config: Path) -> None:
     async def check() -> None:
         async with AsyncTaskQueueClient(profile="prod") as client:
             assert client.base_url == "https://tq.example.com"
-            assert client._http.headers["Authorization"] == "Bearer tq_prod"
+            assert client.api_key == "tq_prod"
             assert client.timeout == 12.5
-            assert client._http.timeout.read == 12.5
 
     asyncio.run(check())
 
 
+def sent_headers(client_class: type, recorder: Recorder, **options: Any) -> dict[str, str]:
+    """The headers one ``get_health()`` of a client made with ``options`` sent."""
+    if client_class is TaskQueueClient:
+        with TaskQueueClient(recorder.url, **options) as client:
+            client.get_health()
+    else:
+
+        async def call() -> None:
+            async with AsyncTaskQueueClient(recorder.url, **options) as client:
+                await client.get_health()
+
+        asyncio.run(call())
+    return recorder.headers()
+
+
+CLIENTS = pytest.mark.parametrize(
+    "client_class", [TaskQueueClient, AsyncTaskQueueClient], ids=["sync", "async"]
+)
+
+
+@CLIENTS
 def test_api_key_argument_becomes_bearer_header(
-    user_dir: Path, monkeypatch: pytest.MonkeyPatch
+    user_dir: Path, monkeypatch: pytest.MonkeyPatch, recorder: Recorder, client_class: type
 ) -> None:
     monkeypatch.setenv("TASKQUEUE_API_KEY", "env-key")
     with TaskQueueClient(api_key="arg-key") as client:
         assert client.api_key == "arg-key"
-        assert client._http.headers["Authorization"] == "Bearer arg-key"
-    with TaskQueueClient() as client:
-        assert client._http.headers["Authorization"] == "Bearer env-key"
+    assert sent_headers(client_class, recorder, api_key="arg-key")["authorization"] == (
+        "Bearer arg-key"
+    )
+    assert sent_headers(client_class, recorder)["authorization"] == "Bearer env-key"
 
 
-def test_no_api_key_means_no_authorization_header(user_dir: Path) -> None:
+@CLIENTS
+def test_the_key_goes_in_x_api_key_when_asked(
+    user_dir: Path, recorder: Recorder, client_class: type
+) -> None:
+    headers = sent_headers(client_class, recorder, api_key="k1", api_key_header="X-API-Key")
+    assert headers["x-api-key"] == "k1"
+    assert "authorization" not in headers
+    with pytest.raises(TaskQueueConfigError, match="api_key_header"):
+        client_class(recorder.url, api_key="k", api_key_header="X-Token")
+
+
+@CLIENTS
+def test_no_api_key_means_no_authorization_header(
+    user_dir: Path, recorder: Recorder, client_class: type
+) -> None:
     with TaskQueueClient() as client:
         assert client.api_key is None
-        assert "Authorization" not in client._http.headers
-        assert client._http.headers["User-Agent"].startswith("taskqueue-python/")
+    headers = sent_headers(client_class, recorder)
+    assert "authorization" not in headers
+    assert "x-api-key" not in headers
+    assert headers["user-agent"].startswith("taskqueue-python/")
+    assert headers["accept"] == "application/json"
 
 
 @pytest.mark.parametrize(
@@ -390,7 +428,6 @@ def test_trailing_slash_from_env_and_file_is_dropped(
 def test_default_timeout_without_config(user_dir: Path) -> None:
     with TaskQueueClient() as client:
         assert client.timeout == 30.0
-        assert client._http.timeout.read == 30.0
 
 
 def test_config_timeout_used_only_without_timeout_argument(local_config: Path) -> None:
@@ -398,16 +435,16 @@ def test_config_timeout_used_only_without_timeout_argument(local_config: Path) -
     assert resolve_config().timeout == 7.0
     with TaskQueueClient() as client:
         assert client.timeout == 7.0
-        assert client._http.timeout.connect == 7.0
     with TaskQueueClient(timeout=2.5) as client:
         assert client.timeout == 2.5
-        assert client._http.timeout.read == 2.5
     with TaskQueueClient(timeout=None) as client:  # None: no timeout at all
         assert client.timeout is None
-        assert client._http.timeout.read is None
 
 
-def test_custom_headers_are_sent_with_the_key(user_dir: Path) -> None:
-    with TaskQueueClient(api_key="k", headers={"X-Team": "data"}) as client:
-        assert client._http.headers["X-Team"] == "data"
-        assert client._http.headers["Authorization"] == "Bearer k"
+@CLIENTS
+def test_custom_headers_are_sent_with_the_key(
+    user_dir: Path, recorder: Recorder, client_class: type
+) -> None:
+    headers = sent_headers(client_class, recorder, api_key="k", headers={"X-Team": "data"})
+    assert headers["x-team"] == "data"
+    assert headers["authorization"] == "Bearer k"

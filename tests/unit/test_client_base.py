@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import errno
 import json
 import random
+import socket
 import time
 
-import httpx
 import pydantic
 import pytest
 
@@ -27,29 +28,43 @@ from taskqueue import (
 from taskqueue.client._base import (
     MAX_RETRY_WAIT_S,
     NOT_GIVEN,
-    NdjsonLines,
     NotGiven,
     RequestSpec,
     RetryPolicy,
     error_from_response,
+    error_from_transport,
+    filter_params,
     parse_model,
     parse_retry_after,
     transport_message,
     validate_input,
 )
+from taskqueue.client._wire import (
+    ConnectError,
+    ConnectTimeout,
+    PoolTimeout,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    Response,
+    encode_body,
+    encode_url,
+    os_error_text,
+    split_lines,
+)
 from taskqueue.engine import backoff_delay
-from taskqueue.models import Task, TaskCreate
+from taskqueue.errors import TaskQueueConnectionError, TaskQueueTimeoutError
+from taskqueue.models import Task, TaskCreate, TaskFilters, TaskStatus
 from taskqueue.server.errors import validation_details as server_validation_details
 
-REQUEST = httpx.Request("GET", "http://test/api/tasks/x")
+URL = "http://test/api/tasks/x"
 
 
 def answer(
     status: int, body: object = None, headers: dict[str, str] | None = None, text: str | None = None
-) -> httpx.Response:
-    if text is not None:
-        return httpx.Response(status, text=text, headers=headers, request=REQUEST)
-    return httpx.Response(status, json=body, headers=headers, request=REQUEST)
+) -> Response:
+    content = text.encode() if text is not None else json.dumps(body).encode()
+    return Response(status, "", headers or {}, content, "GET", URL)
 
 
 def test_not_given_is_a_falsy_singleton() -> None:
@@ -102,18 +117,27 @@ def test_which_statuses_are_retried(status: int, idempotent: bool, retry: bool) 
 
 def test_which_transport_errors_are_retried() -> None:
     policy = RetryPolicy()
-    never_sent = httpx.ConnectError("refused")
-    maybe_received = httpx.ReadError("reset")
-    assert policy.should_retry(0, False, error=never_sent)
-    assert policy.should_retry(0, True, error=maybe_received)
-    assert not policy.should_retry(0, False, error=maybe_received)
+    url = "http://tq.example.com/api/health"
+    for never_sent in (
+        ConnectError("down", url),
+        ConnectTimeout("slow", url),
+        PoolTimeout("", url),
+    ):
+        assert policy.should_retry(0, False, error=never_sent)
+        assert not policy.should_retry(3, True, error=never_sent)  # budget spent
+    for maybe_received in (
+        ReadError("reset", url),
+        ReadTimeout("", url),
+        RemoteProtocolError("", url),
+    ):
+        assert policy.should_retry(0, True, error=maybe_received)
+        assert not policy.should_retry(0, False, error=maybe_received)
     assert not policy.should_retry(0, True, error=ValueError("not transport"))
-    assert not policy.should_retry(3, True, error=never_sent)  # budget spent
     assert not RetryPolicy(max_retries=0).should_retry(0, True, status=503)
 
 
-def _refused(url: str) -> httpx.ConnectError:
-    error = httpx.ConnectError("[Errno 111] Connection refused", request=httpx.Request("GET", url))
+def _refused(url: str) -> ConnectError:
+    error = ConnectError("[Errno 111] Connection refused", url)
     error.__cause__ = ConnectionRefusedError(111, "Connection refused")
     return error
 
@@ -228,22 +252,68 @@ def test_input_errors_carry_the_servers_details_without_the_input() -> None:
     assert details == server_validation_details(raw.value)
 
 
+def test_transport_failures_become_the_sdk_errors_with_what_caused_them() -> None:
+    refused = _refused("http://127.0.0.1:8080/api/health")
+    connection = error_from_transport(refused, "http://127.0.0.1:8080")
+    assert type(connection) is TaskQueueConnectionError
+    assert isinstance(connection.original_exception, ConnectionRefusedError)
+    slow = ReadTimeout("read timed out", "http://x/api/health")
+    timeout = error_from_transport(slow, "http://x")
+    assert type(timeout) is TaskQueueTimeoutError
+    assert timeout.message == "the request to http://x timed out (ReadTimeout)"
+    assert timeout.original_exception is slow
+
+
+def test_os_errors_are_worded_the_same_whatever_library_raised_them() -> None:
+    # aiohttp words a refusal "Connect call failed (...)"; httpx and urllib3 use strerror.
+    wrapped = OSError("a library's own words")
+    wrapped.__cause__ = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")
+    assert os_error_text(wrapped) == f"[Errno {errno.ECONNREFUSED}] Connection refused"
+    unknown = socket.gaierror(-2, "Name or service not known")
+    assert os_error_text(unknown) == "[Errno -2] Name or service not known"
+    assert os_error_text(ValueError("no OS error")) is None
+
+
+def test_urls_and_bodies_are_encoded_as_httpx_encoded_them() -> None:
+    url = encode_url("http://h:1", "/api/tasks/a b", {"follow": True, "offset": 3, "x": None})
+    assert url == "http://h:1/api/tasks/a%20b?follow=true&offset=3&x="
+    assert encode_url("http://h:1", "/api/health") == "http://h:1/api/health"
+    assert encode_body({"name": "é", "n": [1, 2]}) == '{"name":"é","n":[1,2]}'.encode()
+    assert encode_body(None) is None
+    url, body, headers = RequestSpec("PUT", "/api/tasks/1", json={"a": 1}).encode("http://h")
+    assert (url, body, headers) == (
+        "http://h/api/tasks/1",
+        b'{"a":1}',
+        {"Content-Type": "application/json"},
+    )
+
+
+def test_task_filters_and_keywords_make_one_query() -> None:
+    given = TaskFilters(status=TaskStatus.FAILED, limit=5)
+    assert filter_params(given, {"queue": None, "offset": None}) == {
+        "status": "Failed",
+        "limit": 5,
+        "offset": 0,
+    }
+    assert filter_params(given, {"limit": 7})["limit"] == 7  # keywords replace its fields
+    assert filter_params(None, {"status": "Pending", "limit": None}) == {"status": "Pending"}
+    with pytest.raises(ValidationError):
+        filter_params(None, {"limit": 0})
+
+
 def test_a_malformed_answer_is_an_api_error() -> None:
     with pytest.raises(APIError, match="unexpected answer"):
         parse_model(Task, {"id": "not-a-uuid"})
 
 
-def test_ndjson_lines_end_at_newlines_only_wherever_the_bytes_are_cut() -> None:
+def test_stream_lines_end_at_newlines_only_wherever_the_bytes_are_cut() -> None:
     # U+2028, U+2029 and U+0085 end lines for str.splitlines; JSON leaves them unescaped.
     items = [{"data": "a\u2028b\u2029c\u0085d\x00"}, {"data": "✓"}, {"event": "end"}]
     body = b"".join(json.dumps(i, ensure_ascii=False).encode() + b"\n" for i in items)
     for size in (1, 2, 3, 7, len(body)):
-        lines = NdjsonLines()
-        got = [item for i in range(0, len(body), size) for item in lines.feed(body[i : i + size])]
+        rest, got = b"", []
+        for i in range(0, len(body), size):
+            lines, rest = split_lines(rest + body[i : i + size])
+            got += [json.loads(line) for line in lines]
         assert got == items
-
-
-def test_ndjson_lines_skip_blank_lines_and_keep_a_partial_line_waiting() -> None:
-    lines = NdjsonLines()
-    assert lines.feed(b'\n  \n{"a": 1}\n{"b"') == [{"a": 1}]
-    assert lines.feed(b": 2}\n") == [{"b": 2}]
+        assert rest == b""

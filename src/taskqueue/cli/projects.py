@@ -17,7 +17,7 @@ from taskqueue.cli._context import (
     rows_table,
 )
 from taskqueue.cli.tasks import resolve_project
-from taskqueue.errors import ConflictError
+from taskqueue.errors import ConflictError, ProjectNotFoundError
 from taskqueue.models import Project
 
 __all__ = ["project_table", "projects"]
@@ -121,9 +121,11 @@ def delete_project(ctx: CliContext, project: str, cascade: bool, yes: bool) -> N
     if not yes:
         confirm(ctx, f"delete project {project}{' and its tasks' if cascade else ''}?")
     try:
-        client.delete_project(project_id, cascade=cascade)
+        deleted = client.delete_project(project_id, cascade=cascade)
     except ConflictError as refused:
         if "cascade=true" not in refused.message:
             raise
         ctx.fail(refused.message.replace("pass cascade=true", "use --cascade"), EXIT_REFUSED)
+    if not deleted:
+        raise ProjectNotFoundError(f"project {project_id} not found", 404)
     ctx.emit({"deleted": project_id}, lambda: f"deleted {project_id}")

@@ -22,7 +22,7 @@ from taskqueue.cli._context import (
     status_style,
 )
 from taskqueue.client import TaskQueueClient
-from taskqueue.errors import ProjectNotFoundError, TaskQueueTimeoutError
+from taskqueue.errors import ProjectNotFoundError, TaskNotFoundError, TaskQueueTimeoutError
 from taskqueue.models import Attempt, LogChunk, Task, TaskPriority, TaskStatus
 
 __all__ = ["resolve_project", "task_detail", "task_table", "tasks", "write_chunk"]
@@ -367,7 +367,8 @@ def delete_task(ctx: CliContext, task_id: str, yes: bool) -> None:
     """Delete a task."""
     if not yes:
         confirm(ctx, f"delete task {task_id}?")
-    ctx.client.delete_task(task_id)
+    if not ctx.client.delete_task(task_id):
+        raise TaskNotFoundError(f"task {task_id} not found", 404)
     ctx.emit({"deleted": task_id}, lambda: f"deleted {task_id}")
 
 

@@ -3,41 +3,32 @@
 from __future__ import annotations
 
 import functools
-import logging
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
-
-import httpx
 
 from taskqueue.client._base import (
     NOT_GIVEN,
-    USER_AGENT,
-    NdjsonLines,
     NotGiven,
     RequestSpec,
-    RetryPolicy,
     drop_unset,
     error_from_response,
+    error_from_transport,
+    filter_params,
     parse_model,
-    parse_retry_after,
-    transport_message,
     validate_input,
 )
-from taskqueue.client._config import resolve_config
-from taskqueue.errors import (
-    TaskQueueConfigError,
-    TaskQueueConnectionError,
-    TaskQueueTimeoutError,
-)
+from taskqueue.client._sync_core import SyncClientCore, every_page, id_of
+from taskqueue.client._wire import TransportError, encode_url
+from taskqueue.errors import ProjectNotFoundError, TaskNotFoundError, TaskQueueTimeoutError
 from taskqueue.models import (
     TERMINAL_STATUSES,
     Attempt,
     BatchTaskCreate,
-    Health,
+    BatchTaskUpdate,
     LogChunk,
     LogPage,
     Project,
@@ -50,37 +41,15 @@ from taskqueue.models import (
     TaskStatus,
     TaskType,
     TaskUpdate,
-    WorkerList,
 )
 
 __all__ = ["TaskQueueClient"]
-
-log: logging.Logger = logging.getLogger("taskqueue.client")
 
 #: Longest single long-poll asked of the server; a longer wait is several of them.
 _WAIT_SLICE_S = 60.0
 
 
-T = TypeVar("T")
-
-
-def _id(value: str | UUID) -> str:
-    return str(value)
-
-
-def _every_page(list_page: Callable[..., list[T]], page_size: int) -> Iterator[T]:
-    """Every item of a listing, asking ``list_page(limit=, offset=)`` for one page at a time."""
-    offset = 0
-    while True:
-        page = list_page(limit=page_size, offset=offset)
-        for item in page:
-            yield item
-        if len(page) < page_size:
-            return
-        offset += len(page)
-
-
-class TaskQueueClient:
+class TaskQueueClient(SyncClientCore):
     """Sync client for the taskqueue API: the async client's methods, blocking.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` /
@@ -89,154 +58,6 @@ class TaskQueueClient:
     ``with TaskQueueClient() as client: ...`` or call :meth:`close` when done; it
     keeps one connection pool for its whole life.
     """
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | None = None,
-        profile: str | None = None,
-        timeout: float | NotGiven | None = NOT_GIVEN,
-        headers: Mapping[str, str] | None = None,
-        max_connections: int = 100,
-        max_keepalive_connections: int = 20,
-        retry_attempts: int = 3,
-        retry_backoff: float | None = None,
-        http2: bool = False,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        """Connect to ``base_url`` (or the configured server).
-
-        ``timeout`` is per request in seconds (``None``: none); ``retry_attempts`` retries
-        connection errors, timeouts and 429/5xx answers with exponential backoff from
-        ``retry_backoff`` seconds (``None``: ``TASKQUEUE_RETRY_BACKOFF``, else 1), honouring
-        ``Retry-After``; ``transport`` replaces httpx's.
-        """
-        config = resolve_config(base_url, api_key, profile, retry_backoff=retry_backoff)
-        self.base_url: str = config.base_url
-        self.api_key: str | None = config.api_key
-        if isinstance(timeout, NotGiven):
-            timeout = config.timeout if config.timeout is not None else 30.0
-        self.timeout: float | None = timeout
-        self.retry: RetryPolicy = RetryPolicy(
-            max_retries=retry_attempts, backoff=config.retry_backoff
-        )
-        sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
-        if self.api_key:
-            sent["Authorization"] = f"Bearer {self.api_key}"
-        if http2 and not _has_h2():
-            raise TaskQueueConfigError(
-                "http2=True needs the h2 package: pip install 'httpx[http2]'"
-            )
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=sent,
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_keepalive_connections,
-            ),
-            http2=http2,
-            transport=transport,
-        )
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> TaskQueueClient:
-        """Use the client as a context manager; it closes on exit."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        """Close the client."""
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def with_options(
-        self,
-        *,
-        timeout: float | NotGiven | None = NOT_GIVEN,
-        retry_attempts: int | None = None,
-        retry_backoff: float | None = None,
-    ) -> TaskQueueClient:
-        """A copy with other settings that shares this client's connection pool."""
-        copy = object.__new__(type(self))
-        copy.__dict__.update(self.__dict__)
-        if not isinstance(timeout, NotGiven):
-            copy.timeout = timeout
-        copy.retry = RetryPolicy(
-            max_retries=self.retry.max_retries if retry_attempts is None else retry_attempts,
-            backoff=self.retry.backoff if retry_backoff is None else retry_backoff,
-        )
-        return copy
-
-    # ------------------------------------------------------------------ transport
-
-    def _timeout(self, hold: float) -> float | None:
-        return None if self.timeout is None else self.timeout + hold
-
-    def _send(self, spec: RequestSpec) -> httpx.Response:
-        retries = 0
-        while True:
-            try:
-                response = self._http.request(
-                    spec.method,
-                    spec.path,
-                    params=spec.params,
-                    json=spec.json,
-                    headers=spec.headers,
-                    timeout=self._timeout(spec.hold),
-                )
-            except httpx.TransportError as exc:
-                if not self.retry.should_retry(retries, spec.idempotent, error=exc):
-                    raise _transport_error(exc, self.base_url) from exc
-                wait = self.retry.delay(retries)
-                log.debug(
-                    "%s %s: %r; retry %d in %.2fs", spec.method, spec.path, exc, retries + 1, wait
-                )
-            else:
-                if response.status_code < 400:
-                    return response
-                if not self.retry.should_retry(
-                    retries, spec.idempotent, status=response.status_code
-                ):
-                    raise error_from_response(response, spec.resource)
-                wait = self.retry.delay(
-                    retries, parse_retry_after(response.headers.get("retry-after"))
-                )
-                log.debug(
-                    "%s %s: %d; retry %d in %.2fs",
-                    spec.method,
-                    spec.path,
-                    response.status_code,
-                    retries + 1,
-                    wait,
-                )
-            retries += 1
-            time.sleep(wait)
-
-    def _json(self, spec: RequestSpec) -> Any:
-        response = self._send(spec)
-        if response.status_code == 204:
-            return None
-        return response.json()
-
-    # ------------------------------------------------------------------ health
-
-    def get_health(self) -> Health:
-        """The server's health: version, database, workers, tasks per status."""
-        return parse_model(Health, self._json(RequestSpec("GET", "/api/health")))
-
-    def list_workers(self) -> WorkerList:
-        """Worker processes registered on the server's database, ``active`` or ``stale``."""
-        return parse_model(WorkerList, self._json(RequestSpec("GET", "/api/workers")))
 
     # ------------------------------------------------------------------ projects
 
@@ -264,15 +85,13 @@ class TaskQueueClient:
                 }
             ),
         )
-        data = self._json(RequestSpec.create("/api/projects", body, "project"))
-        return parse_model(Project, data)
+        return self._model(Project, RequestSpec.create("/api/projects", body, "project"))
 
     def get_project(self, project_id: str | UUID) -> Project:
         """One project."""
-        data = self._json(
-            RequestSpec("GET", f"/api/projects/{_id(project_id)}", resource="project")
+        return self._model(
+            Project, RequestSpec("GET", f"/api/projects/{id_of(project_id)}", resource="project")
         )
-        return parse_model(Project, data)
 
     def list_projects(self, *, limit: int = 100, offset: int = 0) -> list[Project]:
         """A page of projects, oldest first."""
@@ -283,25 +102,32 @@ class TaskQueueClient:
 
     def iter_projects(self, *, page_size: int = 100) -> Iterator[Project]:
         """Every project, a page at a time."""
-        for project in _every_page(self.list_projects, page_size):
+        for project in every_page(self.list_projects, page_size):
             yield project
 
     def update_project(self, project_id: str | UUID, **updates: Any) -> Project:
         """Change the fields given (name, description, status, due_date, tags, metadata)."""
         body = validate_input(ProjectUpdate, updates)
-        data = self._json(
-            RequestSpec("PUT", f"/api/projects/{_id(project_id)}", json=body, resource="project")
+        return self._model(
+            Project,
+            RequestSpec("PUT", f"/api/projects/{id_of(project_id)}", json=body, resource="project"),
         )
-        return parse_model(Project, data)
 
     def delete_project(self, project_id: str | UUID, *, cascade: bool = False) -> bool:
-        """Delete a project; with ``cascade=True`` its tasks too. True when deleted."""
+        """Delete a project; with ``cascade=True`` its tasks too.
+
+        True when deleted; False when the server has no such project (it never existed, or is
+        already deleted). A refusal raises (:class:`ConflictError`: it still has tasks and
+        ``cascade`` is False, or some of them are Running), as does a failure to get an answer.
+        """
         params = {"cascade": "true"} if cascade else None
-        self._json(
-            RequestSpec(
-                "DELETE", f"/api/projects/{_id(project_id)}", params=params, resource="project"
-            )
+        spec = RequestSpec(
+            "DELETE", f"/api/projects/{id_of(project_id)}", params=params, resource="project"
         )
+        try:
+            self._json(spec)
+        except ProjectNotFoundError:
+            return False
         return True
 
     # ------------------------------------------------------------------ tasks
@@ -355,8 +181,7 @@ class TaskQueueClient:
         if given.get("project_id") is None:
             given.pop("project_id", None)
         body = validate_input(TaskCreate, given)
-        data = self._json(RequestSpec.create("/api/tasks", body, "task"))
-        return parse_model(Task, data)
+        return self._model(Task, RequestSpec.create("/api/tasks", body, "task"))
 
     def create_tasks(self, tasks_data: Sequence[Mapping[str, Any]]) -> list[Task]:
         """Create many tasks in one request, all or none.
@@ -369,11 +194,13 @@ class TaskQueueClient:
 
     def get_task(self, task_id: str | UUID) -> Task:
         """One task."""
-        data = self._json(RequestSpec("GET", f"/api/tasks/{_id(task_id)}", resource="task"))
-        return parse_model(Task, data)
+        return self._model(
+            Task, RequestSpec("GET", f"/api/tasks/{id_of(task_id)}", resource="task")
+        )
 
     def list_tasks(
         self,
+        filters: TaskFilters | None = None,
         *,
         status: TaskStatus | str | None = None,
         project_id: str | UUID | None = None,
@@ -382,29 +209,30 @@ class TaskQueueClient:
         queue: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        limit: int | None = None,
+        offset: int | None = None,
     ) -> list[Task]:
-        """A page of tasks matching the filters, oldest first."""
-        filters = validate_input(
-            TaskFilters,
+        """A page of tasks matching the filters, oldest first (100 from offset 0 by default).
+
+        Give the filters as keywords, or as a :class:`TaskFilters` (seed 002's
+        ``list_tasks(TaskFilters(status=..., limit=...))``); keywords given beside one replace
+        its fields.
+        """
+        params = filter_params(
+            filters,
             {
-                k: v
-                for k, v in {
-                    "status": status,
-                    "project_id": project_id,
-                    "priority": priority,
-                    "task_type": task_type,
-                    "queue": queue,
-                    "created_after": created_after,
-                    "created_before": created_before,
-                    "limit": limit,
-                    "offset": offset,
-                }.items()
-                if v is not None
+                "status": status,
+                "project_id": project_id,
+                "priority": priority,
+                "task_type": task_type,
+                "queue": queue,
+                "created_after": created_after,
+                "created_before": created_before,
+                "limit": limit,
+                "offset": offset,
             },
         )
-        data = self._json(RequestSpec("GET", "/api/tasks", params=filters))
+        data = self._json(RequestSpec("GET", "/api/tasks", params=params))
         return [parse_model(Task, t) for t in data["tasks"]]
 
     def iter_tasks(
@@ -430,40 +258,64 @@ class TaskQueueClient:
             created_after=created_after,
             created_before=created_before,
         )
-        for task in _every_page(list_page, page_size):
+        for task in every_page(list_page, page_size):
             yield task
 
     def update_task(self, task_id: str | UUID, **updates: Any) -> Task:
         """Change a task's fields (run fields only while it is Pending)."""
         body = validate_input(TaskUpdate, updates)
-        data = self._json(
-            RequestSpec("PUT", f"/api/tasks/{_id(task_id)}", json=body, resource="task")
+        return self._model(
+            Task, RequestSpec("PUT", f"/api/tasks/{id_of(task_id)}", json=body, resource="task")
         )
-        return parse_model(Task, data)
+
+    def update_tasks(self, updates: Sequence[tuple[str | UUID, Mapping[str, Any]]]) -> list[Task]:
+        """Change many tasks in one request, all or none: ``[(task_id, {field: value}), ...]``.
+
+        The server applies every update or none. When any is refused, nothing changes and a
+        :class:`ConflictError` is raised whose ``details`` has one entry per refused item
+        (``loc`` ``["updates", i, ...]``, ``msg``, ``type`` ``not_found`` / ``conflict`` /
+        ``value_error``, ``task_id``). Answers the tasks as they are after it, in order.
+        """
+        items = [
+            {"task_id": id_of(task_id), "changes": dict(changes)} for task_id, changes in updates
+        ]
+        body = validate_input(BatchTaskUpdate, {"updates": items})
+        data = self._json(RequestSpec("PUT", "/api/tasks/batch", json=body, resource="task"))
+        return [parse_model(Task, t) for t in data["tasks"]]
 
     def cancel_task(self, task_id: str | UUID) -> Task:
         """Cancel a Pending or Running task and its dependents."""
-        data = self._json(RequestSpec("POST", f"/api/tasks/{_id(task_id)}/cancel", resource="task"))
-        return parse_model(Task, data)
+        return self._model(
+            Task, RequestSpec("POST", f"/api/tasks/{id_of(task_id)}/cancel", resource="task")
+        )
 
     def retry_task(self, task_id: str | UUID) -> Task:
         """Re-queue a Failed or Cancelled task."""
-        data = self._json(
+        return self._model(
+            Task,
             RequestSpec(
-                "POST", f"/api/tasks/{_id(task_id)}/retry", resource="task", idempotent=False
-            )
+                "POST", f"/api/tasks/{id_of(task_id)}/retry", resource="task", idempotent=False
+            ),
         )
-        return parse_model(Task, data)
 
     def delete_task(self, task_id: str | UUID) -> bool:
-        """Delete a task. True when deleted."""
-        self._json(RequestSpec("DELETE", f"/api/tasks/{_id(task_id)}", resource="task"))
+        """Delete a task.
+
+        True when deleted; False when the server has no such task (it never existed, or is
+        already deleted: also when an earlier try of this same call deleted it and its answer
+        was lost). A refusal raises (:class:`ConflictError`: the task is Running, or unfinished
+        tasks depend on it), as does a failure to get an answer.
+        """
+        try:
+            self._json(RequestSpec("DELETE", f"/api/tasks/{id_of(task_id)}", resource="task"))
+        except TaskNotFoundError:
+            return False
         return True
 
     def get_attempts(self, task_id: str | UUID) -> list[Attempt]:
         """Every attempt of a task, first to last."""
         data = self._json(
-            RequestSpec("GET", f"/api/tasks/{_id(task_id)}/attempts", resource="task")
+            RequestSpec("GET", f"/api/tasks/{id_of(task_id)}/attempts", resource="task")
         )
         return [parse_model(Attempt, a) for a in data["attempts"]]
 
@@ -482,10 +334,10 @@ class TaskQueueClient:
             params["stream"] = stream
         if attempt is not None:
             params["attempt"] = attempt
-        data = self._json(
-            RequestSpec("GET", f"/api/tasks/{_id(task_id)}/logs", params=params, resource="task")
+        return self._model(
+            LogPage,
+            RequestSpec("GET", f"/api/tasks/{id_of(task_id)}/logs", params=params, resource="task"),
         )
-        return parse_model(LogPage, data)
 
     def follow_logs(
         self,
@@ -501,35 +353,36 @@ class TaskQueueClient:
         is not finished (``Pending`` after a failed attempt that will be retried, ``Running``
         when the next attempt starts), between the chunks of the attempts.
         """
-        path = f"/api/tasks/{_id(task_id)}/logs"
+        path = f"/api/tasks/{id_of(task_id)}/logs"
         reconnects = 0
         while True:
             params: dict[str, Any] = {"follow": "true", "offset": offset}
             if stream is not None:
                 params["stream"] = stream
+            url = encode_url(self.base_url, path, params)
             try:
-                with self._http.stream("GET", path, params=params, timeout=None) as reply:
+                with self._http.stream("GET", url, self.timeout) as reply:
                     if reply.status_code >= 400:
-                        reply.read()
-                        raise error_from_response(reply, "task")
-                    lines = NdjsonLines()
-                    for data in reply.iter_bytes():
-                        for item in lines.feed(data):
-                            if "event" not in item:
-                                chunk = parse_model(LogChunk, item)
-                                offset = chunk.seq + 1
-                                yield chunk
-                            elif item["event"] == "end":
+                        raise error_from_response(reply.read(), "task")
+                    for line in reply.iter_lines():
+                        if not line.strip():
+                            continue
+                        item = json.loads(line)
+                        if "event" in item:
+                            if item["event"] == "end":
                                 return
                             elif item["event"] == "status":
                                 offset = item.get("next_offset", offset)
                                 if on_status is not None:
                                     on_status(TaskStatus(item["status"]))
-                            else:  # the server's follow timed out, and ends: reconnect
-                                offset = item.get("next_offset", offset)
-            except httpx.TransportError as exc:
+                                continue
+                            break  # server-side follow timeout: reconnect
+                        chunk = parse_model(LogChunk, item)
+                        offset = chunk.seq + 1
+                        yield chunk
+            except TransportError as exc:
                 if not self.retry.should_retry(reconnects, True, error=exc):
-                    raise _transport_error(exc, self.base_url) from exc
+                    raise error_from_transport(exc, self.base_url) from exc
                 time.sleep(self.retry.delay(reconnects))
                 reconnects += 1
 
@@ -543,16 +396,16 @@ class TaskQueueClient:
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             hold = min(remaining, _WAIT_SLICE_S)
-            data = self._json(
+            task = self._model(
+                Task,
                 RequestSpec(
                     "GET",
-                    f"/api/tasks/{_id(task_id)}/wait",
+                    f"/api/tasks/{id_of(task_id)}/wait",
                     params={"timeout": round(hold, 3)},
                     resource="task",
                     hold=hold,
-                )
+                ),
             )
-            task = parse_model(Task, data)
             if task.status in TERMINAL_STATUSES:
                 return task
             if time.monotonic() >= deadline:
@@ -560,16 +413,3 @@ class TaskQueueClient:
                     f"task {task.id} is still {task.status.value} after {timeout:g}s",
                     response_data=task.model_dump(mode="json"),
                 )
-
-
-def _has_h2() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("h2") is not None
-
-
-def _transport_error(exc: httpx.TransportError, base_url: str) -> Exception:
-    message = transport_message(exc, base_url)
-    if isinstance(exc, httpx.TimeoutException):
-        return TaskQueueTimeoutError(message)
-    return TaskQueueConnectionError(message)

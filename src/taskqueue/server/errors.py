@@ -149,7 +149,7 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, NotFound):
         return error_response(404, exc.message, rid)
     if isinstance(exc, Conflict):
-        return error_response(409, exc.message, rid)
+        return error_response(409, exc.message, rid, exc.details)
     if isinstance(exc, InvalidInput):
         # Well formed (the document allows it) but it names what is not there or cannot be
         # used: a conflict with what is stored, like a used name; 422 is for breaking the schema.

@@ -19,6 +19,7 @@ from taskqueue._version import __version__
 from taskqueue.models import (
     AttemptList,
     BatchTaskCreate,
+    BatchTaskUpdate,
     ErrorBody,
     Health,
     LogEvent,
@@ -133,6 +134,9 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
                           "depend on earlier items by ref", "201", TaskBatch, BatchTaskCreate,
                           conflicts=True, idempotent=True, tags=("tasks",),
                           creates=("task_id", "$response.body#/tasks/0/id")),
+        "PUT": Operation("updateTasks", "Change many tasks at once (all or none); a 409 lists "
+                         "every refused item in details", response=TaskBatch,
+                         body=BatchTaskUpdate, conflicts=True, tags=("tasks",)),
     },
     "/api/tasks/{task_id}": {
         "GET": Operation("getTask", "Get a task", response=Task, tags=("tasks",)),

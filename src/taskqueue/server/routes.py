@@ -17,6 +17,7 @@ from taskqueue._version import __version__
 from taskqueue.models import (
     TERMINAL_STATUSES,
     BatchTaskCreate,
+    BatchTaskUpdate,
     ProjectCreate,
     ProjectUpdate,
     TaskCreate,
@@ -366,6 +367,17 @@ async def list_workers(request: Request) -> Response:
     return json_response({"workers": workers, "total": len(workers)})
 
 
+async def update_batch(request: Request) -> Response:
+    """``PUT /api/tasks/batch``: change many tasks, all or none.
+
+    A refusal (409) lists every refused item in ``error.details``, and nothing is applied.
+    """
+    no_query(request)
+    batch = await parse_body(request, BatchTaskUpdate)
+    updates = [(str(item.task_id), item.changes) for item in batch.updates]
+    return json_response({"tasks": await store_of(request).update_tasks(updates)})
+
+
 class Endpoint(Protocol):
     """A handler of one method of one path."""
 
@@ -413,7 +425,7 @@ ENDPOINTS: dict[str, dict[str, Endpoint]] = {
     "/": {"GET": root},
     "/api/health": {"GET": health},
     "/api/tasks": {"GET": list_tasks, "POST": create_task},
-    "/api/tasks/batch": {"POST": create_batch},
+    "/api/tasks/batch": {"POST": create_batch, "PUT": update_batch},
     "/api/tasks/{task_id}": {"GET": get_task, "PUT": update_task, "DELETE": delete_task},
     "/api/tasks/{task_id}/cancel": {"POST": cancel_task},
     "/api/tasks/{task_id}/retry": {"POST": retry_task},

@@ -25,7 +25,14 @@ class NotFound(StoreError):
 
 
 class Conflict(StoreError):
-    """The change conflicts with the current state (a running task, a used name...)."""
+    """The change conflicts with the current state (a running task, a used name...).
+
+    ``details`` names each refused part of a request that has several (a batch's items).
+    """
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details: list[dict[str, Any]] = details or []
 
 
 class InvalidInput(StoreError):

@@ -164,6 +164,11 @@ class Store:
         now = self.clock()
         return await self._write(lambda c, fx: tasks.update_task(c, fx, task_id, changes, now))
 
+    async def update_tasks(self, updates: Sequence[tuple[str, TaskUpdate]]) -> list[dict[str, Any]]:
+        """Change many tasks' fields, all or none."""
+        now = self.clock()
+        return await self._write(lambda c, fx: tasks.update_tasks(c, fx, updates, now))
+
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
         """Cancel a task and its dependents."""
         now = self.clock()

@@ -12,7 +12,7 @@ from taskqueue.engine import PRIORITY_RANK, delete_refusal, edit_refusal
 from taskqueue.models import TaskCreate, TaskFilters, TaskStatus, TaskUpdate
 from taskqueue.store import dependencies, idempotency, outbox, transitions
 from taskqueue.store.codec import dumps, task_to_dict, to_us
-from taskqueue.store.errors import Conflict, InvalidInput, NotFound
+from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError
 from taskqueue.store.ids import new_id
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import tasks as tasks_table
@@ -27,6 +27,7 @@ __all__ = [
     "new_task_row",
     "task_counts",
     "update_task",
+    "update_tasks",
 ]
 
 #: The columns of a task row (``seq`` is the database's own), from the schema.
@@ -238,3 +239,41 @@ def task_counts(tx: Tx) -> dict[str, int]:
     """How many tasks are in each status."""
     rows = tx.execute("SELECT status, count(*) FROM tasks GROUP BY status")
     return {str(status): int(count) for status, count in rows}
+
+
+def _refusal(index: int, task_id: str, error: StoreError) -> list[dict[str, Any]]:
+    """What one refused item of a batch update reports, located in the request body."""
+    where: list[Any] = ["updates", index]
+    if isinstance(error, NotFound):
+        return [{"loc": [*where, "task_id"], "msg": error.message, "type": "not_found"}]
+    if isinstance(error, InvalidInput):
+        return [{**d, "loc": [*where, "changes", *d["loc"]]} for d in error.details]
+    return [{"loc": [*where, "changes"], "msg": error.message, "type": "conflict"}]
+
+
+def update_tasks(
+    tx: Tx, fx: Effects, updates: Sequence[tuple[str, TaskUpdate]], now: int
+) -> list[dict[str, Any]]:
+    """Change many tasks' fields, all or none, by the rules of :func:`update_task`.
+
+    Every item is tried, so a refusal names each refused item (``loc`` ``["updates", i, ...]``,
+    ``msg``, ``type``, ``task_id``); if any was refused, :class:`Conflict` carries them all and
+    the transaction (every update already made in it) is rolled back.
+    """
+    refused: list[dict[str, Any]] = []
+    latest: dict[str, dict[str, Any]] = {}
+    for index, (task_id, changes) in enumerate(updates):
+        try:
+            latest[task_id] = update_task(tx, fx, task_id, changes, now)
+        except (NotFound, Conflict, InvalidInput) as error:
+            refused.extend({"task_id": task_id, **d} for d in _refusal(index, task_id, error))
+    if refused:
+        first = refused[0]
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise Conflict(
+            f"{len({d['loc'][1] for d in refused})} of {len(updates)} updates were refused, "
+            f"so none was applied: {where}: {first['msg']}{more}",
+            refused,
+        )
+    return [latest[task_id] for task_id, _ in updates]

@@ -1,0 +1,48 @@
+"""The exception hierarchy under seed 001's module name: ``from taskqueue.exceptions import ...``.
+
+The same classes as :mod:`taskqueue.errors` (and ``from taskqueue import ...``), with seed 001's
+``ConnectionError`` and ``TimeoutError`` as aliases of :class:`TaskQueueConnectionError` and
+:class:`TaskQueueTimeoutError`. Imported bare, those two shadow Python's builtins of the same
+names in the importing module (``except ConnectionError`` then no longer catches the builtin);
+they are left out of ``__all__``, so ``from taskqueue.exceptions import *`` never shadows them.
+"""
+
+from __future__ import annotations
+
+from taskqueue.errors import (
+    APIError,
+    AuthenticationError,
+    AuthorizationError,
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProjectNotFoundError,
+    RateLimitError,
+    ServerError,
+    TaskNotFoundError,
+    TaskQueueConfigError,
+    TaskQueueConnectionError,
+    TaskQueueError,
+    TaskQueueTimeoutError,
+    ValidationError,
+)
+from taskqueue.errors import ConnectionError as ConnectionError
+from taskqueue.errors import TimeoutError as TimeoutError
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "ConflictError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProjectNotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "TaskNotFoundError",
+    "TaskQueueConfigError",
+    "TaskQueueConnectionError",
+    "TaskQueueError",
+    "TaskQueueTimeoutError",
+    "ValidationError",
+]
