@@ -294,6 +294,7 @@ def test_task_filters_and_keywords_make_one_query() -> None:
         "status": "Failed",
         "limit": 5,
         "offset": 0,
+        "sort": "created_at",
     }
     assert filter_params(given, {"limit": 7})["limit"] == 7  # keywords replace its fields
     assert filter_params(None, {"status": "Pending", "limit": None}) == {"status": "Pending"}
