@@ -127,10 +127,10 @@ def test_unknown_dependency_is_refused(live: ServerProcess, api: httpx.Client) -
     assert task_count(api) == before
 
 
-def test_a_malformed_id_is_refused_by_the_server(live: ServerProcess) -> None:
-    result = cli(live.url, "tasks", "get", "not-a-uuid")
-    assert result.exit_code == 5
-    assert_one_clear_error(result.stderr, "not-a-uuid", "not a valid UUID")
+def test_a_malformed_id_is_a_bad_argument(live: ServerProcess) -> None:
+    result = cli(live.url, "tasks", "get", "not-an-id")
+    assert result.exit_code == 2
+    assert_one_clear_error(result.stderr, "'not-an-id' is not a task id", "at least 4 characters")
 
 
 def test_a_field_the_server_refuses_exits_5(live: ServerProcess, api: httpx.Client) -> None:

@@ -48,7 +48,7 @@ def test_create_shows_the_project_and_stores_it(live: ServerProcess, api: httpx.
     assert stored[0]["description"] == "a project"
     assert stored[0]["status"] == "Active"
     assert stored[0]["tags"] == ["etl", "nightly"]
-    assert names_in(result.stdout, "ID") == [stored[0]["id"][:8]]
+    assert names_in(result.stdout, "ID") == [stored[0]["id"][-12:]]
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])
@@ -218,3 +218,16 @@ def test_unknown_project_name_exits_3(
     assert result.returncode == 3, result.stderr
     assert_one_clear_error(result.stderr, "no-such-project")
     assert project_count(api) == before
+
+
+def test_a_project_is_found_by_the_short_id_its_table_shows(
+    live: ServerProcess, api: httpx.Client
+) -> None:
+    project = make_project(api, "pr-short")
+    short = project["id"][-12:]
+    got = cli(live.url, "-o", "json", "projects", "get", short)
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.stdout)["id"] == project["id"]
+    bad = cli(live.url, "projects", "get", "zz-not-a-project")
+    assert bad.exit_code == 3
+    assert_one_clear_error(bad.stderr, "no project is named 'zz-not-a-project'")

@@ -74,7 +74,7 @@ def test_yaml_chain_runs_in_dependency_order(
     assert all(t["status"] == "Completed" for t in (a, b, c))
     assert a["finished_at"] <= b["started_at"]
     assert b["finished_at"] <= c["started_at"]
-    assert names_in(result.stdout, "ID") == [t["id"][:8] for t in (a, b, c)]
+    assert names_in(result.stdout, "ID") == [t["id"][-12:] for t in (a, b, c)]
 
 
 def test_json_lines_file(live: ServerProcess, api: httpx.Client, tmp_path: Path) -> None:

@@ -245,26 +245,26 @@ def test_list_filters_and_formats(live: ServerProcess, api: httpx.Client) -> Non
     ]
     table = cli(live.url, "tasks", "list", "--queue", "q-list")
     assert table.exit_code == 0, table.output
-    assert names_in(table.stdout) == ["list-a", "list-b", "list-c"]
+    assert names_in(table.stdout) == ["list-c", "list-b", "list-a"]  # newest first
     assert names_in(table.stdout, "STATUS") == ["Pending"] * 3
     assert names_in(table.stdout, "PRIORITY") == ["High", "Low", "High"]
-    assert names_in(table.stdout, "ID") == [t["id"][:8] for t in made]
+    assert names_in(table.stdout, "ID") == [t["id"][-12:] for t in reversed(made)]
 
     high = cli(live.url, "tasks", "list", "--queue", "q-list", "--priority", "high")
-    assert names_in(high.stdout) == ["list-a", "list-c"]
+    assert names_in(high.stdout) == ["list-c", "list-a"]
     in_project = cli(live.url, "tasks", "list", "--project", "list-proj")
     assert names_in(in_project.stdout) == ["list-b"]
     pending = cli(live.url, "tasks", "list", "--queue", "q-list", "--status", "pending")
-    assert names_in(pending.stdout) == ["list-a", "list-b", "list-c"]
+    assert names_in(pending.stdout) == ["list-c", "list-b", "list-a"]
     page = cli(live.url, "tasks", "list", "--queue", "q-list", "--limit", "1", "--offset", "1")
     assert names_in(page.stdout) == ["list-b"]
     every = cli(live.url, "tasks", "list", "--queue", "q-list", "--all")
-    assert names_in(every.stdout) == ["list-a", "list-b", "list-c"]
+    assert names_in(every.stdout) == ["list-c", "list-b", "list-a"]
     none = cli(live.url, "tasks", "list", "--queue", "q-list", "--status", "Failed")
     assert none.exit_code == 0
     assert none.stdout.strip() == "no tasks"
 
-    expected = get(api, "/api/tasks", {"queue": "q-list"})["tasks"]
+    expected = get(api, "/api/tasks", {"queue": "q-list", "sort": "-created_at"})["tasks"]
     as_list = cli(live.url, "tasks", "list", "--queue", "q-list", "--format", "json")
     assert as_list.exit_code == 0
     assert json.loads(as_list.stdout) == expected
@@ -275,7 +275,9 @@ def test_list_filters_and_formats(live: ServerProcess, api: httpx.Client) -> Non
     )
     assert (
         json.loads(filtered.stdout)
-        == get(api, "/api/tasks", {"queue": "q-list", "priority": "High"})["tasks"]
+        == get(api, "/api/tasks", {"queue": "q-list", "priority": "High", "sort": "-created_at"})[
+            "tasks"
+        ]
     )
 
 
@@ -570,3 +572,63 @@ def test_attempts_of_a_task_not_run_yet(live: ServerProcess, api: httpx.Client) 
     assert result.exit_code == 0
     assert result.stdout.strip() == "no attempts yet"
     assert json.loads(cli(live.url, "tasks", "attempts", task["id"], "-o", "json").stdout) == []
+
+
+# ------------------------------------------------------------------------------ short ids
+
+
+def test_tables_show_ids_that_differ_and_commands_take_them(
+    live: ServerProcess, api: httpx.Client
+) -> None:
+    made = [make_task(api, f"short-{i}", queue="q-short") for i in range(6)]
+    listed = cli(live.url, "tasks", "list", "--queue", "q-short")
+    shown = names_in(listed.stdout, "ID")
+    # Made within one second, their whole ids share their start; the shown ends all differ.
+    assert len(set(shown)) == 6
+    assert shown == [t["id"][-12:] for t in reversed(made)]  # newest first
+    for task, short in zip(reversed(made), shown, strict=True):
+        got = cli(live.url, "-o", "json", "tasks", "get", short)
+        assert got.exit_code == 0, got.output
+        assert json.loads(got.stdout)["id"] == task["id"]
+    # Any unambiguous start works too, and so does the whole id in capitals.
+    first = made[0]["id"]
+    start = next(
+        first[:n] for n in range(4, 37) if sum(t["id"].startswith(first[:n]) for t in made) == 1
+    )
+    assert json.loads(cli(live.url, "-o", "json", "tasks", "get", start).stdout)["id"] == first
+    upper = cli(live.url, "-o", "json", "tasks", "get", first.upper())
+    assert json.loads(upper.stdout)["id"] == first
+    cancelled = cli(live.url, "tasks", "cancel", shown[0])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert get(api, f"/api/tasks/{made[-1]['id']}")["status"] == "Cancelled"
+
+
+def test_an_ambiguous_or_unknown_part_says_so(live: ServerProcess, api: httpx.Client) -> None:
+    made = [make_task(api, f"ambiguous-{i}", queue="q-ambiguous") for i in range(3)]
+    shared = made[0]["id"][:4]  # the time part: shared by tasks made together
+    assert all(t["id"].startswith(shared) for t in made)
+    result = cli(live.url, "tasks", "get", shared)
+    assert result.exit_code == 2, result.output
+    line = assert_one_clear_error(result.stderr, f"'{shared}' matches", "give more of the id")
+    assert int(line.split(" matches ")[1].split()[0]) >= 3
+    unknown = cli(live.url, "tasks", "get", "0000000f")
+    assert unknown.exit_code == 3, unknown.output
+    assert_one_clear_error(unknown.stderr, "no task id starts or ends with '0000000f'")
+
+
+def test_list_is_newest_first_and_says_when_it_shows_part(
+    live: ServerProcess, api: httpx.Client
+) -> None:
+    made = [make_task(api, f"paged-{i}", queue="q-paged") for i in range(5)]
+    newest = cli(live.url, "tasks", "list", "--queue", "q-paged", "--limit", "2")
+    assert names_in(newest.stdout) == ["paged-4", "paged-3"]
+    assert "showing 2 of 5, newest first (use --all, --limit or --offset)" in newest.stderr
+    oldest = cli(live.url, "tasks", "list", "--queue", "q-paged", "--limit", "2", "--reverse")
+    assert names_in(oldest.stdout) == ["paged-0", "paged-1"]
+    assert "showing 2 of 5, oldest first" in oldest.stderr
+    every = cli(live.url, "tasks", "list", "--queue", "q-paged", "--all")
+    assert names_in(every.stdout) == [f"paged-{i}" for i in range(4, -1, -1)]
+    assert "showing" not in every.stderr
+    as_json = cli(live.url, "-o", "json", "tasks", "list", "--queue", "q-paged", "--limit", "2")
+    assert [t["id"] for t in json.loads(as_json.stdout)] == [made[4]["id"], made[3]["id"]]
+    assert "showing" not in as_json.stderr  # a program reading JSON gets no footer

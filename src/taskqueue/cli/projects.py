@@ -16,7 +16,7 @@ from taskqueue.cli._context import (
     relative,
     rows_table,
 )
-from taskqueue.cli.tasks import resolve_project
+from taskqueue.cli._ids import resolve_project, short_id
 from taskqueue.errors import ConflictError, ProjectNotFoundError
 from taskqueue.models import Project
 
@@ -28,7 +28,7 @@ def project_table(items: Sequence[Project]) -> Table:
     table = rows_table(None, ["ID", "NAME", "STATUS", "TAGS", "CREATED"])
     for project in items:
         table.add_row(
-            str(project.id)[:8],
+            short_id(project.id),
             project.name,
             project.status,
             ", ".join(project.tags) or "-",
@@ -75,7 +75,7 @@ def list_projects(ctx: CliContext, limit: int, offset: int) -> None:
 def get_project(ctx: CliContext, project: str) -> None:
     """Show one project (by id or name)."""
     client = ctx.client
-    found = client.get_project(resolve_project(client, project) or project)
+    found = client.get_project(resolve_project(ctx, project) or project)
     ctx.emit(found, lambda: project_table([found]))
 
 
@@ -105,7 +105,7 @@ def update_project(
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     client = ctx.client
-    updated = client.update_project(resolve_project(client, project) or project, **changes)
+    updated = client.update_project(resolve_project(ctx, project) or project, **changes)
     ctx.emit(updated, lambda: project_table([updated]))
 
 
@@ -117,7 +117,7 @@ def update_project(
 def delete_project(ctx: CliContext, project: str, cascade: bool, yes: bool) -> None:
     """Delete a project (by id or name)."""
     client = ctx.client
-    project_id = resolve_project(client, project) or project
+    project_id = resolve_project(ctx, project) or project
     if not yes:
         confirm(ctx, f"delete project {project}{' and its tasks' if cascade else ''}?")
     try:

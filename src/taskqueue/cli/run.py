@@ -14,11 +14,11 @@ from taskqueue.cli._context import (
     CliContext,
     client_command,
 )
+from taskqueue.cli._ids import resolve_project
 from taskqueue.cli.tasks import (
     PRIORITIES,
     _canonical,
     parse_env,
-    resolve_project,
     write_chunk,
 )
 from taskqueue.models import Attempt, FailureReason, Task, TaskPriority, TaskStatus
@@ -96,7 +96,7 @@ def run(
     task = client.create_task(
         name or line[:255],
         line,
-        resolve_project(client, project),
+        resolve_project(ctx, project),
         **{k: v for k, v in fields.items() if v is not None},
     )
     if detach:

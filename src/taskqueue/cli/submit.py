@@ -23,8 +23,8 @@ from taskqueue.cli._context import (
     CliContext,
     client_command,
 )
+from taskqueue.cli._ids import resolve_project
 from taskqueue.cli.tasks import (
-    resolve_project,
     task_table,
 )
 from taskqueue.errors import ValidationError
@@ -151,7 +151,7 @@ def submit(ctx: CliContext, file: Path, project: str | None, no_wait: bool, verb
     """
     items = plan_batch(_load_items(file))
     client = ctx.client
-    project_id = resolve_project(client, project)
+    project_id = resolve_project(ctx, project)
     if project_id is not None:
         for item in items:
             item.setdefault("project_id", project_id)

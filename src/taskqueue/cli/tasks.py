@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +20,11 @@ from taskqueue.cli._context import (
     rows_table,
     status_style,
 )
-from taskqueue.client import TaskQueueClient
-from taskqueue.errors import ProjectNotFoundError, TaskNotFoundError, TaskQueueTimeoutError
-from taskqueue.models import Attempt, LogChunk, Task, TaskPriority, TaskStatus
+from taskqueue.cli._ids import resolve_project, resolve_task, resolve_tasks, short_id
+from taskqueue.errors import TaskNotFoundError, TaskQueueTimeoutError
+from taskqueue.models import Attempt, LogChunk, Task, TaskFilters, TaskPriority, TaskStatus
 
-__all__ = ["resolve_project", "task_detail", "task_table", "tasks", "write_chunk"]
+__all__ = ["task_detail", "task_table", "tasks", "write_chunk"]
 
 PRIORITIES = click.Choice([p.value for p in TaskPriority], case_sensitive=False)
 #: The statuses a task can have in this version (workflow phases come with workflows).
@@ -60,20 +59,6 @@ def parse_json(text: str | None, option: str) -> Any:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from exc
 
 
-def resolve_project(client: TaskQueueClient, given: str | None) -> str | None:
-    """A project id from an id or a name."""
-    if given is None:
-        return None
-    try:
-        return str(uuid.UUID(given))
-    except ValueError:
-        pass
-    for project in client.iter_projects(page_size=1000):
-        if project.name == given:
-            return str(project.id)
-    raise ProjectNotFoundError(f"no project is named {given!r}", 404)
-
-
 def task_table(items: Sequence[Task], title: str | None = None) -> Table:
     """Tasks as a table: short id, name, coloured status, priority, times, exit code."""
     table = rows_table(
@@ -83,7 +68,7 @@ def task_table(items: Sequence[Task], title: str | None = None) -> Table:
         result = task.result
         retry = retry_note(task)
         table.add_row(
-            str(task.id)[:8],
+            short_id(task.id),
             task.name,
             status_style(task.status.value) + (f", {retry}" if retry else ""),
             task.priority.value,
@@ -243,12 +228,12 @@ def create_task(
     if env:
         fields["environment"] = parse_env(env)
     if depends_on:
-        fields["dependencies"] = list(depends_on)
+        fields["dependencies"] = resolve_tasks(ctx, depends_on)
     client = ctx.client
     task = client.create_task(
         name,
         command,
-        resolve_project(client, project),
+        resolve_project(ctx, project),
         **{k: v for k, v in fields.items() if v is not None},
     )
     ctx.emit(task, lambda: task_detail(task))
@@ -262,6 +247,7 @@ def create_task(
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--all", "every", is_flag=True, help="Every page.")
+@click.option("--reverse", is_flag=True, help="Oldest first (the default is newest first).")
 @client_command
 def list_tasks(
     ctx: CliContext,
@@ -272,20 +258,34 @@ def list_tasks(
     limit: int,
     offset: int,
     every: bool,
+    reverse: bool,
 ) -> None:
-    """List tasks, oldest first."""
-    client = ctx.client
-    filters: dict[str, Any] = {
-        "status": _canonical(status, [s.value for s in TaskStatus]),
-        "project_id": resolve_project(client, project),
-        "priority": _canonical(priority, [p.value for p in TaskPriority]),
-        "queue": queue,
-    }
-    if every:
-        found = list(client.iter_tasks(**filters, page_size=1000))
-    else:
-        found = client.list_tasks(**filters, limit=limit, offset=offset)
+    """List tasks, newest first; the ID column is the end of each id, which commands take."""
+    filters = TaskFilters.model_validate(
+        {
+            "status": _canonical(status, [s.value for s in TaskStatus]),
+            "project_id": resolve_project(ctx, project),
+            "priority": _canonical(priority, [p.value for p in TaskPriority]),
+            "queue": queue,
+            "sort": "created_at" if reverse else "-created_at",
+            "limit": 1000 if every else limit,
+            "offset": offset,
+        }
+    )
+    page = ctx.client.list_tasks_page(filters)
+    found, total = list(page.tasks), page.total
+    while every and page.tasks and len(found) < total - offset:
+        page = ctx.client.list_tasks_page(
+            filters.model_copy(update={"offset": offset + len(found)})
+        )
+        found += page.tasks
     ctx.emit(found, lambda: task_table(found) if found else "no tasks")
+    if ctx.output == "table" and offset + len(found) < total:
+        order = "oldest" if reverse else "newest"
+        click.echo(
+            f"showing {len(found):,} of {total:,}, {order} first (use --all, --limit or --offset)",
+            err=True,
+        )
 
 
 @tasks.command("get")
@@ -293,7 +293,7 @@ def list_tasks(
 @client_command
 def get_task(ctx: CliContext, task_id: str) -> None:
     """Show one task."""
-    task = ctx.client.get_task(task_id)
+    task = ctx.client.get_task(resolve_task(ctx, task_id))
     ctx.emit(task, lambda: task_detail(task))
 
 
@@ -337,7 +337,7 @@ def update_task(
     }
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
-    task = ctx.client.update_task(task_id, **changes)
+    task = ctx.client.update_task(resolve_task(ctx, task_id), **changes)
     ctx.emit(task, lambda: task_detail(task))
 
 
@@ -346,7 +346,7 @@ def update_task(
 @client_command
 def cancel_task(ctx: CliContext, task_id: str) -> None:
     """Cancel a task (and its dependents); a running one is killed."""
-    task = ctx.client.cancel_task(task_id)
+    task = ctx.client.cancel_task(resolve_task(ctx, task_id))
     ctx.emit(task, lambda: f"cancelled {task.id}")
 
 
@@ -355,7 +355,7 @@ def cancel_task(ctx: CliContext, task_id: str) -> None:
 @client_command
 def retry_task(ctx: CliContext, task_id: str) -> None:
     """Re-queue a Failed or Cancelled task."""
-    task = ctx.client.retry_task(task_id)
+    task = ctx.client.retry_task(resolve_task(ctx, task_id))
     ctx.emit(task, lambda: f"re-queued {task.id}")
 
 
@@ -365,6 +365,7 @@ def retry_task(ctx: CliContext, task_id: str) -> None:
 @client_command
 def delete_task(ctx: CliContext, task_id: str, yes: bool) -> None:
     """Delete a task."""
+    task_id = resolve_task(ctx, task_id)
     if not yes:
         confirm(ctx, f"delete task {task_id}?")
     if not ctx.client.delete_task(task_id):
@@ -379,7 +380,7 @@ def delete_task(ctx: CliContext, task_id: str, yes: bool) -> None:
 def wait_task(ctx: CliContext, task_id: str, timeout: float) -> None:
     """Wait until a task ends; exit 1 if it did not complete."""
     try:
-        task = ctx.client.wait_for_completion(task_id, timeout=timeout)
+        task = ctx.client.wait_for_completion(resolve_task(ctx, task_id), timeout=timeout)
     except TaskQueueTimeoutError as waited:
         if "status" not in waited.response_data:
             raise  # the request itself timed out: a connection problem
@@ -397,6 +398,7 @@ def wait_task(ctx: CliContext, task_id: str, timeout: float) -> None:
 def task_logs(ctx: CliContext, task_id: str, follow: bool, stream: str | None) -> None:
     """Print a task's output (stdout to stdout, stderr to stderr)."""
     client = ctx.client
+    task_id = resolve_task(ctx, task_id)
     if follow:
         for chunk in client.follow_logs(task_id, stream=stream):
             write_chunk(chunk)
@@ -421,5 +423,5 @@ def task_logs(ctx: CliContext, task_id: str, follow: bool, stream: str | None) -
 @client_command
 def task_attempts(ctx: CliContext, task_id: str) -> None:
     """Every attempt of a task."""
-    found = ctx.client.get_attempts(task_id)
+    found = ctx.client.get_attempts(resolve_task(ctx, task_id))
     ctx.emit(found, lambda: attempt_table(found) if found else "no attempts yet")

@@ -37,6 +37,7 @@ from taskqueue.models import (
     Task,
     TaskCreate,
     TaskFilters,
+    TaskList,
     TaskPriority,
     TaskStatus,
     TaskType,
@@ -211,12 +212,15 @@ class TaskQueueClient(SyncClientCore):
         created_before: datetime | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        sort: str | None = None,
+        id_part: str | None = None,
     ) -> list[Task]:
         """A page of tasks matching the filters, oldest first (100 from offset 0 by default).
 
         Give the filters as keywords, or as a :class:`TaskFilters` (seed 002's
         ``list_tasks(TaskFilters(status=..., limit=...))``); keywords given beside one replace
-        its fields.
+        its fields. ``sort="-created_at"`` lists newest first; ``id_part`` keeps the tasks
+        whose id starts or ends with it.
         """
         params = filter_params(
             filters,
@@ -230,10 +234,17 @@ class TaskQueueClient(SyncClientCore):
                 "created_before": created_before,
                 "limit": limit,
                 "offset": offset,
+                "sort": sort,
+                "id_part": id_part,
             },
         )
         data = self._json(RequestSpec("GET", "/api/tasks", params=params))
         return [parse_model(Task, t) for t in data["tasks"]]
+
+    def list_tasks_page(self, filters: TaskFilters) -> TaskList:
+        """A page of tasks with how many match in all (``total``), for paging displays."""
+        params = filter_params(filters, {})
+        return self._model(TaskList, RequestSpec("GET", "/api/tasks", params=params))
 
     def iter_tasks(
         self,
