@@ -1,6 +1,6 @@
 """taskqueue: a durable task queue with an HTTP API, workers, an async-first SDK and a CLI.
 
-Every exception of seed 001's hierarchy is importable from here (and from
+Every exception of the SDK's hierarchy is importable from here (and from
 :mod:`taskqueue.exceptions`), ``ConnectionError`` and ``TimeoutError`` too: they are aliases of
 :class:`TaskQueueConnectionError` and :class:`TaskQueueTimeoutError` that shadow Python's
 builtins in a module that imports them bare, and are left out of ``__all__`` so that

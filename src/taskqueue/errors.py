@@ -169,7 +169,7 @@ class TaskQueueConfigError(TaskQueueError):
     """A configuration file or setting is wrong; the message names the file and line."""
 
 
-# Seed 001's names for the two, as aliases. Imported bare (``from taskqueue import
+# The documented alias names for the two. Imported bare (``from taskqueue import
 # ConnectionError``) they shadow Python's builtins of the same names in that module; they are
 # left out of ``__all__`` so that a star import never does.
 ConnectionError = TaskQueueConnectionError

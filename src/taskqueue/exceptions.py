@@ -1,6 +1,6 @@
-"""The exception hierarchy under seed 001's module name: ``from taskqueue.exceptions import ...``.
+"""The exception hierarchy under its module name: ``from taskqueue.exceptions import ...``.
 
-The same classes as :mod:`taskqueue.errors` (and ``from taskqueue import ...``), with seed 001's
+The same classes as :mod:`taskqueue.errors` (and ``from taskqueue import ...``), with
 ``ConnectionError`` and ``TimeoutError`` as aliases of :class:`TaskQueueConnectionError` and
 :class:`TaskQueueTimeoutError`. Imported bare, those two shadow Python's builtins of the same
 names in the importing module (``except ConnectionError`` then no longer catches the builtin);

@@ -218,7 +218,7 @@ class AsyncTaskQueueClient(AsyncClientCore):
     ) -> list[Task]:
         """A page of tasks matching the filters, oldest first (100 from offset 0 by default).
 
-        Give the filters as keywords, or as a :class:`TaskFilters` (seed 002's
+        Give the filters as keywords, or as a :class:`TaskFilters` (as in
         ``list_tasks(TaskFilters(status=..., limit=...))``); keywords given beside one replace
         its fields. ``sort="-created_at"`` lists newest first; ``id_part`` keeps the tasks
         whose id starts or ends with it.

@@ -322,7 +322,7 @@ def parse_model(model: type[M], data: Any) -> M:
         raise APIError(f"unexpected answer from the server: {exc.errors()[0]['msg']}") from exc
 
 
-#: The headers an API key may travel in: seed 001's two ways.
+#: The headers an API key may travel in.
 API_KEY_HEADERS: Final = ("Authorization", "X-API-Key")
 
 

@@ -77,7 +77,7 @@ class SyncClientCore:
     ) -> None:
         """Connect to ``base_url`` (or the configured server).
 
-        The first seven parameters may be given in order (seed 001's); the rest by name.
+        The first seven parameters may be given in order; the rest by name.
         ``timeout`` is per request in seconds (``None``: none); ``retry_attempts`` retries
         connection errors, timeouts and 429/5xx answers with exponential backoff from
         ``retry_backoff`` seconds (``None``: ``TASKQUEUE_RETRY_BACKOFF``, else 1), honouring

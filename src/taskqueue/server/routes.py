@@ -193,7 +193,7 @@ async def create_batch(request: Request) -> Response:
 
 
 async def list_tasks(request: Request) -> Response:
-    """``GET /api/tasks`` with seed 001's TaskFilters."""
+    """``GET /api/tasks`` with its filters."""
     filters = parse_query(request, TaskFilters)
     page, total = await store_of(request).list_tasks(filters)
     return page_response("tasks", page, total, filters.limit, filters.offset)
