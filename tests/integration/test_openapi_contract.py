@@ -467,7 +467,7 @@ def test_405_and_options_name_every_method_of_the_path(
 def test_the_batch_path_is_not_a_task_id(shared: httpx.Client) -> None:
     response = shared.get("/api/tasks/batch")
     assert response.status_code == 405, response.text
-    assert response.headers["allow"] == "POST, OPTIONS"
+    assert response.headers["allow"] == "POST, PUT, OPTIONS"
 
 
 def test_head_answers_as_get_without_a_body(shared: httpx.Client) -> None:
