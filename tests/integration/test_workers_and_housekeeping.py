@@ -326,8 +326,14 @@ def test_the_orphan_sweep_kills_only_what_this_deployment_provably_started(
         # older version running on the same host would kill the orphan and the decoys too:
         # its sweep is what this test is about.)
         assert second.log is not None
-        killed = re.findall(r"killed process group (\d+)", second.log.read_text())
-        assert killed == [str(orphan.pid)], "the orphan was killed, but not by this server"
+        log = second.log
+
+        def killed() -> list[str]:
+            return re.findall(r"killed process group (\d+)", log.read_text())
+
+        # The kill comes first and its log line a moment after: wait for the line.
+        wait_until(lambda: bool(killed()), 30, "the server to say what it killed")
+        assert killed() == [str(orphan.pid)], "the orphan was killed, but not by this server"
         dead = {name for name, process in decoys.items() if process.poll() is not None}
         assert not dead, f"decoys killed, though not by this server: {sorted(dead)}"
     finally:
