@@ -763,8 +763,12 @@ def test_logs_follow_streams_while_running(shared: httpx.Client) -> None:
             if not line.strip():
                 continue
             event = json.loads(line)
+            if event.get("event") == "status":
+                # The task started after the follow began (Pending, then Running).
+                assert event["status"] == "Running", event
+                continue
             if not events:
-                # The first line came while the command was still running.
+                # The first output came while the command was still running.
                 status_at_first_line = get(shared, task["id"])["status"]
             events.append(event)
     assert status_at_first_line == "Running"

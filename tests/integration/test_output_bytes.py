@@ -45,9 +45,10 @@ def followed_text(api: httpx.Client, task_id: str) -> str:
     ) as response:
         assert response.status_code == 200
         body = response.read()
-    *chunks, end = [json.loads(line) for line in body.split(b"\n") if line]
+    *lines, end = [json.loads(line) for line in body.split(b"\n") if line]
     assert end["event"] == "end"
-    return "".join(chunk["data"] for chunk in chunks)
+    # Between the chunks, a followed task that was still to start says so in status lines.
+    return "".join(line["data"] for line in lines if "event" not in line)
 
 
 def sdk_texts(server: ServerProcess, task_id: str) -> tuple[str, str]:
