@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import httpx
 import pytest
 import sqlalchemy
 
-from tests.conftest import BIN, PgDatabases, ServerProcess, free_port, wait_status
+from tests.conftest import BIN, PgDatabases, ServerProcess, free_port, wait_status, wait_until
 from tests.unprivileged import NOBODY, as_nobody, give_to_nobody
 
 API_KEY = "tq-api-key-Zq81xWv2"
@@ -97,17 +96,17 @@ def start_server(
     assert process.stdin is not None
     process.stdin.write(stdin.encode())
     process.stdin.close()
-    deadline = time.monotonic() + 60
-    while True:
+
+    def up() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"the server exited {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                return process
+            return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+            return False
+
+    wait_until(up, 60, f"the server to answer (its log: {log})")
+    return process
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
