@@ -7,6 +7,8 @@ import functools
 import ipaddress
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import orjson
 from starlette.applications import Starlette
@@ -38,6 +40,17 @@ class ServerSettings:
     #: Origins (``scheme://host[:port]``, normalised) whose web pages may call the API, besides
     #: the server's own (see :mod:`taskqueue.server.guards`).
     allowed_origins: tuple[str, ...] = ()
+    #: When requests need an API key: ``"auto"`` (once any key exists in the database),
+    #: ``"required"`` (always: a server listening beyond loopback) or ``"off"`` (never: only
+    #: for loopback, ``--no-auth``).
+    auth: Literal["auto", "required", "off"] = "auto"
+    #: The file holding the server's secret pepper for API key hashes; None: ``<db>.secret``
+    #: beside a SQLite database (required on PostgreSQL once keys are used).
+    secret_file: Path | None = None
+    #: Host names (``Host`` header, without port) the API answers to; empty: loopback names.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Addresses or networks of reverse proxies whose ``X-Forwarded-*`` headers are honoured.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=1024)
