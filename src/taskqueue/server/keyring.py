@@ -129,9 +129,14 @@ class Keyring:
         """
         await self.refresh()
         if self.secret_file is not None:
-            create = not is_postgres_url(self.store.url) or not self.any_keys
-            if self.secret_file.exists() or create:
+            if self.secret_file.exists() or not self.any_keys:
                 self.pepper = load_pepper(self.secret_file, create=True)
+            else:  # a new pepper could check none of the keys: say the file is missing
+                raise PepperError(
+                    f"the secret file {self.secret_file} does not exist, and this database "
+                    "has API keys made with it; give the servers' secret file: --secret-file "
+                    "PATH (or TASKQUEUE_SECRET_FILE)"
+                )
         if self.pepper is not None:
             if not await self.store.check_pepper(fingerprint(self.pepper)):
                 raise PepperError(
