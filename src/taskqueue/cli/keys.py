@@ -24,23 +24,27 @@ from taskqueue.models import ApiKey, NewApiKey
 
 __all__ = ["keys"]
 
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)([smhdw]?)$", re.ASCII)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: The longest duration taken (a hundred years): past it a date overflows.
+_MAX_DURATION_S = 36500 * 86400
 
 
-def parse_duration(text: str, option: str) -> float:
-    """Seconds in ``30m``, ``12h``, ``90d`` or ``3600`` (seconds)."""
-    value = text.strip().lower()
-    if value.replace(".", "", 1).isdigit():
-        return float(value)
-    match = _DURATION_RE.match(value)
+def parse_duration(text: str, option: str, *, positive: bool = False) -> float:
+    """Seconds in ``30m``, ``12h``, ``90d`` or ``3600`` (seconds); more than 0 if ``positive``."""
+    match = _DURATION_RE.match(text.strip().lower())
     if match is None:
         raise click.BadParameter(
             f"{text!r} is not a duration: give seconds or a number and s, m, h, d or w "
             "(for example 30d)",
             param_hint=option,
         )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > _MAX_DURATION_S:
+        raise click.BadParameter(f"{text!r} is more than 100 years", param_hint=option)
+    if positive and seconds <= 0:
+        raise click.BadParameter(f"{text!r} is not more than 0", param_hint=option)
+    return seconds
 
 
 def key_table(items: Sequence[ApiKey]) -> Table:
@@ -179,7 +183,7 @@ def create_key(
     expires = None
     if expires_in is not None:
         expires = datetime.now(timezone.utc) + timedelta(
-            seconds=parse_duration(expires_in, "--expires-in")
+            seconds=parse_duration(expires_in, "--expires-in", positive=True)
         )
     if db is None and admin and not _has_credentials(ctx):
         db = os.environ.get("TASKQUEUE_DATABASE_URL") or "taskqueue.db"  # the first key
