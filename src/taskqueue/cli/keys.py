@@ -126,6 +126,8 @@ def _run_local(db: str, secret_file: Path | None, work: Any) -> Any:
         raise _explain(exc) from exc
 
     async def run() -> Any:
+        from taskqueue.store import Conflict, NotFound
+
         store.start()
         try:
             if not await store.check_pepper(fingerprint(pepper)):
@@ -134,6 +136,8 @@ def _run_local(db: str, secret_file: Path | None, work: Any) -> Any:
                     "with; give the servers' --secret-file"
                 )
             return await work(store, pepper)
+        except (NotFound, Conflict) as exc:  # no such key, or a part of more than one id
+            raise click.ClickException(str(exc)) from None
         finally:
             await store.close()
 
@@ -247,9 +251,21 @@ def _create_local(
 async def _project_id(store: Any, given: str) -> str:
     page, _ = await store.list_projects(10_000, 0)
     for project in page:
-        if given in (project["id"], project["name"]) or project["id"].startswith(given):
+        if given in (project["id"], project["name"]):
             return str(project["id"])
-    raise click.ClickException(f"no project {given!r} in this database")
+    part = given.lower()
+    matches = [
+        str(p["id"])
+        for p in page
+        if len(part) >= 4 and (str(p["id"]).startswith(part) or str(p["id"]).endswith(part))
+    ]
+    if len(matches) > 1:  # ids made in the same minute share their start: never the first
+        raise click.UsageError(
+            f"{given!r} matches {len(matches)} projects; give more of the id, or the name"
+        )
+    if not matches:
+        raise click.ClickException(f"no project {given!r} in this database")
+    return matches[0]
 
 
 def _show_new(ctx: CliContext, made: NewApiKey) -> None:
@@ -313,10 +329,29 @@ def rotate_key(ctx: CliContext, key: str, grace: str) -> None:
 
 
 def _key_id(ctx: CliContext, given: str) -> str:
-    """The id of the key ``given`` names: an id, a prefix, or the start or end of an id."""
-    for key in ctx.client.list_keys():
-        if given in (str(key.id), key.prefix) or str(key.id).startswith(given):
-            return str(key.id)
-        if len(given) >= 4 and str(key.id).endswith(given):
-            return str(key.id)
-    return given
+    """The id of the key ``given`` names: an id, a prefix, or the start or end of an id.
+
+    Key ids are UUIDv7, so keys made in the same minute share their start: a part that
+    matches more than one key is refused, never taken to mean the first.
+    """
+    found = ctx.client.list_keys()
+    exact = [str(k.id) for k in found if given in (str(k.id), k.prefix)]
+    if exact:
+        return exact[0]
+    part = given.lower()
+    matches = [
+        str(k.id)
+        for k in found
+        if len(part) >= 4 and (str(k.id).startswith(part) or str(k.id).endswith(part))
+    ]
+    if len(matches) > 1:
+        raise click.UsageError(
+            f"{given!r} matches {len(matches)} keys ({', '.join(matches[:5])}); give more of "
+            "the id, or the key's prefix"
+        )
+    if not matches:
+        raise click.ClickException(
+            f"no key has the prefix {given!r} or an id that starts or ends with it "
+            "(see `taskqueue keys list`)"
+        )
+    return matches[0]
