@@ -114,10 +114,14 @@ def _run_local(db: str, secret_file: Path | None, work: Any) -> Any:
             "keys on PostgreSQL need the servers' secret file: give --secret-file PATH "
             "(or TASKQUEUE_SECRET_FILE), the same file the servers are given"
         )
-    try:
-        pepper = load_pepper(path, create=True)
-    except PepperError as exc:
-        raise click.ClickException(str(exc)) from None
+
+    def pepper_of() -> bytes:
+        try:
+            return load_pepper(path, create=True)
+        except PepperError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    pepper = pepper_of() if path.exists() else None
     try:
         store = open_store(db)
     except UnusableDatabase as exc:
@@ -128,8 +132,16 @@ def _run_local(db: str, secret_file: Path | None, work: Any) -> Any:
     async def run() -> Any:
         from taskqueue.store import Conflict, NotFound
 
+        nonlocal pepper
         store.start()
         try:
+            if pepper is None:  # a new pepper only for a database without keys
+                if await store.read_keys():
+                    raise click.ClickException(
+                        f"the secret file {path} does not exist, and this database has API "
+                        "keys made with it; give the servers' --secret-file"
+                    )
+                pepper = pepper_of()
             if not await store.check_pepper(fingerprint(pepper)):
                 raise click.ClickException(
                     f"the secret file {path} is not the one this database's keys were made "
