@@ -16,7 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
+from taskqueue.apikeys import PepperError
+from taskqueue.service import check_keys
 from tests.cli.helpers import assert_one_clear_error, cli, sub_env
 from tests.conftest import BIN, ServerProcess, free_port, query_db, wait_until
 
@@ -91,7 +94,8 @@ def test_keys_on_postgres_need_the_secret_file(db_url: str, tmp_path: Path) -> N
     other.chmod(0o600)
     assert "is not the one" in _server_refuses(db_url, "--secret-file", str(other))
     missing = tmp_path / "missing.secret"
-    assert "does not exist" in _server_refuses(db_url, "--secret-file", str(missing))
+    with pytest.raises(PepperError, match="does not exist"):
+        check_keys(db_url, missing)  # what a server checks before it serves
     assert not missing.exists()  # no pepper made that could check none of the keys
 
 

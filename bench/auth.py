@@ -1,0 +1,238 @@
+"""The authentication benchmark: what checking an API key costs a request, in one run.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.auth                # 6 rounds of 2,000 requests a row (~2 min)
+    .venv/bin/python -m bench.auth --quick        # 2 rounds of 300 (a smoke run)
+    .venv/bin/python -m bench.auth --rounds 10 --requests 3000 --clients 16
+
+Two ``taskqueue server --workers 0`` processes on fresh SQLite files run side by side: *open*,
+on a database with no key (so no request needs one), and *keyed*, on a database with an admin
+key (``taskqueue keys create --admin --db``), which every request presents as
+``Authorization: Bearer``. Each is measured on single enqueues (``POST /api/tasks`` onto the
+queue ``parked``, which nothing serves) and on reads of one task (``GET /api/tasks/{id}``),
+from ``--clients`` coroutines sharing one ``httpx.AsyncClient``; every answer is checked.
+Each round measures every row on both servers, one right after the other, in an order that
+alternates from round to round, and a row's ratio keyed/open is the median of the
+round-by-round ratios (its req/s is its median round): the machine is shared and noisy, and
+what slows one server's run slows the other's beside it too. The server CPU time per request
+(user + system, from ``psutil``) is the most direct figure of what authentication adds. The
+goal is a ratio of at least 0.95. The results are also written to ``bench/results-auth.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.run import TASKQUEUE, Server, fmt, say
+from bench.sdk_load import Round, async_round
+
+RESULTS = Path(__file__).resolve().parent / "results-auth.json"
+GOAL = 0.95
+BODY = {"name": "bench-auth", "command": "true", "queue": "parked"}
+
+
+class KeyedServer(Server):
+    """A bench server on a database that has an admin key (made on the file before it starts)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        super().__init__(workers)
+        made = subprocess.run(
+            [str(TASKQUEUE), "keys", "create", "--admin", "--name", "bench", "--db", str(self.db)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.dir,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"keys create failed: {made.stderr}")
+        self.key: str | None = made.stdout.strip()
+
+
+@dataclass
+class Row:
+    """One kind of request on one server, and its rounds."""
+
+    what: str
+    server: str
+    rounds: list[Round] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(r.rate for r in self.rounds)
+
+    @property
+    def server_us(self) -> float:
+        return statistics.median(1e6 * r.server_cpu_s / r.requests for r in self.rounds)
+
+
+class Target:
+    """One server and a client on it that presents its key, if it has one."""
+
+    def __init__(self, name: str, server: Server, clients: int) -> None:
+        self.name = name
+        self.server = server
+        key = getattr(server, "key", None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        self.client = httpx.AsyncClient(
+            base_url=server.url, headers=headers, limits=limits, timeout=30
+        )
+        self.task_id = ""
+
+    async def open(self) -> None:
+        if getattr(self.server, "key", None):  # the key is needed: check that it is
+            async with httpx.AsyncClient(base_url=self.server.url) as bare_client:
+                bare = await bare_client.get("/api/tasks")  # logs one "missing key" warning
+            if bare.status_code != 401:
+                raise RuntimeError(f"the keyed server answered {bare.status_code} without a key")
+        response = await self.client.post("/api/tasks", json=BODY)
+        response.raise_for_status()
+        self.task_id = response.json()["id"]
+
+    async def enqueue(self) -> None:
+        response = await self.client.post("/api/tasks", json=BODY)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /api/tasks: {response.status_code} {response.text[:200]}")
+
+    async def get(self) -> None:
+        response = await self.client.get(f"/api/tasks/{self.task_id}")
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /api/tasks/id: {response.status_code} {response.text[:200]}")
+
+
+async def measure(
+    targets: list[Target], rounds: int, total: int, clients: int
+) -> tuple[dict[tuple[str, str], Row], dict[str, list[float]]]:
+    rows = {(w, t.name): Row(w, t.name) for w in ("enqueue", "get") for t in targets}
+    ratios: dict[str, list[float]] = {"enqueue": [], "get": []}
+    for target in targets:
+        await target.open()
+
+    def call(target: Target, what: str) -> Callable[[], Awaitable[None]]:
+        return target.enqueue if what == "enqueue" else target.get
+
+    for target in targets:  # warm-up, not counted: opens the connections
+        for what in ("enqueue", "get"):
+            await async_round(call(target, what), min(total, 300), clients, target.server)
+    for i in range(rounds):
+        order = targets if i % 2 == 0 else targets[::-1]
+        for what in ("enqueue", "get") if i % 2 == 0 else ("get", "enqueue"):
+            got: dict[str, Round] = {}
+            for target in order:
+                got[target.name] = await async_round(
+                    call(target, what), total, clients, target.server
+                )
+                rows[(what, target.name)].rounds.append(got[target.name])
+            ratio = got["keyed"].rate / got["open"].rate
+            ratios[what].append(ratio)
+            say(
+                f"  round {i + 1}: {what:8} open {got['open'].rate:7,.0f} req/s, keyed "
+                f"{got['keyed'].rate:7,.0f} req/s, keyed/open {ratio:.3f}"
+            )
+    return rows, ratios
+
+
+def report(
+    rows: dict[tuple[str, str], Row], ratios: dict[str, list[float]], args: argparse.Namespace
+) -> dict[str, Any]:
+    say("")
+    say(f"{'request':26} {'open req/s':>11} {'keyed req/s':>12} {'keyed/open':>11} "
+        f"{'server CPU µs/req open → keyed':>32}")  # fmt: skip
+    names = {"enqueue": "POST /api/tasks", "get": "GET /api/tasks/{id}"}
+    out: dict[str, Any] = {}
+    for what in ("enqueue", "get"):
+        open_, keyed = rows[(what, "open")], rows[(what, "keyed")]
+        ratio = statistics.median(ratios[what])
+        met = "meets" if ratio >= GOAL else "BELOW"
+        say(
+            f"{names[what]:26} {open_.rate:11,.0f} {keyed.rate:12,.0f} {ratio:11.3f} "
+            f"{fmt(open_.server_us):>20} → {fmt(keyed.server_us)}   ({met} the goal {GOAL})"
+        )
+        out[what] = {
+            "request": names[what],
+            "open_req_per_s": round(open_.rate, 1),
+            "keyed_req_per_s": round(keyed.rate, 1),
+            "ratio_keyed_open": round(ratio, 4),
+            "ratios": [round(r, 4) for r in ratios[what]],
+            "server_cpu_us_per_request": {
+                "open": round(open_.server_us, 1),
+                "keyed": round(keyed.server_us, 1),
+            },
+            "goal": GOAL,
+            "met": ratio >= GOAL,
+        }
+    return {
+        "when": datetime.now().isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "machine": platform.platform(),
+        "rounds": args.rounds,
+        "requests_per_round": args.requests,
+        "clients": args.clients,
+        "figures": out,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    open_server, keyed_server = Server(0), KeyedServer(0)
+    targets: list[Target] = []
+    try:
+        open_server.start()
+        keyed_server.start()
+        targets = [
+            Target("open", open_server, args.clients),
+            Target("keyed", keyed_server, args.clients),
+        ]
+        say(
+            f"two servers (--workers 0, SQLite): open {open_server.url}, keyed "
+            f"{keyed_server.url}; {args.rounds} rounds of {args.requests:,} requests, "
+            f"{args.clients} in flight"
+        )
+        rows, ratios = await measure(targets, args.rounds, args.requests, args.clients)
+        result = report(rows, ratios, args)
+        problems = [
+            line
+            for line in open_server.problems() + keyed_server.problems()
+            if "missing key" not in line  # the check that the keyed server needs the key
+        ]
+        if problems:
+            result["server_log_warnings"] = problems
+            say(f"the servers logged {len(problems)} warning line(s): {problems[:3]}")
+        return result
+    finally:
+        for target in targets:
+            await target.client.aclose()
+        open_server.stop()
+        keyed_server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=2000, help="requests a row a round")
+    parser.add_argument("--clients", type=int, default=16, help="requests in flight")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 300: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.requests = 2, 300
+    result = asyncio.run(run(args))
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    say(f"\nwritten to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
