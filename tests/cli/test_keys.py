@@ -188,6 +188,26 @@ def test_create_through_the_api_resolves_a_project_name(keyed: Keyed) -> None:
         assert client.get("/api/keys").status_code == 403  # write is not admin
 
 
+def test_a_key_pair_is_printed_as_two_variables_and_listed_without_its_secret(
+    keyed: Keyed,
+) -> None:
+    made = keyed.admin("keys", "create", "--name", "signer", "--pair", "--scope", "write")
+    assert made.exit_code == 0, made.output
+    lines = made.stdout.splitlines()
+    assert len(lines) == 2, made.stdout
+    assert re.fullmatch(r"TASKQUEUE_PUBLIC_KEY=tqp_[0-9A-Za-z]{16}", lines[0])
+    assert re.fullmatch(r"TASKQUEUE_SECRET_KEY=tqs_[0-9A-Za-z]{43}", lines[1])
+    public, secret = (line.split("=", 1)[1] for line in lines)
+    stored = keyed.key("signer")
+    assert stored["kind"] == "pair"
+    assert stored["prefix"] == public
+    listed = keyed.admin("--format", "json", "keys", "list")
+    assert public in listed.stdout
+    assert secret not in listed.stdout
+    assert not [row for row in query_db(keyed.db, "SELECT * FROM api_keys")
+                if any(secret in str(v) for v in row)]  # fmt: skip
+
+
 def test_list_shows_every_field_and_never_a_secret(keyed: Keyed) -> None:
     key = keyed.make("lister", "--scope", "read", "--expires-in", "30d", "--rate-limit", "50")
     assert keyed.key("lister")["last_used_at"] is None
