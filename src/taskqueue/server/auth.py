@@ -50,6 +50,11 @@ __all__ = [
 log: logging.Logger = logging.getLogger(__name__)
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="taskqueue"'}
+_KEY_ID = KEY_ID_HEADER.lower()
+_SIGNATURE = SIGNATURE_HEADER.lower()
+_TIMESTAMP = TIMESTAMP_HEADER.lower()
+#: Principals kept per key at most (one per key: a key's record changes only on a re-read).
+MAX_PRINCIPALS = 10_000
 #: Signatures remembered at most (older ones are forgotten first).
 MAX_SEEN_SIGNATURES = 1_000_000
 
@@ -106,11 +111,23 @@ class Authenticator:
         self.key_buckets: Buckets = Buckets()
         self.failure_buckets: Buckets = Buckets()
         self._seen: dict[str, float] = {}
+        self._principals: dict[str, tuple[KeyRecord, Principal]] = {}
 
     @property
     def required(self) -> bool:
         """Whether requests need a key now."""
         return self.mode == "required" or (self.mode == "auto" and self.keyring.any_keys)
+
+    def principal(self, record: KeyRecord) -> Principal:
+        """The principal of a key's record, made once per record (not on every request)."""
+        cached = self._principals.get(record.id)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        principal = Principal(record.id, record.name, _top_scope(record.scopes), record.projects)
+        if len(self._principals) >= MAX_PRINCIPALS:
+            self._principals.clear()
+        self._principals[record.id] = (record, principal)
+        return principal
 
     def remember_signature(self, signature: str, now: float) -> bool:
         """Record a signature; False if it was already used within the window (a replay)."""
@@ -150,8 +167,9 @@ async def authorize(request: Request, needed: Scope) -> Principal | None:
     if not auth.required:
         request.state.principal = OPEN
         return OPEN
+    now_us = int(time.time() * 1_000_000)
     try:
-        record = await _identify(request, auth)
+        record = await _identify(request, auth, now_us)
     except ApiError:
         if needed is Scope.PUBLIC:
             return None
@@ -160,7 +178,7 @@ async def authorize(request: Request, needed: Scope) -> Principal | None:
         if needed is Scope.PUBLIC:
             return None
         raise _refuse(request, auth, 401, "this request needs an API key", "missing key")
-    principal = Principal(record.id, record.name, _top_scope(record.scopes), record.projects)
+    principal = auth.principal(record)
     if not principal.allows(needed):
         scopes = ", ".join(sorted(record.scopes)) or "none"
         raise _refuse(
@@ -186,15 +204,15 @@ async def authorize(request: Request, needed: Scope) -> Principal | None:
                 f"requests a second (burst {burst}); retry in {retry} s",
                 headers=headers,
             )
-    auth.keyring.used(record.id, int(time.time() * 1_000_000))
+    auth.keyring.used(record.id, now_us)
     request.state.principal = principal
     return principal
 
 
-async def _identify(request: Request, auth: Authenticator) -> KeyRecord | None:
+async def _identify(request: Request, auth: Authenticator, now_us: int) -> KeyRecord | None:
     """The key the request presents (checked), None if it presents none; raises if bad."""
     headers = request.headers
-    if KEY_ID_HEADER.lower() in headers or SIGNATURE_HEADER.lower() in headers:
+    if _KEY_ID in headers or _SIGNATURE in headers:
         return await _signed(request, auth)
     presented = headers.get("x-api-key")
     authorization = headers.get("authorization")
@@ -211,7 +229,7 @@ async def _identify(request: Request, auth: Authenticator) -> KeyRecord | None:
     if record is None:
         prefix = auth.keyring.known_prefix(presented)
         raise _refuse(request, auth, 401, "the API key is not valid", "unknown key", prefix=prefix)
-    refusal = record.refusal(int(time.time() * 1_000_000))
+    refusal = record.refusal(now_us)
     if refusal is not None:
         raise _refuse(request, auth, 401, refusal, refusal.removeprefix("the API key "), record)
     return record
@@ -220,9 +238,9 @@ async def _identify(request: Request, auth: Authenticator) -> KeyRecord | None:
 async def _signed(request: Request, auth: Authenticator) -> KeyRecord:
     """The key pair that signed this request, after checking the signature."""
     headers = request.headers
-    public_id = headers.get(KEY_ID_HEADER.lower(), "")
-    stamp = headers.get(TIMESTAMP_HEADER.lower(), "")
-    signature = headers.get(SIGNATURE_HEADER.lower(), "")
+    public_id = headers.get(_KEY_ID, "")
+    stamp = headers.get(_TIMESTAMP, "")
+    signature = headers.get(_SIGNATURE, "")
     if not (public_id and stamp and signature):
         raise _refuse(
             request,

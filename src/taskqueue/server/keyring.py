@@ -48,6 +48,8 @@ REFRESH_S = 0.5
 FLUSH_S = 2.0
 #: Refused requests recorded one event each per flush; past it, one event counts the rest.
 MAX_DENIALS_PER_FLUSH = 200
+#: Verified bearer keys whose hashes are kept at most.
+MAX_VERIFIED = 1024
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ class Keyring:
         self.any_keys: bool = False
         self._by_prefix: dict[str, KeyRecord] = {}
         self._secrets: dict[str, str] = {}
+        #: The hashes of bearer keys that matched a key (so a key is hashed once, not on
+        #: every request); keys that match none are never kept.
+        self._verified: dict[str, str] = {}
         self._used: dict[str, int] = {}
         self._denials: list[dict[str, Any]] = []
         self._dropped = 0
@@ -195,8 +200,14 @@ class Keyring:
         record = self._by_prefix.get(prefix_of(presented))
         if record is None or record.hash is None or self.pepper is None:
             return None
-        if not hmac.compare_digest(record.hash, hash_key(self.pepper, presented)):
+        digest = self._verified.get(presented)
+        if digest is None:
+            digest = hash_key(self.pepper, presented)
+        if not hmac.compare_digest(record.hash, digest):
             return None
+        if len(self._verified) >= MAX_VERIFIED:
+            self._verified.clear()
+        self._verified[presented] = digest
         return record
 
     def known_prefix(self, presented: str) -> str | None:
