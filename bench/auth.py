@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.auth                # 6 rounds of 2,000 requests a row (~2 min)
+    .venv/bin/python -m bench.auth                # 10 rounds of 2,000 requests a row
     .venv/bin/python -m bench.auth --quick        # 2 rounds of 300 (a smoke run)
     .venv/bin/python -m bench.auth --rounds 10 --requests 3000 --clients 16
 
@@ -85,13 +85,25 @@ class Target:
     def __init__(self, name: str, server: Server, clients: int) -> None:
         self.name = name
         self.server = server
-        key = getattr(server, "key", None)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-        self.client = httpx.AsyncClient(
-            base_url=server.url, headers=headers, limits=limits, timeout=30
-        )
+        self.clients = clients
+        self.client = self._new_client()
         self.task_id = ""
+
+    def _new_client(self) -> httpx.AsyncClient:
+        key = getattr(self.server, "key", None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        limits = httpx.Limits(max_connections=self.clients, max_keepalive_connections=self.clients)
+        return httpx.AsyncClient(
+            base_url=self.server.url, headers=headers, limits=limits, timeout=30
+        )
+
+    async def fresh(self) -> None:
+        """New connections, opened before a run is timed: the server closes idle keep-alive
+        connections (5 s) while the other server is measured, and a request on one it is just
+        closing fails."""
+        await self.client.aclose()
+        self.client = self._new_client()
+        await asyncio.gather(*(self.get() for _ in range(self.clients)))
 
     async def open(self) -> None:
         if getattr(self.server, "key", None):  # the key is needed: check that it is
@@ -133,6 +145,7 @@ async def measure(
         for what in ("enqueue", "get") if i % 2 == 0 else ("get", "enqueue"):
             got: dict[str, Round] = {}
             for target in order:
+                await target.fresh()
                 got[target.name] = await async_round(
                     call(target, what), total, clients, target.server
                 )
@@ -221,7 +234,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=2000, help="requests a row a round")
     parser.add_argument("--clients", type=int, default=16, help="requests in flight")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 300: a smoke run")
