@@ -164,6 +164,13 @@ async def measure(
     return rows, ratios
 
 
+async def idle_cpu(servers: list[Server], seconds: float) -> list[float]:
+    """The CPU each server spends a second while nothing calls it, in ms (its background)."""
+    before = [server.cpu_seconds() for server in servers]
+    await asyncio.sleep(seconds)
+    return [1e3 * (s.cpu_seconds() - b) / seconds for s, b in zip(servers, before, strict=True)]
+
+
 def _cpu_us(result: Round) -> float:
     return 1e6 * result.server_cpu_s / result.requests
 
@@ -227,8 +234,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{keyed_server.url}; {args.rounds} rounds of {args.requests:,} requests, "
             f"{args.clients} in flight"
         )
+        idle = await idle_cpu([open_server, keyed_server], 5.0)
+        say(
+            f"idle, server CPU: open {idle[0]:.1f} ms/s, keyed {idle[1]:.1f} ms/s (re-reading "
+            "the keys each 0.5 s, writing last-used times each 2 s)"
+        )
         rows, ratios = await measure(targets, args.rounds, args.requests, args.clients)
         result = report(rows, ratios, args)
+        result["idle_server_cpu_ms_per_s"] = {"open": round(idle[0], 2), "keyed": round(idle[1], 2)}
         problems = [
             line
             for line in open_server.problems() + keyed_server.problems()
