@@ -116,6 +116,9 @@ class Keyring:
         #: last key must not open the API).
         self.any_keys: bool = False
         self._by_prefix: dict[str, KeyRecord] = {}
+        #: Re-reads begun, and the latest begun of those applied (see :meth:`refresh`).
+        self._started = 0
+        self._applied = 0
         self._secrets: dict[str, str] = {}
         #: The hashes of bearer keys that matched a key (so a key is hashed once, not on
         #: every request); keys that match none are never kept.
@@ -157,8 +160,18 @@ class Keyring:
             )
 
     async def refresh(self) -> None:
-        """Re-read every key."""
+        """Re-read every key.
+
+        A read that began before another one finished is dropped if that later one was applied
+        first: the background re-read, begun before a request made or revoked a key, must not
+        put back what the request's own re-read has just replaced.
+        """
+        self._started += 1
+        mine = self._started
         rows = await self.store.read_keys()
+        if mine < self._applied:
+            return
+        self._applied = mine
         self._by_prefix = {row["prefix"]: KeyRecord.from_row(row) for row in rows}
         self.any_keys = bool(rows)
 
