@@ -7,6 +7,7 @@ failed-authentication limit per address (a burst of 10), so the shared server se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -452,3 +453,43 @@ def test_the_secret_file(tmp_path: Path) -> None:
     assert_refused(missing, None, "does not exist")
     assert not secret.exists()
     assert stored() == 1
+
+
+def test_a_background_re_read_never_puts_back_a_key_a_request_just_changed() -> None:
+    """What makes ``keys revoke`` (and a new key) take effect at once on the server that did it:
+    the ring's background re-read, begun before the change, is dropped if it ends after the
+    request's own re-read."""
+    from taskqueue.server.keyring import Keyring
+
+    def row(revoked_at: int | None) -> dict[str, Any]:
+        return {"id": "k", "name": "k", "prefix": "tq_abcdefgh", "kind": "bearer", "hash": "0",
+                "scopes": '["read"]', "projects": None, "rate_limit": None, "burst": None,
+                "expires_at": None, "revoked_at": revoked_at}  # fmt: skip
+
+    class Store:
+        url = ":memory:"
+
+        def __init__(self) -> None:
+            self.rows = [row(None)]
+            self.hold: asyncio.Event | None = None
+
+        async def read_keys(self) -> list[dict[str, Any]]:
+            rows, hold = list(self.rows), self.hold
+            if hold is not None:
+                await hold.wait()  # a slow read: it returns what it saw when it began
+            return rows
+
+    async def main() -> None:
+        store = Store()
+        ring = Keyring(store, None)  # type: ignore[arg-type]
+        await ring.refresh()
+        store.hold = asyncio.Event()
+        background = asyncio.create_task(ring.refresh())  # begins before the revocation
+        await asyncio.sleep(0)
+        store.rows, hold, store.hold = [row(1)], store.hold, None
+        await ring.refresh()  # the revoking request's own re-read
+        hold.set()
+        await background
+        assert ring._by_prefix["tq_abcdefgh"].revoked_at == 1
+
+    asyncio.run(main())
