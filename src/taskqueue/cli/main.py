@@ -23,16 +23,15 @@ from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
 from taskqueue.cli.config import config
 from taskqueue.cli.projects import projects
+from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
 from taskqueue.cli.run import run
 from taskqueue.cli.serve import (
     HttpOptions,
-    bound_port,
     close_all,
     http_options,
     next_steps,
     open_listeners,
     serve,
-    url_host,
 )
 from taskqueue.cli.status import health, workers
 from taskqueue.cli.submit import submit
@@ -334,7 +333,14 @@ main.add_command(workers)
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="TASKQUEUE_HOST",
+    help="Address to listen on; any but a loopback one (0.0.0.0, ::, an address of this "
+    "machine) requires an API key on every request (env TASKQUEUE_HOST).",
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @_db_option
 @click.option(
@@ -365,20 +371,16 @@ def server(
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     _need_server()
-    from taskqueue.server import ServerSettings, is_loopback
     from taskqueue.service import ServerOptions, UnusableDatabase, build_server
     from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
 
-    if not is_loopback(host):
-        raise click.BadParameter(
-            f"refusing to listen on {host}: this version has no authentication, so it serves "
-            "loopback addresses only (127.0.0.1, ::1, localhost)",
-            param_hint="--host",
-        )
+    check_serving(host, http)  # --no-auth beyond loopback, TLS files: before anything listens
     setup_logging(log_level, log_format)
     sockets = open_listeners(host, port)  # a busy port is the one line said, before warnings
     _warn_if_root(run_as, workers > 0)
+    if http.no_auth:
+        click.echo(NO_AUTH_WARNING, err=True)
     embedded = None
     if workers > 0:
         embedded = WorkerSettings(
@@ -390,7 +392,7 @@ def server(
             presence_interval=presence_interval,
             housekeeping_interval=housekeeping_interval,
         )
-    api = ServerSettings(allowed_origins=http.allowed_origins)
+    api = api_settings(host, sockets, http)
     try:
         app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
     except BaseException as exc:
@@ -398,10 +400,11 @@ def server(
         if isinstance(exc, UnusableDatabase):
             raise _explain(exc) from exc
         raise
-    url = f"http://{url_host(host.strip('[]'))}:{bound_port(sockets)}"
+    url = public_url(host, sockets, http)
+    steps = next_steps(url, workers, drain_timeout, needs_key=api.auth == "required")
     banner = (
         f"taskqueue {__version__} serving {url} (database {describe_database(db)}, "
-        f"{workers} worker slot(s))\n{next_steps(url, workers, drain_timeout)}"
+        f"{workers} worker slot(s))\n{steps}"
     )
     if not serve(app, sockets, http, banner):
         raise click.ClickException(f"could not serve on {host}:{port}; see the log above")
