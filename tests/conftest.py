@@ -390,3 +390,8 @@ def shared(live: ServerProcess) -> Iterator[httpx.Client]:
     """An HTTP client on the module's shared server."""
     with httpx.Client(base_url=live.url, timeout=30) as client:
         yield client
+
+
+# The network namespaces of the "other machines" tests (tests/pg/test_netns.py and
+# tests/e2e/test_remote_netns.py), made and removed by the fixture.
+from tests.netns import namespaces  # noqa: E402, F401
