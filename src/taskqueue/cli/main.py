@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,6 +23,7 @@ from taskqueue.cli._context import FORMATS, CliContext
 from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
 from taskqueue.cli.config import config
+from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
 from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
 from taskqueue.cli.run import run
@@ -325,6 +327,7 @@ def main(
 
 main.add_command(tasks)
 main.add_command(projects)
+main.add_command(keys)
 main.add_command(run)
 main.add_command(submit)
 main.add_command(health)
@@ -350,6 +353,15 @@ main.add_command(workers)
     type=click.IntRange(0, 1024),
     help="Tasks run at once by the embedded worker; 0 serves the API only.",
 )
+@click.option(
+    "--secret-file",
+    envvar="TASKQUEUE_SECRET_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The file holding the secret API keys are hashed with (made if missing; default: "
+    "beside a SQLite database; on PostgreSQL give every server the same file; env "
+    "TASKQUEUE_SECRET_FILE).",
+)
 @_run_as_option
 @_worker_options
 @http_options
@@ -358,6 +370,7 @@ def server(
     port: int,
     db: str,
     workers: int,
+    secret_file: Path | None,
     run_as: RunAs | None,
     lease_seconds: float,
     drain_timeout: float,
@@ -371,7 +384,8 @@ def server(
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     _need_server()
-    from taskqueue.service import ServerOptions, UnusableDatabase, build_server
+    from taskqueue.apikeys import PepperError
+    from taskqueue.service import ServerOptions, UnusableDatabase, build_server, check_keys
     from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
 
@@ -392,13 +406,16 @@ def server(
             presence_interval=presence_interval,
             housekeeping_interval=housekeeping_interval,
         )
-    api = api_settings(host, sockets, http)
+    api = api_settings(host, sockets, http, secret_file)
     try:
         app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
+        check_keys(db, secret_file)
     except BaseException as exc:
         close_all(sockets)
         if isinstance(exc, UnusableDatabase):
             raise _explain(exc) from exc
+        if isinstance(exc, PepperError):
+            raise click.ClickException(str(exc)) from None
         raise
     url = public_url(host, sockets, http)
     steps = next_steps(url, workers, drain_timeout, needs_key=api.auth == "required")

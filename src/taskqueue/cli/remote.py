@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -133,8 +134,13 @@ def _default_hosts(host: str, addresses: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def api_settings(host: str, sockets: list[socket.socket], http: HttpOptions) -> ServerSettings:
-    """The API's settings for a server on ``host``, listening on ``sockets``."""
+def api_settings(
+    host: str, sockets: list[socket.socket], http: HttpOptions, secret_file: Path | None = None
+) -> ServerSettings:
+    """The API's settings for a server on ``host``, listening on ``sockets``.
+
+    ``secret_file`` is ``--secret-file``, the pepper of the API keys' hashes.
+    """
     from taskqueue.server import ServerSettings
 
     loopback = _is_loopback(host)
@@ -146,6 +152,7 @@ def api_settings(host: str, sockets: list[socket.socket], http: HttpOptions) -> 
         auth="off" if http.no_auth else ("auto" if loopback else "required"),
         allowed_hosts=allowed,
         trusted_proxies=http.trusted_proxies,
+        secret_file=secret_file,
     )
 
 
