@@ -4,10 +4,11 @@
   the defaults), and says in its 403 which Host it refused, what it answers to and which option
   to use.
 * ``X-Forwarded-*`` count only from a ``--trusted-proxy``: the forwarded host is then the one
-  checked, the forwarded scheme makes ``https://`` the server's own origin, and the server
-  logs the client the proxy named. From any other peer the same headers change nothing.
-* ``--host 0.0.0.0`` serves and requires API keys; ``--no-auth`` is refused there, and warned
-  about on loopback.
+  checked, the forwarded scheme makes ``https://`` the server's own origin, and the client the
+  proxy named is the one whose failed attempts are counted (and logged). From any other peer
+  the same headers change nothing: a new X-Forwarded-For on each try escapes no limit.
+* ``--host 0.0.0.0`` serves and requires API keys, even before any exists; ``--no-auth`` is
+  refused there, and warned about on loopback.
 * ``--tls-cert``/``--tls-key`` serve HTTPS that the SDK, the CLI and httpx reach with the CA
   that signed the certificate (made in the test), and that nothing reaches without it; files
   that cannot be used are refused before the port is bound.
@@ -159,9 +160,14 @@ def test_an_untrusted_peer_is_not_believed(make_server: MakeServer) -> None:
 # ---------------------------------------------------------------------------- beyond loopback
 
 
+def _admin_key(db: Path | str) -> str:
+    made = tq("keys", "create", "--admin", "--name", "remote", "--db", str(db))
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
 def test_every_address_is_served_with_keys_required(make_server: MakeServer) -> None:
-    # 401 is an answer too: with keys required, the API may ask for one before it says more.
-    server = make_server("--workers", "0", "--host", "0.0.0.0", up_statuses=(200, 401))
+    server = make_server("--workers", "0", "--host", "0.0.0.0")
     assert server.log is not None
     banner = server.log.read_text()
     hostname = socket.gethostname()
@@ -169,9 +175,47 @@ def test_every_address_is_served_with_keys_required(make_server: MakeServer) -> 
     assert "API key: every request needs one" in banner
     # Answered by the address it was sent to and by the machine's hostname; nothing else.
     for host in (f"127.0.0.1:{server.port}", hostname, "localhost"):
-        assert _health(server, host=host).status_code in (200, 401), host
+        assert _health(server, host=host).status_code == 200, host
     message = _refusal(_health(server, host="evil.example"))
     assert f"{hostname}, the address the request was sent to" in message
+    # Keys are required although the database has none yet: no request gets past without one.
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/api/tasks").status_code == 401
+        key = _admin_key(server.db)
+        listed = client.get("/api/tasks", headers={"authorization": f"Bearer {key}"})
+        assert listed.status_code == 200, listed.text
+
+
+def _failures_until_limited(server: ServerProcess, clients: list[str]) -> list[int]:
+    """Statuses of keyless requests, each forwarded for the next of ``clients``."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        return [
+            client.get("/api/tasks", headers={"x-forwarded-for": address}).status_code
+            for address in clients
+        ]
+
+
+def test_failed_attempts_are_limited_per_forwarded_client(make_server: MakeServer) -> None:
+    """Through a trusted proxy, each client has its own limit of failed attempts."""
+    server = make_server("--workers", "0", "--host", "0.0.0.0", "--trusted-proxy", "127.0.0.1")
+    statuses = _failures_until_limited(server, ["203.0.113.9"] * 11)
+    assert statuses == [401] * 10 + [429], statuses
+    assert _failures_until_limited(server, ["198.51.100.1"]) == [401]
+    assert server.log is not None
+    log = server.log.read_text()
+    assert "refused GET /api/tasks from 203.0.113.9: missing key" in log
+    assert "refused GET /api/tasks from 198.51.100.1: missing key" in log
+
+
+def test_a_spoofed_forwarded_for_does_not_escape_the_limit(make_server: MakeServer) -> None:
+    """From a peer that is no trusted proxy, a new X-Forwarded-For each time changes nothing."""
+    server = make_server("--workers", "0", "--host", "0.0.0.0", "--trusted-proxy", "10.9.9.9")
+    statuses = _failures_until_limited(server, [f"203.0.113.{i}" for i in range(11)])
+    assert statuses == [401] * 10 + [429], statuses
+    assert server.log is not None
+    log = server.log.read_text()
+    assert "refused GET /api/tasks from 127.0.0.1: missing key" in log
+    assert "203.0.113." not in log
 
 
 def test_no_auth_is_refused_beyond_loopback_and_warned_about_on_it(
