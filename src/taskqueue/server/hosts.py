@@ -51,7 +51,7 @@ __all__ = [
     "parse_trusted_proxy",
 ]
 
-log = logging.getLogger("taskqueue.server")
+log: logging.Logger = logging.getLogger("taskqueue.server")
 
 #: The ``allowed_hosts`` entry that turns the Host check off.
 ANY_HOST = "*"
@@ -160,7 +160,7 @@ class HostGuardMiddleware:
 
     def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = ()) -> None:
         self.app = app
-        self.allowed = frozenset(parse_allowed_host(host) for host in allowed_hosts)
+        self.allowed: frozenset[str] = frozenset(parse_allowed_host(h) for h in allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call."""
@@ -246,7 +246,7 @@ class ProxyHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str] = ()) -> None:
         self.app = app
-        self.trusted = tuple(
+        self.trusted: tuple[IpNetwork, ...] = tuple(
             ipaddress.ip_network(parse_trusted_proxy(proxy)) for proxy in trusted_proxies
         )
 
