@@ -236,21 +236,12 @@ class ServerProcess:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
-    def start(self, timeout: float = 20.0, prefix: tuple[str, ...] = ()) -> None:
-        """Start it (after ``prefix``, e.g. ``ip netns exec NS``) and wait until it serves."""
+    def start(self, timeout: float = 20.0) -> None:
+        """Start it and wait until it serves."""
         assert self.log is not None
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(
-                [
-                    *prefix,
-                    str(BIN),
-                    "server",
-                    "--db",
-                    str(self.db),
-                    "--port",
-                    str(self.port),
-                    *self.args,
-                ],
+                [str(BIN), "server", "--db", str(self.db), "--port", str(self.port), *self.args],
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
