@@ -17,8 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -135,11 +134,11 @@ def _default_hosts(host: str, addresses: list[str]) -> tuple[str, ...]:
 
 
 def api_settings(
-    host: str, sockets: list[socket.socket], http: HttpOptions, secret_file: Path | None = None
+    host: str, sockets: list[socket.socket], http: HttpOptions, **fields: Any
 ) -> ServerSettings:
     """The API's settings for a server on ``host``, listening on ``sockets``.
 
-    ``secret_file`` is ``--secret-file``, the pepper of the API keys' hashes.
+    ``fields`` are the settings decided elsewhere (``secret_file``, limits), as given.
     """
     from taskqueue.server import ServerSettings
 
@@ -152,7 +151,7 @@ def api_settings(
         auth="off" if http.no_auth else ("auto" if loopback else "required"),
         allowed_hosts=allowed,
         trusted_proxies=http.trusted_proxies,
-        secret_file=secret_file,
+        **fields,
     )
 
 

@@ -58,6 +58,9 @@ class ServerSettings:
     #: Addresses or networks of reverse proxies whose ``X-Forwarded-*`` headers are honoured;
     #: empty: none (the headers are ignored).
     trusted_proxies: tuple[str, ...] = ()
+    #: Failed authentication attempts one client address may make at once before 429s
+    #: (then one more every six seconds).
+    failed_auth_burst: int = 10
 
 
 async def _openapi(request: Request) -> Response:
@@ -92,7 +95,7 @@ def create_app(
     settings = settings or ServerSettings()
 
     keyring = Keyring(store, settings.secret_file)
-    auth = Authenticator(keyring, settings.auth)
+    auth = Authenticator(keyring, settings.auth, settings.failed_auth_burst)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
