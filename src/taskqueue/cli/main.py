@@ -7,10 +7,8 @@ plain ``taskqueue`` install.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
-import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +18,7 @@ import click
 
 from taskqueue._version import __version__
 from taskqueue.cli._context import FORMATS, CliContext
+from taskqueue.cli._database import db_option, explain, need_server
 from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
 from taskqueue.cli.config import config
@@ -41,69 +40,8 @@ from taskqueue.cli.tasks import tasks
 
 if TYPE_CHECKING:
     from taskqueue.security import RunAs
-    from taskqueue.service import UnusableDatabase
 
 __all__ = ["main"]
-
-DEFAULT_DB = "taskqueue.db"
-
-
-def _db_option(function: Any) -> Any:
-    """``--db`` and ``--database-url-file``; the command gets ``db``, read, checked, ready.
-
-    Before anything is read, the process is made non-dumpable, so no other process of its
-    user (a command it runs) can read the database URL from its environment or memory.
-    """
-
-    @functools.wraps(function)
-    def with_database(*args: Any, db: str, database_url_file: str | None, **kw: Any) -> Any:
-        source = click.get_current_context().get_parameter_source("db")
-        given = None if source is click.core.ParameterSource.DEFAULT else db
-        return function(*args, db=_database(given, database_url_file), **kw)
-
-    with_database = click.option(
-        "--database-url-file",
-        envvar="TASKQUEUE_DATABASE_URL_FILE",
-        default=None,
-        metavar="PATH",
-        help="Read the database URL from this file, so it is in no environment or command "
-        "line (env TASKQUEUE_DATABASE_URL_FILE).",
-    )(with_database)
-    return click.option(
-        "--db",
-        envvar="TASKQUEUE_DATABASE_URL",
-        default=DEFAULT_DB,
-        show_default=True,
-        help="SQLite file path, sqlite:/// URL or postgresql:// URL (env TASKQUEUE_DATABASE_URL).",
-    )(with_database)
-
-
-def _database(db: str | None, url_file: str | None) -> str:
-    """The database a command uses: from ``--db``, from ``--database-url-file``, or the default."""
-    from taskqueue.security import make_undumpable, read_secret_file, redact_logs
-
-    make_undumpable()
-    if db is not None and url_file is not None:
-        raise click.UsageError(
-            "give the database once: --db (or TASKQUEUE_DATABASE_URL) or --database-url-file "
-            "(or TASKQUEUE_DATABASE_URL_FILE), not both"
-        )
-    hint = "--db"
-    if url_file is not None:
-        hint = "--database-url-file"
-        try:
-            db, warning = read_secret_file(url_file, "file")
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=hint) from None
-        if warning is not None:
-            click.echo(f"warning: {warning}", err=True)
-    db = db or DEFAULT_DB
-    _need_server()
-    from taskqueue.store import secrets_of
-
-    redact_logs([*secrets_of(db), os.environ.get("TASKQUEUE_API_KEY", "")])
-    _check_db(db, hint)
-    return db
 
 
 def _run_as_option(function: Any) -> Any:
@@ -223,18 +161,6 @@ def _worker_options(function: Any) -> Any:
     return function
 
 
-def _need_server() -> None:
-    try:
-        import sqlalchemy  # noqa: F401
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise click.ClickException(
-            f"the server needs extra packages ({exc.name} is missing): "
-            "pip install 'taskqueue-sdk[server]'"
-        ) from exc
-
-
 def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     from taskqueue.models import QUEUE_RE
 
@@ -245,46 +171,6 @@ def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
                 param_hint="--queue",
             )
     return queues
-
-
-def _check_db(db: str, hint: str = "--db") -> None:
-    from taskqueue.store.backend import (
-        check_database,
-        is_postgres_url,
-        missing_driver,
-        resolve_sqlite_path,
-    )
-
-    try:
-        check_database(db)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=hint) from None
-    if is_postgres_url(db):
-        missing = missing_driver(db)
-        if missing is not None:  # pragma: no cover - depends on the install
-            raise click.ClickException(
-                f"PostgreSQL needs extra packages ({missing} is missing): "
-                "pip install 'taskqueue-sdk[server]'"
-            )
-        return
-    try:
-        path = resolve_sqlite_path(db)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=hint) from exc
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint=hint)
-
-
-def _explain(exc: UnusableDatabase) -> click.ClickException:
-    """One line saying why the database cannot be used (any secret a driver echoed hidden)."""
-    from taskqueue.security import redact
-    from taskqueue.store import secrets_of
-
-    cause = exc.__cause__ or exc
-    cause = getattr(cause, "orig", None) or cause
-    reason = " ".join(str(cause).split()) or type(cause).__name__
-    return click.ClickException(redact(f"{exc}: {reason}", secrets_of(exc.db)))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -345,7 +231,7 @@ main.add_command(workers)
     "machine) requires an API key on every request (env TASKQUEUE_HOST).",
 )
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@_db_option
+@db_option
 @click.option(
     "--workers",
     default=16,
@@ -392,7 +278,7 @@ def server(
     http: HttpOptions,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
-    _need_server()
+    need_server()
     from taskqueue.apikeys import PepperError
     from taskqueue.service import ServerOptions, UnusableDatabase, build_server, check_keys
     from taskqueue.store import describe_database
@@ -420,16 +306,21 @@ def server(
     )
     try:
         app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
-        check_keys(db, secret_file)
+        has_keys = check_keys(db, secret_file)
     except BaseException as exc:
         close_all(sockets)
         if isinstance(exc, UnusableDatabase):
-            raise _explain(exc) from exc
+            raise explain(exc) from exc
         if isinstance(exc, PepperError):
             raise click.ClickException(str(exc)) from None
         raise
     url = public_url(host, sockets, http)
     steps = next_steps(url, workers, drain_timeout, needs_key=api.auth == "required")
+    if api.auth == "auto" and not has_keys:
+        steps = (
+            "  API keys: none yet, so this machine's clients need none; the first one made "
+            "(`taskqueue keys create --admin --name NAME`) turns them on\n" + steps
+        )
     banner = (
         f"taskqueue {__version__} serving {url} (database {describe_database(db)}, "
         f"{workers} worker slot(s))\n{steps}"
@@ -439,7 +330,7 @@ def server(
 
 
 @main.command()
-@_db_option
+@db_option
 @click.option(
     "--concurrency",
     default=16,
@@ -473,7 +364,7 @@ def worker(
     log_format: str,
 ) -> None:
     """Run tasks from the database, without serving the API."""
-    _need_server()
+    need_server()
     setup_logging(log_level, log_format)
     _warn_if_root(run_as, True)
     from taskqueue.service import UnusableDatabase, build_worker
@@ -493,7 +384,7 @@ def worker(
     try:
         runner, store = build_worker(db, settings, listen=listen)
     except UnusableDatabase as exc:
-        raise _explain(exc) from exc
+        raise explain(exc) from exc
 
     async def run() -> None:
         store.start()
@@ -528,17 +419,17 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@_db_option
+@db_option
 def db_upgrade(db: str) -> None:
     """Create the database if needed and apply every migration."""
-    _need_server()
+    need_server()
     from taskqueue.service import UnusableDatabase, open_store
     from taskqueue.store import describe_database
 
     try:
         open_store(db)
     except UnusableDatabase as exc:
-        raise _explain(exc) from exc
+        raise explain(exc) from exc
     click.echo(f"database {describe_database(db)} is up to date")
 
 

@@ -68,21 +68,6 @@ async def _openapi(request: Request) -> Response:
     return Response(document, media_type="application/json")
 
 
-def _announce(auth: Authenticator) -> None:
-    """Say at start whether requests need a key, and how to make the first one."""
-    if auth.mode == "off":
-        log.warning(
-            "authentication is OFF (--no-auth): anyone on this machine can use the API "
-            "without a key"
-        )
-    elif not auth.keyring.any_keys:
-        how = "make one with: taskqueue keys create --admin --name NAME"
-        if auth.mode == "required":
-            log.warning("every request needs an API key and this database has none; %s", how)
-        else:
-            log.info("no API keys yet: the API answers this machine without one; %s", how)
-
-
 def create_app(
     settings: ServerSettings | None, store: Store, services: Sequence[Service] = ()
 ) -> Starlette:
@@ -102,7 +87,6 @@ def create_app(
         store.start()
         try:
             await keyring.start()
-            _announce(auth)
             async with keyring.running(), run_services(services):
                 yield
         finally:
