@@ -215,15 +215,23 @@ def test_every_route_declares_a_valid_scope() -> None:
 
 
 def _send(
-    w: Walk, method: str, target: Target, key: str | None, *, header: str = "bearer"
+    w: Walk,
+    method: str,
+    target: Target,
+    key: str | None,
+    *,
+    header: str = "bearer",
+    client: httpx.Client | None = None,
 ) -> httpx.Response:
     headers: dict[str, str] = {}
     if key is not None:
         headers = {"X-API-Key": key} if header == "x-api-key" else {"Authorization": f"Bearer {key}"}
-    with w.server.client(address=fresh_address()) as client:
+    if client is not None:
         return client.request(
             method, target.path, params=target.params, json=target.body, headers=headers
         )
+    with w.server.client(address=fresh_address()) as fresh:
+        return _send(w, method, target, key, header=header, client=fresh)
 
 
 def _refusal(response: httpx.Response, status: int, key: str | None, what: str) -> None:
@@ -266,15 +274,18 @@ def test_route_refuses_every_wrong_key(walk: Walk, path: str, method: str) -> No
         if needed is Scope.ADMIN:
             refused.append(("write", 403, "needs"))
         refused.append(("limited", case.limited, None))
-        for label, status, says in refused:
-            key = walk.keys.get(label)
-            if status < 400:
-                continue
-            for header in ("bearer", "x-api-key"):
-                response = _send(walk, method, target, key, header=header)
-                _refusal(response, status, key, f"{label} key ({header})")
-                if says is not None:
-                    assert says in response.json()["error"]["message"], response.text
+        # Each header's refusals from an address of their own: fewer than the failures an
+        # address may make before it is limited (10).
+        for header in ("bearer", "x-api-key"):
+            with walk.server.client(address=fresh_address()) as client:
+                for label, status, says in refused:
+                    key = walk.keys.get(label)
+                    if status < 400:
+                        continue
+                    response = _send(walk, method, target, key, header=header, client=client)
+                    _refusal(response, status, key, f"{label} key ({header})")
+                    if says is not None:
+                        assert says in response.json()["error"]["message"], response.text
     assert walk.server.state() == before, "a refused request changed the database"
     if needed is Scope.READ:  # a read key reads
         assert _send(walk, method, target, walk.keys["read"]).status_code == case.good
@@ -402,7 +413,6 @@ def test_the_first_key_closes_an_open_server(
             30,
             "the revocation",
         )
-        # Revoking the last key does not open the server again.
-        time.sleep(1.0)
+        # Revoking the last key does not open the server again (it has re-read the keys).
         assert anyone.get("/api/tasks").status_code == 401
         assert server.log is not None and key not in server.log.read_text()
