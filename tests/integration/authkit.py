@@ -14,7 +14,7 @@ import itertools
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,9 +131,17 @@ def table_columns(db: str, table: str) -> list[str]:
 
 @contextlib.contextmanager
 def auth_server(
-    request: pytest.FixtureRequest, backend: str, root: Path, *server_args: str
+    request: pytest.FixtureRequest,
+    backend: str,
+    root: Path,
+    *server_args: str,
+    prepare: Callable[[AuthServer], dict[str, str] | None] | None = None,
 ) -> Iterator[AuthServer]:
-    """A server on a fresh database that already has an admin key (so every request needs one)."""
+    """A server on a fresh database that already has an admin key (so every request needs one).
+
+    ``prepare(server)`` runs before the server starts (to make keys it knows from its start);
+    the variables it returns are in the server's environment.
+    """
     with module_database(request, backend, root) as db:
         secret = root / "pepper.secret"
         process = ServerProcess(
@@ -144,7 +152,11 @@ def auth_server(
         )
         server = AuthServer(db=db, secret=secret, process=process)
         server.admin = server.bearer("admin", "--admin")
-        process.start()
+        env = prepare(server) if prepare is not None else None
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            process.start()
         try:
             yield server
         finally:
