@@ -79,7 +79,8 @@ class AuthServer:
         """A bearer key made on the database, as ``keys create`` prints it (alone on stdout)."""
         done = run_keys(self.db, self.secret, "create", "--name", name, *args)
         key = done.stdout.strip()
-        assert key.startswith("tq_") and "\n" not in key, done.stdout
+        assert key.startswith("tq_"), done.stdout
+        assert "\n" not in key, done.stdout
         self.secrets.append(key)
         return key
 
@@ -167,4 +168,5 @@ def assert_no_secret(text: str, secrets: list[str], where: str) -> None:
     """Fail if any of ``secrets`` (or its part after the prefix) is in ``text``."""
     for secret in secrets:
         body = secret.split("_", 1)[1]
-        assert secret not in text and body[8:] not in text, f"a key's secret is in {where}"
+        assert secret not in text, f"a key's secret is in {where}"
+        assert body[8:] not in text, f"a key's secret (less its prefix) is in {where}"

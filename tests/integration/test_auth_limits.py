@@ -59,11 +59,10 @@ def test_a_key_past_its_rate_gets_429_then_works_again(limits: AuthServer) -> No
         assert limited.headers["RateLimit-Remaining"] == "0"
         assert int(limited.headers["RateLimit-Reset"]) >= 1
         assert "RateLimit-Policy" in limited.headers
-        assert key not in limited.text and "rate" in limited.json()["error"]["message"]
+        assert key not in limited.text
+        assert "rate" in limited.json()["error"]["message"]
         time.sleep(retry)
-        wait_until(
-            lambda: client.get("/api/tasks").status_code == 200, 30, "the key to work again"
-        )
+        wait_until(lambda: client.get("/api/tasks").status_code == 200, 30, "the key to work again")
     # Another key is not limited by it.
     with limits.admin_client() as admin:
         assert all(admin.get("/api/tasks").status_code == 200 for _ in range(5))
@@ -96,8 +95,7 @@ def test_failed_attempts_from_one_address_are_limited_but_a_good_key_is_not(
 def _events(server: AuthServer) -> list[tuple[str, dict[str, Any]]]:
     rows = query_db(
         server.db,
-        "SELECT type, data FROM events WHERE type LIKE 'key.%' OR type = 'auth.denied' "
-        "ORDER BY id",
+        "SELECT type, data FROM events WHERE type LIKE 'key.%' OR type = 'auth.denied' ORDER BY id",
     )
     return [(str(kind), json.loads(str(data))) for kind, data in rows]
 
@@ -129,9 +127,7 @@ def test_audit_events_record_keys_and_refusals_without_secrets(limits: AuthServe
             None,
         )
 
-    wait_until(
-        lambda: denied(unique_path + "/logs") is not None, 30, "the refusals to be written"
-    )
+    wait_until(lambda: denied(unique_path + "/logs") is not None, 30, "the refusals to be written")
     events = _events(limits)
     kinds = {(kind, data.get("id")) for kind, data in events}
     assert ("key.created", made["id"]) in kinds
@@ -139,19 +135,26 @@ def test_audit_events_record_keys_and_refusals_without_secrets(limits: AuthServe
     assert ("key.rotated", rotated_from["id"]) in kinds
     assert ("key.created", rotated.json()["id"]) in kinds
     created = next(d for k, d in events if k == "key.created" and d["id"] == made["id"])
-    assert created["prefix"] == made["prefix"] and created["name"] == "audited"
+    assert created["prefix"] == made["prefix"]
+    assert created["name"] == "audited"
     revoked_use = denied(unique_path)
     assert revoked_use is not None
-    assert revoked_use["status"] == 401 and revoked_use["key_id"] == made["id"]
+    assert revoked_use["status"] == 401
+    assert revoked_use["key_id"] == made["id"]
     assert "revoked" in revoked_use["reason"]
     unknown = denied(unique_path + "/logs")
-    assert unknown is not None and unknown["reason"] == "unknown key"
-    assert unknown["key_prefix"] == limits.admin[:11] and "key_id" not in unknown
+    assert unknown is not None
+    assert unknown["reason"] == "unknown key"
+    assert unknown["key_prefix"] == limits.admin[:11]
+    assert "key_id" not in unknown
     wait_until(lambda: denied("/api/projects") is not None, 30, "the 403 to be written")
     scope = denied("/api/projects")
-    assert scope is not None and scope["status"] == 403 and scope["key_id"] == reader["id"]
+    assert scope is not None
+    assert scope["status"] == 403
+    assert scope["key_id"] == reader["id"]
     # No secret, nor any key's hash, in any event.
     text = json.dumps(_events(limits))
     assert_no_secret(text, limits.secrets, "the events")
     hashes = [str(h) for (h,) in query_db(limits.db, "SELECT hash FROM api_keys") if h]
-    assert hashes and not any(h in text for h in hashes)
+    assert hashes
+    assert not any(h in text for h in hashes)

@@ -64,9 +64,7 @@ def test_keys_are_in_no_log_answer_event_document_or_listing(secrecy: AuthServer
         made = admin.post("/api/keys", json={"name": "w", "scopes": ["write"]})
         writer = server.remember(made.json())
         reader_key = server.bearer("r", "--scope", "read")
-        wait_until(
-            lambda: admin.get("/api/keys").json()["total"] >= 4, 30, "the keys to be listed"
-        )
+        wait_until(lambda: admin.get("/api/keys").json()["total"] >= 4, 30, "the keys to be listed")
         listed = admin.get("/api/keys")
         answers.append(listed)
         for key in listed.json()["keys"]:
@@ -96,7 +94,8 @@ def test_keys_are_in_no_log_answer_event_document_or_listing(secrecy: AuthServer
         answers.append(client.get("/api/tasks", headers=bad_signature))
         answers.append(client.get("/openapi.json"))
         answers.append(client.get("/openapi.json", headers={"X-API-Key": server.admin}))
-        assert answers[-1].status_code == 200 and "paths" in answers[-1].json()
+        assert answers[-1].status_code == 200
+        assert "paths" in answers[-1].json()
     for answer in answers:
         request = answer.request
         shown = answer.text + json.dumps(dict(answer.headers))
@@ -108,7 +107,8 @@ def test_keys_are_in_no_log_answer_event_document_or_listing(secrecy: AuthServer
     assert_hidden(server, process_args(), "ps -eo args")
     wait_until(
         lambda: any(
-            kind == "key.revoked" for kind, _ in query_db(server.db, "SELECT type, data FROM events")
+            kind == "key.revoked"
+            for kind, _ in query_db(server.db, "SELECT type, data FROM events")
         ),
         30,
         "the events",

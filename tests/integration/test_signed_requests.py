@@ -56,8 +56,10 @@ def signed(
         writer = server.make_key("signer", "--pair", "--scope", "write")
         reader = server.make_key("reader", "--pair", "--scope", "read")
         for made in (writer, reader):
-            assert made["public_key"].startswith("tqp_") and made["secret_key"].startswith("tqs_")
-            assert made["key"] is None and made["kind"] == "pair"
+            assert made["public_key"].startswith("tqp_")
+            assert made["secret_key"].startswith("tqs_")
+            assert made["key"] is None
+            assert made["kind"] == "pair"
         yield Signed(
             server, writer["public_key"], writer["secret_key"], reader["public_key"],
             reader["secret_key"],
@@ -87,7 +89,8 @@ def refused(response: httpx.Response, s: Signed, says: str = "", status: int = 4
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert says in response.json()["error"]["message"], response.text
     for secret in (s.secret, s.reader_secret):
-        assert secret not in response.text and secret not in str(response.headers)
+        assert secret not in response.text
+        assert secret not in str(response.headers)
 
 
 def task_body(name: str) -> bytes:
