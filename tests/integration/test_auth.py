@@ -367,8 +367,8 @@ def test_revocation_through_the_api_is_at_once(walk: Walk) -> None:
 
 def test_revocation_on_the_database_reaches_the_running_server(walk: Walk) -> None:
     server = walk.server
-    key = server.bearer("cli-revoke", "--scope", "read")
-    wait_until(lambda: _status(server, key) == 200, 30, "the server to learn the new key")
+    key = server.api_key("cli-revoke")["key"]
+    assert _status(server, key) == 200
     run_keys(server.db, server.secret, "revoke", key[:11])
     wait_until(lambda: _status(server, key) == 401, 30, "the server to learn of the revocation")
     assert _status(server, key) == 401  # and it stays refused

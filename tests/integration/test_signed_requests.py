@@ -53,8 +53,8 @@ def signed(
 ) -> Iterator[Signed]:
     root: Path = tmp_path_factory.mktemp("signed")
     with auth_server(request, backend, root, "--workers", "0") as server:
-        writer = server.make_key("signer", "--pair", "--scope", "write")
-        reader = server.make_key("reader", "--pair", "--scope", "read")
+        writer = server.make_key("signer", "--pair", "--scope", "write")  # the CLI's pair
+        reader = server.api_key("reader", kind="pair", scopes=["read"])  # the API's
         for made in (writer, reader):
             assert made["public_key"].startswith("tqp_")
             assert made["secret_key"].startswith("tqs_")
@@ -222,10 +222,8 @@ def test_a_signed_request_needs_the_scope_and_a_live_pair(signed: Signed) -> Non
         refused(send(client, "POST", "/api/tasks", body, headers), signed, "needs write", 403)
         headers = signed_headers(signed.reader_public, signed.reader_secret, "GET", "/api/tasks")
         assert send(client, "GET", "/api/tasks", headers=headers).status_code == 200
-    made = signed.server.make_key("revoked-pair", "--pair", "--scope", "read")
+    made = signed.server.api_key("revoked-pair", kind="pair")
     with signed.server.admin_client() as admin:
-        # the server learns of a key made on the database within a moment; revoke it through
-        # the API, which it learns of at once
         assert admin.post(f"/api/keys/{made['id']}/revoke").status_code == 200
     with signed.client() as client:
         headers = signed_headers(made["public_key"], made["secret_key"], "GET", "/api/tasks")
