@@ -25,6 +25,8 @@ import pytest
 from tests.conftest import BIN, ServerProcess, free_port, module_database, query_db
 
 _ADDRESSES = itertools.count(1)
+#: Every server's options: the default limit on failed attempts, whatever the environment says.
+SERVER_ARGS = ("--drain-timeout", "1", "--failed-auth-burst", "10")
 
 
 def fresh_address() -> str:
@@ -156,7 +158,7 @@ def auth_server(
             db=db,
             port=free_port(),
             log=root / "server.log",
-            args=["--secret-file", str(secret), "--drain-timeout", "1", *server_args],
+            args=[*SERVER_ARGS, "--secret-file", str(secret), *server_args],
         )
         server = AuthServer(db=db, secret=secret, process=process)
         server.admin = server.bearer("admin", "--admin")

@@ -30,7 +30,8 @@ def limits(
     def prepare(server: AuthServer) -> None:
         server.make_key("limited-rate", "--rate-limit", "2", "--burst", "3")
 
-    with auth_server(request, backend, root, "--workers", "0", prepare=prepare) as server:
+    burst = ("--failed-auth-burst", str(FAILED_AUTH_BURST))
+    with auth_server(request, backend, root, "--workers", "0", *burst, prepare=prepare) as server:
         yield server
         assert_no_secret(server.log(), server.secrets, "the server's log")
 
