@@ -338,6 +338,19 @@ def test_limited_key_sees_nothing_of_other_projects(walk: Walk) -> None:
         absent = limited.post("/api/tasks", json=nowhere)
         assert refused.status_code == absent.status_code == 409, refused.text
         assert refused.json()["error"]["type"] == absent.json()["error"]["type"]
+        # A's task is no dependency it can name, and no batch of its changes A's task (nor,
+        # all or none, its own).
+        in_b = {"name": "dep", "command": "true", "project_id": walk.project_b}
+        on_hidden = limited.post("/api/tasks", json={**in_b, "dependencies": [{"task_id": hidden}]})
+        on_none = {**in_b, "dependencies": [{"task_id": str(uuid.uuid4())}]}
+        on_nothing = limited.post("/api/tasks", json=on_none)
+        assert on_hidden.status_code == on_nothing.status_code == 409, on_hidden.text
+        assert on_hidden.json()["error"]["type"] == on_nothing.json()["error"]["type"]
+        changes = {"name": "changed-by-batch"}
+        updates = [{"task_id": seen, "changes": changes}, {"task_id": hidden, "changes": changes}]
+        mixed = limited.put("/api/tasks/batch", json={"updates": updates})
+        assert mixed.status_code == 404, mixed.text
+        assert walk.server.state() == before
         assert walk.server.state() == before
     everything = ok(walk.admin.get("/api/health"))["tasks"]
     assert sum(everything.values()) > sum(counts.values())
