@@ -26,6 +26,7 @@ from taskqueue.signing import (
     sign,
     signed_headers,
 )
+from tests.conftest import wait_until
 from tests.integration.authkit import AuthServer, assert_no_secret, auth_server
 
 
@@ -228,3 +229,34 @@ def test_a_signed_request_needs_the_scope_and_a_live_pair(signed: Signed) -> Non
     with signed.client() as client:
         headers = signed_headers(made["public_key"], made["secret_key"], "GET", "/api/tasks")
         refused(send(client, "GET", "/api/tasks", headers=headers), signed, "revoked")
+
+
+def test_a_replay_in_other_letters_is_still_a_replay(signed: Signed) -> None:
+    headers = signed_headers(signed.public, signed.secret, "GET", "/api/tasks?limit=2")
+    with signed.client() as client:
+        assert send(client, "GET", "/api/tasks?limit=2", headers=headers).status_code == 200
+        upper = {**headers, SIGNATURE_HEADER: headers[SIGNATURE_HEADER].upper()}
+        refused(send(client, "GET", "/api/tasks?limit=2", headers=upper), signed, "already used")
+
+
+def test_a_rotated_pair_signs_with_both_secrets_for_the_grace_period_only(signed: Signed) -> None:
+    old = signed.server.api_key("rotated-pair", kind="pair")
+    started = time.monotonic()
+    with signed.server.admin_client() as admin:
+        rotated = admin.post(f"/api/keys/{old['id']}/rotate", json={"grace_seconds": 2})
+    assert rotated.status_code == 201, rotated.text
+    new = signed.server.remember(rotated.json())
+    assert new["kind"] == "pair"
+    assert new["public_key"] != old["public_key"]
+
+    def status(pair: dict[str, str]) -> int:
+        headers = signed_headers(pair["public_key"], pair["secret_key"], "GET", "/api/tasks")
+        with signed.client() as client:
+            return send(client, "GET", "/api/tasks", headers=headers).status_code
+
+    assert status(new) == 200
+    old_now = status(old)
+    if time.monotonic() - started < 1.5:  # still within the grace period
+        assert old_now == 200
+    wait_until(lambda: status(old) == 401, 30, "the old pair to expire")
+    assert status(new) == 200
