@@ -47,7 +47,8 @@ def test_a_key_past_its_rate_gets_429_then_works_again(limits: AuthServer) -> No
             assert answer.headers["RateLimit-Limit"] == "3"
             assert "RateLimit-Remaining" in answer.headers
             assert "RateLimit-Policy" in answer.headers
-        assert [int(a.headers["RateLimit-Remaining"]) for a in answers[:3]] == [2, 1, 0]
+        if rapid:  # (slower, a token may have come back in between)
+            assert [int(a.headers["RateLimit-Remaining"]) for a in answers[:3]] == [2, 1, 0]
         if not rapid:
             answers += [client.get("/api/tasks", params={"limit": 1}) for _ in range(3)]
         limited = next((a for a in answers[3:] if a.status_code == 429), None)
@@ -75,10 +76,15 @@ def test_failed_attempts_from_one_address_are_limited_but_a_good_key_is_not(
     address = fresh_address()
     wrong = "tq_" + "W" * 43
     with limits.client(wrong, address) as attacker:
+        started = time.monotonic()
         for n in range(FAILED_AUTH_BURST):
             response = attacker.get("/api/tasks")
             assert response.status_code == 401, (n, response.text)
         limited = attacker.get("/api/tasks")
+        if time.monotonic() - started > 5:  # slow enough for a token to come back (1 per 6 s)
+            limited = next(
+                (r for r in (limited, attacker.get("/api/tasks")) if r.status_code == 429), limited
+            )
         assert limited.status_code == 429, limited.text
         assert int(limited.headers["Retry-After"]) >= 1
         assert wrong not in limited.text
