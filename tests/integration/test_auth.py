@@ -329,7 +329,9 @@ def test_limited_key_sees_nothing_of_other_projects(walk: Walk) -> None:
                                                    "project_id": walk.project_b}), 201)  # fmt: skip
         assert made["project_id"] == walk.project_b
         before = walk.server.state()
-        # (409, as for a project that does not exist: to this key, A does not.)
+        # 409, as for a project that does not exist: to this key, A does not. (docs/auth.md
+        # says 422 for a task naming no project or another's; the server says 409, the answer
+        # to every store refusal of what a body names.)
         refused = limited.post("/api/tasks", json={"name": "nowhere", "command": "true"})
         assert refused.status_code == 409, refused.text
         elsewhere = {"name": "in-a", "command": "true", "project_id": walk.project_a}
