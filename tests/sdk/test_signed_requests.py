@@ -196,3 +196,25 @@ def test_the_key_pair_is_in_no_repr_and_no_log_line(
     for text in (*shown, *(r.getMessage() for r in caplog.records)):
         assert SECRET not in text
     assert PUBLIC in shown[1]  # the public id may be shown
+
+
+@TRANSPORTS
+def test_the_same_call_twice_at_once_is_signed_twice_anew(
+    transport: str, recorder: Recorder
+) -> None:
+    # Sent within one second, the two would carry one signature, which the server would
+    # refuse the second time as a replay.
+    async def twice_async(client: Any) -> None:
+        await client.get_health()
+        await client.get_health()
+
+    def twice(client: Any) -> Any:
+        if transport.startswith("async"):
+            return twice_async(client)
+        client.get_health()
+        return client.get_health()
+
+    call(transport, recorder.url, twice)
+    first, second = recorder.seen
+    assert assert_signed(second) > assert_signed(first)
+    assert first.headers["x-taskqueue-signature"] != second.headers["x-taskqueue-signature"]
