@@ -101,7 +101,9 @@ def _database(db: str | None, url_file: str | None) -> str:
     _need_server()
     from taskqueue.store import secrets_of
 
-    redact_logs([*secrets_of(db), os.environ.get("TASKQUEUE_API_KEY", "")])
+    redact_logs(
+        [*secrets_of(db), *(os.environ.get(f"TASKQUEUE_{k}_KEY", "") for k in ("API", "SECRET"))]
+    )
     _check_db(db, hint)
     return db
 
