@@ -47,6 +47,9 @@ __all__ = [
     "BatchTaskItem",
     "BatchTaskUpdate",
     "DependencyRef",
+    "KeyCreate",
+    "KeyRotate",
+    "KeyScope",
     "ProjectCreate",
     "ProjectUpdate",
     "TaskCreate",
@@ -354,3 +357,38 @@ class TaskFilters(_Input):
         Literal["created_at", "-created_at"],
         Field(description="created_at: oldest first; -created_at: newest first"),
     ] = "created_at"
+
+
+# --------------------------------------------------------------------------------------------
+# API keys
+
+#: A scope an API key may be given: each includes those before it.
+KeyScope = Literal["read", "write", "admin"]
+
+
+def _read_only() -> list[KeyScope]:
+    return ["read"]
+
+
+class KeyCreate(_Input):
+    """Body of ``POST /api/keys``: a bearer key (``tq_…``) or a key pair for signed requests.
+
+    ``scopes`` defaults to ``["read"]``; ``projects`` limits the key to those projects (left
+    out: every project); ``rate_limit`` is requests per second with ``burst`` at once.
+    """
+
+    name: Annotated[Text, Field(min_length=1, max_length=200)]
+    scopes: Annotated[list[KeyScope], Field(min_length=1, max_length=3)] = Field(
+        default_factory=_read_only
+    )
+    projects: Annotated[list[WireUUID], Field(min_length=1, max_length=1000)] | None = None
+    kind: Literal["bearer", "pair"] = "bearer"
+    expires_at: UTCDateTime | None = None
+    rate_limit: Annotated[float, Field(gt=0, le=1_000_000), StrictNumber] | None = None
+    burst: Annotated[int, Field(ge=1, le=1_000_000), StrictInteger] | None = None
+
+
+class KeyRotate(_Input):
+    """Body of ``POST /api/keys/{id}/rotate``: how long the old key keeps working."""
+
+    grace_seconds: Annotated[float, Field(ge=0, le=90 * 24 * 3600), StrictNumber] = 3600.0

@@ -29,6 +29,8 @@ from taskqueue._requests import (
     BatchTaskItem,
     BatchTaskUpdate,
     DependencyRef,
+    KeyCreate,
+    KeyRotate,
     ProjectCreate,
     ProjectUpdate,
     TaskCreate,
@@ -43,6 +45,8 @@ __all__ = [
     "QUEUE_RE",
     "RESERVED_ENVIRONMENT",
     "TERMINAL_STATUSES",
+    "ApiKey",
+    "ApiKeyList",
     "Attempt",
     "AttemptList",
     "BatchTaskCreate",
@@ -53,9 +57,12 @@ __all__ = [
     "ErrorInfo",
     "FailureReason",
     "Health",
+    "KeyCreate",
+    "KeyRotate",
     "LogChunk",
     "LogEvent",
     "LogPage",
+    "NewApiKey",
     "Project",
     "ProjectCreate",
     "ProjectList",
@@ -117,6 +124,45 @@ class ProjectList(_Output):
     total: int
     limit: int
     offset: int
+
+
+# --------------------------------------------------------------------------------------------
+# API keys
+
+
+class ApiKey(_Output):
+    """An API key as the API shows it: never its secret (shown once, at creation)."""
+
+    id: UUID
+    name: str
+    prefix: str
+    kind: Literal["bearer", "pair"]
+    scopes: list[str]
+    projects: list[UUID] | None = None
+    rate_limit: float | None = None
+    burst: int | None = None
+    status: Literal["active", "revoked", "expired"]
+    expires_at: datetime | None = None
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class NewApiKey(ApiKey):
+    """A key just made, with its secret: ``key`` (bearer), or ``public_key`` and ``secret_key``."""
+
+    key: str | None = None
+    public_key: str | None = None
+    secret_key: str | None = None
+    #: The key this one replaces (made by a rotation).
+    replaces: UUID | None = None
+
+
+class ApiKeyList(_Output):
+    """Every API key."""
+
+    keys: list[ApiKey]
+    total: int
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,15 +8,25 @@ puts them together, for ``taskqueue server`` (the API with an embedded worker, o
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from starlette.applications import Starlette
 
 from taskqueue.server import ServerSettings, Service, create_app
+from taskqueue.server.keyring import Keyring
 from taskqueue.store import Store, describe_database
 from taskqueue.worker import Worker, WorkerSettings
 
-__all__ = ["ServerOptions", "UnusableDatabase", "build_server", "build_worker", "open_store"]
+__all__ = [
+    "ServerOptions",
+    "UnusableDatabase",
+    "build_server",
+    "build_worker",
+    "check_keys",
+    "open_store",
+]
 
 #: What the log calls the worker that runs inside ``taskqueue server``.
 EMBEDDED_WORKER = "embedded worker"
@@ -77,3 +87,22 @@ def build_worker(db: str, settings: WorkerSettings, *, listen: bool = True) -> t
     # A worker without the API waits on no task: it needs wake-ups, not every change.
     store = open_store(db, listen=listen, changes=False)
     return Worker(store, settings), store
+
+
+def check_keys(db: str, secret_file: Path | None) -> None:
+    """Check, before serving, that the server can check this database's API keys.
+
+    Makes the secret file beside a SQLite database if it is missing; raises
+    :class:`~taskqueue.apikeys.PepperError` when keys exist and the pepper is missing or is
+    not the one they were made with.
+    """
+
+    async def check() -> None:
+        store = Store(db)
+        store.start()
+        try:
+            await Keyring(store, secret_file).start()
+        finally:
+            await store.close()
+
+    asyncio.run(check())

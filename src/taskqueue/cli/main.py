@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,6 +24,7 @@ from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
 from taskqueue.cli._options import api_key_of, client_options
 from taskqueue.cli.config import config
+from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
 from taskqueue.cli.run import run
 from taskqueue.cli.serve import (
@@ -329,6 +331,7 @@ def main(
 
 main.add_command(tasks)
 main.add_command(projects)
+main.add_command(keys)
 main.add_command(run)
 main.add_command(submit)
 main.add_command(health)
@@ -347,6 +350,15 @@ main.add_command(workers)
     type=click.IntRange(0, 1024),
     help="Tasks run at once by the embedded worker; 0 serves the API only.",
 )
+@click.option(
+    "--secret-file",
+    envvar="TASKQUEUE_SECRET_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The file holding the secret API keys are hashed with (made if missing; default: "
+    "beside a SQLite database; on PostgreSQL give every server the same file; env "
+    "TASKQUEUE_SECRET_FILE).",
+)
 @_run_as_option
 @_worker_options
 @http_options
@@ -355,6 +367,7 @@ def server(
     port: int,
     db: str,
     workers: int,
+    secret_file: Path | None,
     run_as: RunAs | None,
     lease_seconds: float,
     drain_timeout: float,
@@ -368,8 +381,9 @@ def server(
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     _need_server()
+    from taskqueue.apikeys import PepperError
     from taskqueue.server import ServerSettings, is_loopback
-    from taskqueue.service import ServerOptions, UnusableDatabase, build_server
+    from taskqueue.service import ServerOptions, UnusableDatabase, build_server, check_keys
     from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
 
@@ -393,13 +407,16 @@ def server(
             presence_interval=presence_interval,
             housekeeping_interval=housekeeping_interval,
         )
-    api = ServerSettings(allowed_origins=http.allowed_origins)
+    api = ServerSettings(allowed_origins=http.allowed_origins, secret_file=secret_file)
     try:
         app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
+        check_keys(db, secret_file)
     except BaseException as exc:
         close_all(sockets)
         if isinstance(exc, UnusableDatabase):
             raise _explain(exc) from exc
+        if isinstance(exc, PepperError):
+            raise click.ClickException(str(exc)) from None
         raise
     url = f"http://{url_host(host.strip('[]'))}:{bound_port(sockets)}"
     banner = (

@@ -26,11 +26,16 @@ from taskqueue.client._wire import TransportError, encode_url
 from taskqueue.errors import ProjectNotFoundError, TaskNotFoundError, TaskQueueTimeoutError
 from taskqueue.models import (
     TERMINAL_STATUSES,
+    ApiKey,
+    ApiKeyList,
     Attempt,
     BatchTaskCreate,
     BatchTaskUpdate,
+    KeyCreate,
+    KeyRotate,
     LogChunk,
     LogPage,
+    NewApiKey,
     Project,
     ProjectCreate,
     ProjectUpdate,
@@ -426,3 +431,60 @@ class TaskQueueClient(SyncClientCore):
                     f"task {task.id} is still {task.status.value} after {timeout:g}s",
                     response_data=task.model_dump(mode="json"),
                 )
+
+    # ------------------------------------------------------------------ API keys
+
+    def create_key(
+        self,
+        name: str,
+        *,
+        scopes: Sequence[str] = ("read",),
+        projects: Sequence[str | UUID] | None = None,
+        pair: bool = False,
+        expires_at: datetime | None = None,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> NewApiKey:
+        """Make an API key (an admin key for every project is needed).
+
+        The answer holds the secret, which the server never shows again: ``key`` for a bearer
+        key, ``public_key`` and ``secret_key`` for a key pair (``pair=True``).
+        """
+        body = validate_input(
+            KeyCreate,
+            drop_unset(
+                {
+                    "name": name,
+                    "scopes": list(scopes),
+                    "projects": [str(p) for p in projects] if projects is not None else None,
+                    "kind": "pair" if pair else "bearer",
+                    "expires_at": expires_at,
+                    "rate_limit": rate_limit,
+                    "burst": burst,
+                }
+            ),
+        )
+        return self._model(NewApiKey, RequestSpec("POST", "/api/keys", json=body, resource="key"))
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every API key, revoked ones too (never a secret)."""
+        found = self._model(ApiKeyList, RequestSpec("GET", "/api/keys", resource="key"))
+        return found.keys
+
+    def get_key(self, key_id: str | UUID) -> ApiKey:
+        """One API key."""
+        return self._model(ApiKey, RequestSpec("GET", f"/api/keys/{id_of(key_id)}", resource="key"))
+
+    def revoke_key(self, key_id: str | UUID) -> ApiKey:
+        """Revoke an API key: every server refuses it within a second."""
+        return self._model(
+            ApiKey, RequestSpec("POST", f"/api/keys/{id_of(key_id)}/revoke", resource="key")
+        )
+
+    def rotate_key(self, key_id: str | UUID, *, grace_seconds: float = 3600.0) -> NewApiKey:
+        """A new key like this one; this one keeps working for ``grace_seconds``, then expires."""
+        body = validate_input(KeyRotate, {"grace_seconds": grace_seconds})
+        return self._model(
+            NewApiKey,
+            RequestSpec("POST", f"/api/keys/{id_of(key_id)}/rotate", json=body, resource="key"),
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import ipaddress
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from taskqueue.server.auth import Authenticator
 from taskqueue.server.errors import RequestIdMiddleware, error_response, exception_handlers
 from taskqueue.server.guards import OriginGuardMiddleware
+from taskqueue.server.keyring import Keyring
 from taskqueue.server.openapi import openapi_document
 from taskqueue.server.routes import routes
 from taskqueue.server.services import Service, run_services
 from taskqueue.store import Store
 
 __all__ = ["ServerSettings", "create_app", "is_loopback"]
+
+log: logging.Logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,6 +114,21 @@ async def _openapi(request: Request) -> Response:
     return Response(document, media_type="application/json")
 
 
+def _announce(auth: Authenticator) -> None:
+    """Say at start whether requests need a key, and how to make the first one."""
+    if auth.mode == "off":
+        log.warning(
+            "authentication is OFF (--no-auth): anyone on this machine can use the API "
+            "without a key"
+        )
+    elif not auth.keyring.any_keys:
+        how = "make one with: taskqueue keys create --admin --name NAME"
+        if auth.mode == "required":
+            log.warning("every request needs an API key and this database has none; %s", how)
+        else:
+            log.info("no API keys yet: the API answers this machine without one; %s", how)
+
+
 def create_app(
     settings: ServerSettings | None, store: Store, services: Sequence[Service] = ()
 ) -> Starlette:
@@ -120,11 +140,16 @@ def create_app(
     """
     settings = settings or ServerSettings()
 
+    keyring = Keyring(store, settings.secret_file)
+    auth = Authenticator(keyring, settings.auth)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store.start()
         try:
-            async with run_services(services):
+            await keyring.start()
+            _announce(auth)
+            async with keyring.running(), run_services(services):
                 yield
         finally:
             await store.close()
@@ -136,6 +161,7 @@ def create_app(
     )
     app.state.store = store
     app.state.settings = settings
+    app.state.auth = auth
     app.state.openapi = orjson.dumps(openapi_document())
     app.add_middleware(OriginGuardMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(LoopbackHostMiddleware)

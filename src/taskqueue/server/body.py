@@ -22,6 +22,7 @@ validated.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import threading
@@ -32,13 +33,19 @@ import orjson
 import pydantic
 from annotated_types import MaxLen
 from pydantic_core import InitErrorDetails
+from starlette.requests import Request
 
 from taskqueue.server.errors import ApiError
 
+#: Longest a client may take to send a request body, in seconds.
+BODY_TIMEOUT_S = 30.0
+
 __all__ = [
+    "BODY_TIMEOUT_S",
     "INLINE_BYTES",
     "decode_body",
     "find_duplicate_key",
+    "read_request_body",
     "refuse_duplicate_keys",
     "refuse_overlong_lists",
 ]
@@ -194,3 +201,39 @@ async def decode_body(model: type[M], body: bytes) -> M:
     if len(body) <= INLINE_BYTES:
         return _decode(model, body)
     return await anyio.to_thread.run_sync(_decode_large, model, body)
+
+
+async def read_request_body(request: Request) -> bytes:
+    """The request body, refusing non-JSON content types and bodies over the limit."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415, "send the body as JSON with the header 'Content-Type: application/json'"
+        )
+    cached: bytes | None = getattr(request, "_body", None)
+    if cached is not None:  # read already (to check a signature)
+        return cached
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise ApiError(413, f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+
+    async def receive_all() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(receive_all(), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s") from None
+    body = b"".join(chunks)
+    request._body = body  # what Request.body() and Request.stream() answer from now on
+    return body

@@ -17,13 +17,18 @@ import pydantic
 
 from taskqueue._version import __version__
 from taskqueue.models import (
+    ApiKey,
+    ApiKeyList,
     AttemptList,
     BatchTaskCreate,
     BatchTaskUpdate,
     ErrorBody,
     Health,
+    KeyCreate,
+    KeyRotate,
     LogEvent,
     LogPage,
+    NewApiKey,
     Project,
     ProjectCreate,
     ProjectList,
@@ -56,9 +61,12 @@ __all__ = ["ERRORS", "OPERATIONS", "Operation", "openapi_document"]
 ERRORS: dict[str, str] = {
     "400": "The body is not JSON (or names a key twice), is empty, or Content-Length is not a "
     "number",
-    "403": "The request's Host is not a loopback name, or it comes from an origin that is not "
-    "allowed",
-    "404": "No such task or project",
+    "401": "The request needs an API key and has none, or its key is unknown, revoked or "
+    "expired, or its signature is bad, outside the 5-minute window or already used; "
+    "`WWW-Authenticate` says how to authenticate",
+    "403": "The API key lacks the scope this operation needs, or the request's Host is not a "
+    "name this server answers to, or it comes from an origin that is not allowed",
+    "404": "No such task, project or key (a key limited to some projects sees no other)",
     "405": "The path does not take this method; `Allow` lists those it takes",
     "408": "The body did not arrive within 30 s",
     "409": "Well formed, but it cannot be applied as things stand: it conflicts with what is "
@@ -69,19 +77,40 @@ ERRORS: dict[str, str] = {
     "413": "The body is over the limit (16 MiB by default)",
     "415": "The body is not sent as `application/json`",
     "422": "A field, query parameter, header or path id breaks this document; `details` names each",
+    "429": "Too many requests: the API key is over its rate limit, or this address made too many "
+    "failed authentication attempts; `Retry-After` says when to try again",
     "431": "A request header (or all of them together) is too large",
     "503": "The database is unavailable for now (SQLite: locked by another process past the busy "
     "timeout; PostgreSQL: unreachable), or the server is at its connection limit. Nothing was "
     "changed; repeat the request",
 }
 #: Statuses every operation can answer.
-_EVERYWHERE = ("403", "405", "422", "431", "503")
+_EVERYWHERE = ("403", "405", "422", "429", "431", "503")
 
 _HEADERS = {
     "X-Request-ID": "The request's id: the one sent (1 to 64 of `[A-Za-z0-9._-]`) or a new one",
     "Allow": "The methods the path takes",
     "Retry-After": "Seconds to wait before repeating the request",
     "Location": "The same path without its trailing slash",
+    "WWW-Authenticate": "How to authenticate: `Bearer`",
+    "RateLimit-Limit": "Requests the API key may make at once (its burst)",
+    "RateLimit-Remaining": "Requests it may make now",
+    "RateLimit-Reset": "Seconds until it may make its whole burst again",
+    "RateLimit-Policy": "The key's limit: burst and window in seconds",
+}
+#: Operations anyone may call without a key.
+PUBLIC = frozenset({("/", "GET"), ("/api/health", "GET")})
+#: The ways a request may carry its credentials (any one of them).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key, `tq_…`"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "signedRequest": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-TaskQueue-Signature",
+        "description": "A request signed with a key pair: also send X-TaskQueue-Key-Id and "
+        "X-TaskQueue-Timestamp (see docs/security.md)",
+    },
 }
 
 
@@ -186,6 +215,26 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
                             "cascade=true (and none of them Running)", "204",
                             query=CascadeQuery, conflicts=True, tags=("projects",)),
     },
+    "/api/keys": {
+        "GET": Operation("listKeys", "Every API key (revoked ones too), never a secret",
+                         response=ApiKeyList, tags=("keys",)),
+        "POST": Operation("createKey", "Make an API key or key pair; the answer holds its "
+                          "secret, shown this once", "201", NewApiKey, KeyCreate,
+                          tags=("keys",), creates=("key_id", "$response.body#/id")),
+    },
+    "/api/keys/{key_id}": {
+        "GET": Operation("getKey", "Get an API key (without its secret)", response=ApiKey,
+                         tags=("keys",)),
+    },
+    "/api/keys/{key_id}/revoke": {
+        "POST": Operation("revokeKey", "Revoke an API key: every server refuses it within a "
+                          "second", response=ApiKey, tags=("keys",)),
+    },
+    "/api/keys/{key_id}/rotate": {
+        "POST": Operation("rotateKey", "Make a new key like this one; this one expires after "
+                          "grace_seconds", "201", NewApiKey, KeyRotate, conflicts=True,
+                          tags=("keys",)),
+    },
 }  # fmt: skip
 
 
@@ -197,8 +246,10 @@ def _error(status: str) -> dict[str, Any]:
     headers = {"X-Request-ID": _header("X-Request-ID")}
     if status == "405":
         headers["Allow"] = _header("Allow", required=True)
-    if status == "503":
+    if status in ("429", "503"):
         headers["Retry-After"] = _header("Retry-After")
+    if status == "401":
+        headers["WWW-Authenticate"] = _header("WWW-Authenticate")
     return {
         "description": ERRORS[status],
         "headers": headers,
@@ -208,6 +259,8 @@ def _error(status: str) -> dict[str, Any]:
 
 def _statuses(path: str, method: str, op: Operation) -> list[str]:
     codes = set(_EVERYWHERE)
+    if (path, method) not in PUBLIC:
+        codes |= {"401"}
     if "{" in path:
         codes |= {"404"}
     if method != "GET":
@@ -236,7 +289,10 @@ def _links(creates: tuple[str, str]) -> dict[str, Any]:
 def _success(op: Operation) -> dict[str, Any]:
     ok: dict[str, Any] = {
         "description": op.answer,
-        "headers": {"X-Request-ID": _header("X-Request-ID", required=True)},
+        "headers": {
+            "X-Request-ID": _header("X-Request-ID", required=True),
+            **{name: _header(name) for name in _HEADERS if name.startswith("RateLimit-")},
+        },
     }
     if op.response is not None:
         ok["content"] = {"application/json": {"schema": ref(op.response)}, **op.extra_content}
@@ -289,6 +345,8 @@ def _operation(path: str, method: str, op: Operation) -> dict[str, Any]:
         "parameters": _parameters(path, op),
         "responses": responses,
     }
+    if (path, method) not in PUBLIC:
+        result["security"] = [{name: []} for name in SECURITY_SCHEMES]
     if op.body is not None:
         result["requestBody"] = {
             "required": True,
@@ -313,5 +371,5 @@ def openapi_document() -> dict[str, Any]:
             "beside it), never both at once.",
         },
         "paths": paths,
-        "components": {"schemas": component_schemas()},
+        "components": {"schemas": component_schemas(), "securitySchemes": SECURITY_SCHEMES},
     }

@@ -16,6 +16,8 @@ import pydantic
 from pydantic.json_schema import models_json_schema
 
 from taskqueue.models import (
+    ApiKey,
+    ApiKeyList,
     Attempt,
     AttemptList,
     BatchTaskCreate,
@@ -24,8 +26,11 @@ from taskqueue.models import (
     DependencyRef,
     ErrorBody,
     Health,
+    KeyCreate,
+    KeyRotate,
     LogEvent,
     LogPage,
+    NewApiKey,
     Project,
     ProjectCreate,
     ProjectList,
@@ -67,8 +72,13 @@ _REQUESTS: tuple[type[pydantic.BaseModel], ...] = (
     TaskIdRef,
     ProjectCreate,
     ProjectUpdate,
+    KeyCreate,
+    KeyRotate,
 )
 _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
+    ApiKey,
+    ApiKeyList,
+    NewApiKey,
     Task,
     TaskList,
     TaskBatch,

@@ -210,4 +210,9 @@ def idempotency(request: Request, data: pydantic.BaseModel) -> IdempotencyReques
             [{"loc": ["header", "Idempotency-Key"], "msg": "invalid", "type": "value_error"}],
         )
     digest = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
-    return IdempotencyRequest(key=f"{request.url.path}:{key}", request_hash=digest)
+    scoped = f"{request.url.path}:{key}"
+    principal = getattr(request.state, "principal", None)
+    key_id = getattr(principal, "key_id", None)
+    if key_id is not None:  # one key's Idempotency-Key never replays another key's answer
+        scoped = f"{key_id}:{hashlib.sha256(scoped.encode()).hexdigest()}"
+    return IdempotencyRequest(key=scoped, request_hash=digest)

@@ -11,7 +11,8 @@ import pydantic
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, request_response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from taskqueue._version import __version__
 from taskqueue.models import (
@@ -24,8 +25,9 @@ from taskqueue.models import (
     TaskFilters,
     TaskUpdate,
 )
-from taskqueue.server.body import decode_body
+from taskqueue.server.auth import Scope, authorize, principal_of, projects_of
 from taskqueue.server.errors import ApiError
+from taskqueue.server.keys import KEY_ENDPOINTS, KEY_SCOPES
 from taskqueue.server.params import (
     CascadeQuery,
     LogsQuery,
@@ -36,6 +38,7 @@ from taskqueue.server.params import (
     parse_query,
     path_id,
 )
+from taskqueue.server.responses import json_response, page_response, parse_body, store_of
 from taskqueue.store import NotFound, Store
 
 __all__ = ["routes"]
@@ -43,73 +46,9 @@ __all__ = ["routes"]
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
-#: Longest a client may take to send a request body, in seconds.
-BODY_TIMEOUT_S = 30.0
 #: A worker not heard from for this long is listed as ``stale`` and not counted by health
 #: (workers beat every 5 s by default).
 WORKER_STALE_AFTER_S = 30.0
-
-
-def json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    """A JSON response, serialised with orjson."""
-    return Response(
-        orjson.dumps(data),
-        status_code=status,
-        media_type="application/json",
-        headers=dict(headers) if headers else None,
-    )
-
-
-def page_response(key: str, page: Any, total: int, limit: int, offset: int) -> Response:
-    """One page of a listing: its items under ``key``, how many there are, the paging asked."""
-    return json_response({key: page, "total": total, "limit": limit, "offset": offset})
-
-
-def store_of(request: Request) -> Store:
-    """The store the app serves."""
-    store: Store = request.app.state.store
-    return store
-
-
-async def read_body(request: Request) -> bytes:
-    """The request body, refusing non-JSON content types and bodies over the limit."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise ApiError(
-            415, "send the body as JSON with the header 'Content-Type: application/json'"
-        )
-    limit: int = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiError(400, "Content-Length is not a number")
-        if int(declared) > limit:
-            raise ApiError(413, f"the body is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-
-    async def receive_all() -> None:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"the body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-
-    try:
-        await asyncio.wait_for(receive_all(), BODY_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        raise ApiError(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s") from None
-    return b"".join(chunks)
-
-
-async def parse_body(request: Request, model: type[M]) -> M:
-    """The body validated as ``model`` (422 names each bad field, 400 a duplicate key)."""
-    body = await read_body(request)
-    if not body:
-        raise ApiError(400, "the request has no body; send a JSON object")
-    return await decode_body(model, body)
 
 
 # ---------------------------------------------------------------------------------- health
@@ -123,7 +62,9 @@ async def health(request: Request) -> Response:
     """
     no_query(request)
     store = store_of(request)
-    counts = await store.task_counts()
+    principal = getattr(request.state, "principal", None)
+    # Without a key: that it is up, not what it holds.
+    counts = {} if principal is None else await store.task_counts(projects=principal.projects)
     registered = await store.list_workers(WORKER_STALE_AFTER_S)
     workers = sum(1 for worker in registered if worker["status"] == "active")
     return json_response(
@@ -174,7 +115,8 @@ async def create_task(request: Request) -> Response:
     item = await parse_body(request, TaskCreate)
     key = idempotency(request, item)
     store = store_of(request)
-    tasks = await store.create_tasks([item], key)
+    projects = projects_of(request)
+    tasks = await store.create_tasks([item], key, projects=projects)
     if key is not None:
         await still_there(store.get_task, "task", tasks)
     return json_response(tasks[0], 201)
@@ -186,7 +128,7 @@ async def create_batch(request: Request) -> Response:
     batch = await parse_body(request, BatchTaskCreate)
     key = idempotency(request, batch)
     store = store_of(request)
-    tasks = await store.create_tasks(batch.tasks, key, batch=True)
+    tasks = await store.create_tasks(batch.tasks, key, batch=True, projects=projects_of(request))
     if key is not None:
         await still_there(store.get_task, "task", tasks)
     return json_response({"tasks": tasks}, 201)
@@ -195,14 +137,15 @@ async def create_batch(request: Request) -> Response:
 async def list_tasks(request: Request) -> Response:
     """``GET /api/tasks`` with its filters."""
     filters = parse_query(request, TaskFilters)
-    page, total = await store_of(request).list_tasks(filters)
+    page, total = await store_of(request).list_tasks(filters, projects=projects_of(request))
     return page_response("tasks", page, total, filters.limit, filters.offset)
 
 
 async def get_task(request: Request) -> Response:
     """``GET /api/tasks/{task_id}``."""
     no_query(request)
-    return json_response(await store_of(request).get_task(path_id(request, "task_id")))
+    task_id = path_id(request, "task_id")
+    return json_response(await store_of(request).get_task(task_id, projects=projects_of(request)))
 
 
 async def update_task(request: Request) -> Response:
@@ -210,33 +153,42 @@ async def update_task(request: Request) -> Response:
     no_query(request)
     task_id = path_id(request, "task_id")
     changes = await parse_body(request, TaskUpdate)
-    return json_response(await store_of(request).update_task(task_id, changes))
+    return json_response(
+        await store_of(request).update_task(task_id, changes, projects=projects_of(request))
+    )
 
 
 async def delete_task(request: Request) -> Response:
     """``DELETE /api/tasks/{task_id}``."""
     no_query(request)
-    await store_of(request).delete_task(path_id(request, "task_id"))
+    task_id = path_id(request, "task_id")
+    await store_of(request).delete_task(task_id, projects=projects_of(request))
     return Response(status_code=204)
 
 
 async def cancel_task(request: Request) -> Response:
     """``POST /api/tasks/{task_id}/cancel``."""
     no_query(request)
-    return json_response(await store_of(request).cancel_task(path_id(request, "task_id")))
+    task_id = path_id(request, "task_id")
+    return json_response(
+        await store_of(request).cancel_task(task_id, projects=projects_of(request))
+    )
 
 
 async def retry_task(request: Request) -> Response:
     """``POST /api/tasks/{task_id}/retry``: re-queue a Failed or Cancelled task."""
     no_query(request)
-    return json_response(await store_of(request).retry_task(path_id(request, "task_id")))
+    task_id = path_id(request, "task_id")
+    return json_response(await store_of(request).retry_task(task_id, projects=projects_of(request)))
 
 
 async def wait_task(request: Request) -> Response:
     """``GET /api/tasks/{task_id}/wait?timeout=S``: long-poll until the task is terminal."""
     task_id = path_id(request, "task_id")
     query = parse_query(request, WaitQuery)
-    task = await store_of(request).wait_terminal(task_id, query.timeout)
+    task = await store_of(request).wait_terminal(
+        task_id, query.timeout, projects=projects_of(request)
+    )
     return json_response(task)
 
 
@@ -245,7 +197,12 @@ async def task_attempts(request: Request) -> Response:
     no_query(request)
     task_id = path_id(request, "task_id")
     return json_response(
-        {"task_id": task_id, "attempts": await store_of(request).list_attempts(task_id)}
+        {
+            "task_id": task_id,
+            "attempts": await store_of(request).list_attempts(
+                task_id, projects=projects_of(request)
+            ),
+        }
     )
 
 
@@ -254,12 +211,17 @@ async def task_logs(request: Request) -> Response:
     task_id = path_id(request, "task_id")
     query = parse_query(request, LogsQuery)
     store = store_of(request)
+    projects = projects_of(request)
     chunks, next_offset, status = await store.read_logs(
-        task_id, query.offset, query.limit, query.stream, query.attempt
+        task_id, query.offset, query.limit, query.stream, query.attempt, projects=projects
     )
     if not query.follow:
         more = len(chunks) == query.limit and bool(
-            (await store.read_logs(task_id, next_offset, 1, query.stream, query.attempt))[0]
+            (
+                await store.read_logs(
+                    task_id, next_offset, 1, query.stream, query.attempt, projects=projects
+                )
+            )[0]
         )
         return json_response(
             {
@@ -319,6 +281,12 @@ async def _follow(
 async def create_project(request: Request) -> Response:
     """``POST /api/projects``."""
     no_query(request)
+    if projects_of(request) is not None:
+        raise ApiError(
+            403,
+            f"the API key {principal_of(request).name!r} is limited to some projects; "
+            "a project can be created with a key for every project",
+        )
     data = await parse_body(request, ProjectCreate)
     key = idempotency(request, data)
     store = store_of(request)
@@ -331,14 +299,19 @@ async def create_project(request: Request) -> Response:
 async def list_projects(request: Request) -> Response:
     """``GET /api/projects``."""
     paging = parse_query(request, Paging)
-    page, total = await store_of(request).list_projects(paging.limit, paging.offset)
+    page, total = await store_of(request).list_projects(
+        paging.limit, paging.offset, within=projects_of(request)
+    )
     return page_response("projects", page, total, paging.limit, paging.offset)
 
 
 async def get_project(request: Request) -> Response:
     """``GET /api/projects/{project_id}``."""
     no_query(request)
-    return json_response(await store_of(request).get_project(path_id(request, "project_id")))
+    project_id = path_id(request, "project_id")
+    return json_response(
+        await store_of(request).get_project(project_id, within=projects_of(request))
+    )
 
 
 async def update_project(request: Request) -> Response:
@@ -346,14 +319,16 @@ async def update_project(request: Request) -> Response:
     no_query(request)
     project_id = path_id(request, "project_id")
     changes = await parse_body(request, ProjectUpdate)
-    return json_response(await store_of(request).update_project(project_id, changes))
+    return json_response(
+        await store_of(request).update_project(project_id, changes, within=projects_of(request))
+    )
 
 
 async def delete_project(request: Request) -> Response:
     """``DELETE /api/projects/{project_id}[?cascade=true]``."""
     project_id = path_id(request, "project_id")
     query = parse_query(request, CascadeQuery)
-    await store_of(request).delete_project(project_id, query.cascade)
+    await store_of(request).delete_project(project_id, query.cascade, within=projects_of(request))
     return Response(status_code=204)
 
 
@@ -375,7 +350,10 @@ async def update_batch(request: Request) -> Response:
     no_query(request)
     batch = await parse_body(request, BatchTaskUpdate)
     updates = [(str(item.task_id), item.changes) for item in batch.updates]
-    return json_response({"tasks": await store_of(request).update_tasks(updates)})
+    store = store_of(request)
+    return json_response(
+        {"tasks": await store.update_tasks(updates, projects=projects_of(request))}
+    )
 
 
 class Endpoint(Protocol):
@@ -394,23 +372,36 @@ class Resource:
     (without the body), where the path takes ``GET``.
     """
 
-    def __init__(self, path: str, handlers: Mapping[str, Endpoint]) -> None:
+    def __init__(
+        self, path: str, handlers: Mapping[str, Endpoint], scopes: Mapping[str, Scope]
+    ) -> None:
+        missing = sorted(set(handlers) - set(scopes))
+        if missing:
+            raise ValueError(f"{path}: no scope declared for {', '.join(missing)}")
         self.path: str = path
         self.handlers: dict[str, Endpoint] = dict(handlers)
+        #: The scope each method needs of the caller's key.
+        self.scopes: dict[str, Scope] = {m: scopes[m] for m in handlers}
         methods = [*handlers, *(["HEAD"] if "GET" in handlers else []), "OPTIONS"]
         #: The methods the path takes, as ``Allow`` lists them.
         self.allow: str = ", ".join(methods)
         self._app = request_response(self._dispatch)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         """Handle one request to this path."""
         await self._app(scope, receive, send)
 
     async def _dispatch(self, request: Request) -> Response:
         method = request.method
-        handler = self.handlers.get("GET" if method == "HEAD" else method)
+        name = "GET" if method == "HEAD" else method
+        handler = self.handlers.get(name)
         if handler is not None:
-            return await handler(request)
+            await authorize(request, self.scopes[name])
+            response = await handler(request)
+            limits = getattr(request.state, "rate_headers", None)
+            if limits:
+                response.headers.update(limits)
+            return response
         if method == "OPTIONS":
             return Response(status_code=204, headers={"Allow": self.allow})
         raise ApiError(
@@ -441,6 +432,28 @@ ENDPOINTS: dict[str, dict[str, Endpoint]] = {
     },
 }
 
+ENDPOINTS.update(KEY_ENDPOINTS)
+
+_R, _W, _A = Scope.READ, Scope.WRITE, Scope.ADMIN
+#: The scope each method of each path needs (every one of :data:`ENDPOINTS` must have one).
+SCOPES: dict[str, dict[str, Scope]] = {
+    "/": {"GET": Scope.PUBLIC},
+    "/api/health": {"GET": Scope.PUBLIC},  # with a key, the counts that key may see
+    "/api/tasks": {"GET": _R, "POST": _W},
+    "/api/tasks/batch": {"POST": _W, "PUT": _W},
+    "/api/tasks/{task_id}": {"GET": _R, "PUT": _W, "DELETE": _W},
+    "/api/tasks/{task_id}/cancel": {"POST": _W},
+    "/api/tasks/{task_id}/retry": {"POST": _W},
+    "/api/tasks/{task_id}/wait": {"GET": _R},
+    "/api/tasks/{task_id}/logs": {"GET": _R},
+    "/api/tasks/{task_id}/attempts": {"GET": _R},
+    "/api/workers": {"GET": _A},
+    "/api/projects": {"GET": _R, "POST": _W},
+    "/api/projects/{project_id}": {"GET": _R, "PUT": _W, "DELETE": _A},
+    **KEY_SCOPES,
+}
+
 routes: list[Route] = [
-    Route(path, Resource(path, handlers), name=path) for path, handlers in ENDPOINTS.items()
+    Route(path, Resource(path, handlers, SCOPES.get(path, {})), name=path)
+    for path, handlers in ENDPOINTS.items()
 ]

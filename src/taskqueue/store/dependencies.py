@@ -17,6 +17,7 @@ from taskqueue.store.errors import Conflict, InvalidInput
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import FINISHED_SQL
 from taskqueue.store.sql import Tx, chunks, marks
+from taskqueue.store.visibility import Projects, project_condition
 
 __all__ = [
     "MAX_EDGES_PER_REQUEST",
@@ -93,7 +94,11 @@ def _references(
 
 
 def resolve(
-    tx: Tx, items: Sequence[TaskCreate], new_ids: list[str], batch: bool
+    tx: Tx,
+    items: Sequence[TaskCreate],
+    new_ids: list[str],
+    batch: bool,
+    projects: Projects = None,
 ) -> tuple[list[list[str]], dict[str, str]]:
     """Each item's dependency ids, and the status of every existing task referenced.
 
@@ -115,10 +120,15 @@ def resolve(
             ],
         )
     statuses: dict[str, str] = {}
+    visible, in_projects = project_condition(projects)  # others' tasks do not exist for us
+    visible = f" AND {visible}" if visible else ""
     for part in chunks(list(existing)):
         # Locked against a concurrent finish: it then sees the new edges and counts them.
         share = tx.dialect.lock("FOR SHARE")
-        found = tx.execute(f"SELECT id, status FROM tasks WHERE id IN ({marks(part)}){share}", part)
+        found = tx.execute(
+            f"SELECT id, status FROM tasks WHERE id IN ({marks(part)}){visible}{share}",
+            [*part, *in_projects],
+        )
         statuses.update({r["id"]: r["status"] for r in found})
     for index, deps in enumerate(resolved):
         for position, dep_id in enumerate(deps):

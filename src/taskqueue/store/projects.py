@@ -13,6 +13,7 @@ from taskqueue.store.ids import new_id
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import FINISHED_SQL
 from taskqueue.store.sql import Tx, insert_rows
+from taskqueue.store.visibility import Projects, project_condition
 
 __all__ = [
     "create_project",
@@ -145,11 +146,16 @@ def get_project(conn: Tx, project_id: str) -> dict[str, Any]:
     return project_to_dict(get_project_row(conn, project_id))
 
 
-def list_projects(conn: Tx, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """A page of projects in creation order, and how many there are."""
+def list_projects(
+    conn: Tx, limit: int, offset: int, projects: Projects = None
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of projects (of ``projects``) in creation order, and how many there are."""
+    visible, params = project_condition(projects, "id")
+    where = f"WHERE {visible} " if visible else ""
     rows = conn.execute(
-        "SELECT * FROM projects ORDER BY created_at, id LIMIT ? OFFSET ?", (limit, offset)
+        f"SELECT * FROM projects {where}ORDER BY created_at, id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
     )
     page = [project_to_dict(row) for row in rows]
-    total = conn.execute("SELECT count(*) FROM projects").fetchone()[0]
+    total = conn.execute(f"SELECT count(*) FROM projects {where}", params).fetchone()[0]
     return page, int(total)

@@ -32,6 +32,7 @@ from taskqueue.models import TERMINAL_STATUSES, TaskStatus
 __all__ = [
     "FINISHED_SQL",
     "RUNNABLE_SQL",
+    "api_keys",
     "attempts",
     "events",
     "idempotency_keys",
@@ -232,4 +233,24 @@ meta: Table = Table(
     Column("key", String(100), primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_at", _TIME, nullable=False),
+)
+
+#: API keys: a bearer key's keyed hash (never the key), or a key pair's public id; scopes and
+#: projects as JSON lists (``projects`` NULL: every project); revoked keys are kept.
+api_keys: Table = Table(
+    "api_keys",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(40), nullable=False, unique=True),
+    Column("kind", String(10), nullable=False),
+    Column("hash", String(64)),
+    Column("scopes", Text, nullable=False),
+    Column("projects", Text),
+    Column("rate_limit", Float),
+    Column("burst", Integer),
+    Column("expires_at", _TIME),
+    Column("created_at", _TIME, nullable=False),
+    Column("last_used_at", _TIME),
+    Column("revoked_at", _TIME),
 )

@@ -29,10 +29,12 @@ from taskqueue.store import (
     attempts,
     deployment,
     housekeeping,
+    keys,
     leases,
     projects,
     tasks,
     transitions,
+    visibility,
     workers,
 )
 from taskqueue.store.backend import Backend, open_backend, secrets_of
@@ -41,6 +43,7 @@ from taskqueue.store.idempotency import IdempotencyRequest
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
 from taskqueue.store.transitions import Claimed, Outcome
+from taskqueue.store.visibility import Projects
 from taskqueue.store.waiters import Waiters
 
 __all__ = ["Store"]
@@ -50,6 +53,21 @@ T = TypeVar("T")
 #: How often a waiter re-reads the database in case the change came from another process.
 POLL_INTERVAL_S = 0.5
 _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
+
+
+def _within(
+    projects: Projects, task_ids: Sequence[str], fn: Callable[[Tx, Effects], T]
+) -> Callable[[Tx, Effects], T]:
+    """``fn``, first checking in its transaction that each task is within ``projects``."""
+    if projects is None:
+        return fn
+
+    def checked(tx: Tx, fx: Effects) -> T:
+        for task_id in task_ids:
+            visibility.check_task(tx, task_id, projects)
+        return fn(tx, fx)
+
+    return checked
 
 
 class Store:
@@ -124,12 +142,14 @@ class Store:
         """Call ``listener`` with (task id, lease token) of attempts revoked in this process."""
         self.waiters.on_stop_running(listener)
 
-    async def wait_terminal(self, task_id: str, timeout: float) -> dict[str, Any]:
+    async def wait_terminal(
+        self, task_id: str, timeout: float, *, projects: Projects = None
+    ) -> dict[str, Any]:
         """The task once it is terminal, or as it is when ``timeout`` seconds have passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            task = await self.get_task(task_id)
+            task = await self.get_task(task_id, projects=projects)
             remaining = deadline - loop.time()
             if task["status"] in _TERMINAL or remaining <= 0:
                 return task
@@ -146,47 +166,81 @@ class Store:
         items: Sequence[TaskCreate],
         idem: IdempotencyRequest | None = None,
         batch: bool = False,
+        *,
+        projects: Projects = None,
     ) -> list[dict[str, Any]]:
-        """Create tasks atomically; later items may depend on earlier ones by ``ref``."""
+        """Create tasks atomically; later items may depend on earlier ones by ``ref``.
+
+        ``projects``, on this method and the others that take it, limits the call to the tasks
+        and projects a caller may see (see :mod:`.visibility`); others do not exist for it.
+        """
         now = self.clock()
-        return await self._write(lambda c, fx: tasks.create_tasks(c, fx, items, now, idem, batch))
+        return await self._write(
+            lambda c, fx: tasks.create_tasks(c, fx, items, now, idem, batch, projects)
+        )
 
-    async def get_task(self, task_id: str) -> dict[str, Any]:
+    async def get_task(self, task_id: str, *, projects: Projects = None) -> dict[str, Any]:
         """One task."""
-        return await self.db.read(lambda c: tasks.get_task(c, task_id))
+        return await self.db.read(lambda c: tasks.get_task(c, task_id, projects))
 
-    async def list_tasks(self, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
+    async def list_tasks(
+        self, filters: TaskFilters, *, projects: Projects = None
+    ) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks and the number matching."""
-        return await self.db.read(lambda c: tasks.list_tasks(c, filters))
+        return await self.db.read(lambda c: tasks.list_tasks(c, filters, projects))
 
-    async def update_task(self, task_id: str, changes: TaskUpdate) -> dict[str, Any]:
+    async def update_task(
+        self, task_id: str, changes: TaskUpdate, *, projects: Projects = None
+    ) -> dict[str, Any]:
         """Change a task's fields."""
         now = self.clock()
-        return await self._write(lambda c, fx: tasks.update_task(c, fx, task_id, changes, now))
+        return await self._write(
+            _within(
+                projects, [task_id], lambda c, fx: tasks.update_task(c, fx, task_id, changes, now)
+            )
+        )
 
-    async def update_tasks(self, updates: Sequence[tuple[str, TaskUpdate]]) -> list[dict[str, Any]]:
+    async def update_tasks(
+        self, updates: Sequence[tuple[str, TaskUpdate]], *, projects: Projects = None
+    ) -> list[dict[str, Any]]:
         """Change many tasks' fields, all or none."""
         now = self.clock()
-        return await self._write(lambda c, fx: tasks.update_tasks(c, fx, updates, now))
+        ids = [task_id for task_id, _ in updates]
+        return await self._write(
+            _within(projects, ids, lambda c, fx: tasks.update_tasks(c, fx, updates, now))
+        )
 
-    async def cancel_task(self, task_id: str) -> dict[str, Any]:
+    async def cancel_task(self, task_id: str, *, projects: Projects = None) -> dict[str, Any]:
         """Cancel a task and its dependents."""
         now = self.clock()
-        return await self._write(lambda c, fx: transitions.cancel(c, fx, task_id, now))
+        return await self._write(
+            _within(projects, [task_id], lambda c, fx: transitions.cancel(c, fx, task_id, now))
+        )
 
-    async def retry_task(self, task_id: str) -> dict[str, Any]:
+    async def retry_task(self, task_id: str, *, projects: Projects = None) -> dict[str, Any]:
         """Re-queue a Failed or Cancelled task."""
         now = self.clock()
-        return await self._write(lambda c, fx: transitions.requeue(c, fx, task_id, now))
+        return await self._write(
+            _within(projects, [task_id], lambda c, fx: transitions.requeue(c, fx, task_id, now))
+        )
 
-    async def delete_task(self, task_id: str) -> None:
+    async def delete_task(self, task_id: str, *, projects: Projects = None) -> None:
         """Delete a task."""
         now = self.clock()
-        await self._write(lambda c, fx: tasks.delete_task(c, fx, task_id, now))
+        await self._write(
+            _within(projects, [task_id], lambda c, fx: tasks.delete_task(c, fx, task_id, now))
+        )
 
-    async def list_attempts(self, task_id: str) -> list[dict[str, Any]]:
+    async def list_attempts(
+        self, task_id: str, *, projects: Projects = None
+    ) -> list[dict[str, Any]]:
         """Every attempt of a task."""
-        return await self.db.read(lambda c: attempts.list_attempts(c, task_id))
+
+        def read(c: Tx) -> list[dict[str, Any]]:
+            visibility.check_task(c, task_id, projects)
+            return attempts.list_attempts(c, task_id)
+
+        return await self.db.read(read)
 
     async def read_logs(
         self,
@@ -195,15 +249,20 @@ class Store:
         limit: int,
         stream: str | None = None,
         attempt: int | None = None,
+        *,
+        projects: Projects = None,
     ) -> tuple[list[dict[str, Any]], int, str]:
         """Output chunks from ``offset``, the next offset, and the task's status."""
-        return await self.db.read(
-            lambda c: attempts.read_logs(c, task_id, offset, limit, stream, attempt)
-        )
 
-    async def task_counts(self) -> dict[str, int]:
+        def read(c: Tx) -> tuple[list[dict[str, Any]], int, str]:
+            visibility.check_task(c, task_id, projects)
+            return attempts.read_logs(c, task_id, offset, limit, stream, attempt)
+
+        return await self.db.read(read)
+
+    async def task_counts(self, *, projects: Projects = None) -> dict[str, int]:
         """Tasks per status."""
-        return await self.db.read(tasks.task_counts)
+        return await self.db.read(lambda c: tasks.task_counts(c, projects))
 
     # ------------------------------------------------------------------ projects
 
@@ -214,23 +273,32 @@ class Store:
         now = self.clock()
         return await self._write(lambda c, fx: projects.create_project(c, fx, data, now, idem))
 
-    async def get_project(self, project_id: str) -> dict[str, Any]:
-        """One project."""
+    async def get_project(self, project_id: str, *, within: Projects = None) -> dict[str, Any]:
+        """One project (``within``: the projects the caller may see)."""
+        visibility.check_project(project_id, within)
         return await self.db.read(lambda c: projects.get_project(c, project_id))
 
-    async def list_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    async def list_projects(
+        self, limit: int, offset: int, *, within: Projects = None
+    ) -> tuple[list[dict[str, Any]], int]:
         """A page of projects and their number."""
-        return await self.db.read(lambda c: projects.list_projects(c, limit, offset))
+        return await self.db.read(lambda c: projects.list_projects(c, limit, offset, within))
 
-    async def update_project(self, project_id: str, changes: ProjectUpdate) -> dict[str, Any]:
+    async def update_project(
+        self, project_id: str, changes: ProjectUpdate, *, within: Projects = None
+    ) -> dict[str, Any]:
         """Change a project's fields."""
+        visibility.check_project(project_id, within)
         now = self.clock()
         return await self._write(
             lambda c, fx: projects.update_project(c, fx, project_id, changes, now)
         )
 
-    async def delete_project(self, project_id: str, cascade: bool) -> None:
+    async def delete_project(
+        self, project_id: str, cascade: bool, *, within: Projects = None
+    ) -> None:
         """Delete a project (and its tasks, when ``cascade``)."""
+        visibility.check_project(project_id, within)
         now = self.clock()
         await self._write(lambda c, fx: projects.delete_project(c, fx, project_id, cascade, now))
 
@@ -386,3 +454,47 @@ class Store:
         return await housekeeping.prune(
             lambda fn: self._write(fn, durable=False), self.clock(), retention_s
         )
+
+    # ------------------------------------------------------------------ API keys
+
+    async def check_pepper(self, fingerprint: str) -> bool:
+        """Whether the pepper named ``fingerprint`` is the one the keys were made under."""
+        now = self.clock()
+        return await self._write(lambda c, fx: keys.check_fingerprint(c, fingerprint, now))
+
+    async def create_key(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Store a new key (its hash or public id, never the key) and its event."""
+        now = self.clock()
+        return await self._write(lambda c, fx: keys.insert_key(c, fx, row, now))
+
+    async def read_keys(self) -> list[dict[str, Any]]:
+        """Every key with its hash, for the key ring."""
+        return await self.db.read(keys.read_keys)
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        """Every key as the API shows it."""
+        now = self.clock()
+        return await self.db.read(lambda c: keys.list_keys(c, now))
+
+    async def find_key(self, ident: str) -> dict[str, Any]:
+        """The key with this id, prefix or unique start of an id."""
+        now = self.clock()
+        return await self.db.read(lambda c: keys.find_key(c, ident, now))
+
+    async def revoke_key(self, ident: str) -> dict[str, Any]:
+        """Revoke a key."""
+        now = self.clock()
+        return await self._write(lambda c, fx: keys.revoke_key(c, fx, ident, now))
+
+    async def expire_key(self, key_id: str, at: int) -> None:
+        """Make a key expire at ``at`` (microseconds), unless it expires sooner."""
+        now = self.clock()
+        await self._write(lambda c, fx: keys.expire_key(c, fx, key_id, at, now))
+
+    async def touch_keys(self, used: dict[str, int]) -> None:
+        """Record keys' last use (one write for many requests; need not wait for the disk)."""
+        await self._write(lambda c, fx: keys.touch_keys(c, fx, used), durable=False)
+
+    async def record_denials(self, denials: list[dict[str, Any]]) -> None:
+        """Write the ``auth.denied`` events of refused requests."""
+        await self._write(lambda c, fx: keys.record_denials(c, fx, denials), durable=False)

@@ -17,6 +17,7 @@ from taskqueue.store.ids import new_id
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import tasks as tasks_table
 from taskqueue.store.sql import Tx, insert_rows, marks
+from taskqueue.store.visibility import Projects, project_condition
 
 __all__ = [
     "TASK_COLUMNS",
@@ -54,11 +55,27 @@ _JSON_FIELDS = frozenset({"metadata", "environment", "acceptance_criteria"})
 _C = TaskStatus.COMPLETED.value
 
 
-def _check_projects(tx: Tx, items: Sequence[TaskCreate], batch: bool) -> None:
+def _check_projects(
+    tx: Tx, items: Sequence[TaskCreate], batch: bool, projects: Projects = None
+) -> None:
+    if projects is not None:
+        unplaced = [
+            {
+                "loc": (["tasks", i, "project_id"] if batch else ["project_id"]),
+                "msg": "this API key is limited to projects: give the project_id of one",
+                "type": "missing",
+            }
+            for i, item in enumerate(items)
+            if item.project_id is None
+        ]
+        if unplaced:
+            raise InvalidInput("a project is required", unplaced)
     ids = list({str(item.project_id) for item in items if item.project_id is not None})
     if not ids:
         return
     found = {r[0] for r in tx.execute(f"SELECT id FROM projects WHERE id IN ({marks(ids)})", ids)}
+    if projects is not None:
+        found &= projects
     missing = [
         {
             "loc": (["tasks", i, "project_id"] if batch else ["project_id"]),
@@ -119,17 +136,19 @@ def create_tasks(
     now: int,
     idem: idempotency.IdempotencyRequest | None = None,
     batch: bool = False,
+    projects: Projects = None,
 ) -> list[dict[str, Any]]:
     """Insert tasks (all or none), their dependency edges and their ``task.created`` events.
 
-    ``batch`` says the items came as ``{"tasks": [...]}``, so errors locate them there.
+    ``batch`` says the items came as ``{"tasks": [...]}``, so errors locate them there; tasks
+    outside ``projects`` are neither created nor usable as dependencies.
     """
     replay = idempotency.replay(tx, idem)
     if replay is not None:
         return list(replay)
-    _check_projects(tx, items, batch)
+    _check_projects(tx, items, batch, projects)
     new_ids = [new_id() for _ in items]
-    deps, statuses = dependencies.resolve(tx, items, new_ids, batch)
+    deps, statuses = dependencies.resolve(tx, items, new_ids, batch, projects)
     key = idem.key if idem is not None else None
     rows: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
@@ -192,18 +211,20 @@ def delete_task(tx: Tx, fx: Effects, task_id: str, now: int) -> None:
     fx.changed.add(task_id)
 
 
-def get_task(tx: Tx, task_id: str) -> dict[str, Any]:
-    """One task as its wire dict, or raise :class:`NotFound`."""
+def get_task(tx: Tx, task_id: str, projects: Projects = None) -> dict[str, Any]:
+    """One task as its wire dict, or raise :class:`NotFound` (also outside ``projects``)."""
     row = tx.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-    if row is None:
+    if row is None or (projects is not None and row["project_id"] not in projects):
         raise NotFound("task", task_id)
     return task_to_dict(row)
 
 
-def list_tasks(tx: Tx, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]:
-    """A page of tasks matching ``filters`` (oldest first, or newest), and how many match."""
-    conditions: list[str] = []
-    params: list[Any] = []
+def list_tasks(
+    tx: Tx, filters: TaskFilters, projects: Projects = None
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of tasks matching ``filters`` within ``projects``, and how many match."""
+    visible, params = project_condition(projects)
+    conditions: list[str] = [visible] if visible else []
     for column, value in (
         ("status", filters.status.value if filters.status else None),
         ("project_id", str(filters.project_id) if filters.project_id else None),
@@ -235,9 +256,11 @@ def list_tasks(tx: Tx, filters: TaskFilters) -> tuple[list[dict[str, Any]], int]
     return page, int(total)
 
 
-def task_counts(tx: Tx) -> dict[str, int]:
-    """How many tasks are in each status."""
-    rows = tx.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+def task_counts(tx: Tx, projects: Projects = None) -> dict[str, int]:
+    """How many tasks (within ``projects``) are in each status."""
+    visible, params = project_condition(projects)
+    where = f"WHERE {visible} " if visible else ""
+    rows = tx.execute(f"SELECT status, count(*) FROM tasks {where}GROUP BY status", params)
     return {str(status): int(count) for status, count in rows}
 
 
