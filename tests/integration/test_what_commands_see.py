@@ -57,7 +57,8 @@ def probe(db_file: str | None, url_file: str) -> str:
             f'  [ "$p" = {os.getpid()} ] && break',
             "  p=$(awk '/^PPid:/ {print $2}' /proc/$p/status)",
             "done",
-            *(f"ls -l {f}; cat {f} | tr '\\0' '.'; echo" for f in files),
+            # cat's refusal goes down the same pipe as its output, so the line stays whole.
+            *(f"ls -l {f}; cat {f} 2>&1 | tr '\\0' '.'; echo" for f in files),
             'echo "uid=$(id -u)"',
             # A command's own children are ordinary processes: the sweep can read them.
             "sleep 30 & sibling=$!",

@@ -34,6 +34,7 @@ from taskqueue.client import TaskQueueClient
 from taskqueue.client._config import RETRY_BACKOFF_ENV
 from taskqueue.errors import (
     APIError,
+    AuthenticationError,
     NotFoundError,
     ServerError,
     TaskQueueConfigError,
@@ -215,6 +216,11 @@ def _exit_for(error: TaskQueueError) -> tuple[int, str | None]:
         return EXIT_CONNECTION, (
             "is the server running? start one with `taskqueue server`, "
             "or point at it with --base-url / TASKQUEUE_URL"
+        )
+    if isinstance(error, AuthenticationError):
+        return EXIT_REFUSED, (
+            "give an API key: TASKQUEUE_API_KEY=tq_... or a profile's api_key "
+            "(`taskqueue keys create` makes one; see docs/auth.md)"
         )
     if isinstance(error, NotFoundError):
         return EXIT_NOT_FOUND, "list what exists with `taskqueue tasks list` or `projects list`"

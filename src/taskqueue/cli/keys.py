@@ -206,7 +206,7 @@ def _create_local(
 ) -> NewApiKey:
     from taskqueue.apikeys import new_key_row
     from taskqueue.models import KeyCreate
-    from taskqueue.store import NotFound
+    from taskqueue.store import InvalidInput
     from taskqueue.store.codec import to_us
     from taskqueue.store.ids import new_id
 
@@ -232,8 +232,8 @@ def _create_local(
         )
         try:
             key = await store.create_key(row)
-        except NotFound as exc:
-            raise click.ClickException(str(exc)) from None
+        except InvalidInput as exc:
+            raise click.ClickException(exc.details[0]["msg"]) from None
         return NewApiKey.model_validate({**key, **secret})
 
     result: NewApiKey = _run_local(db, secret_file, work)

@@ -359,6 +359,14 @@ main.add_command(workers)
     "beside a SQLite database; on PostgreSQL give every server the same file; env "
     "TASKQUEUE_SECRET_FILE).",
 )
+@click.option(
+    "--failed-auth-burst",
+    envvar="TASKQUEUE_FAILED_AUTH_BURST",
+    type=click.IntRange(1),
+    default=10,
+    hidden=True,  # for tests that probe authentication on purpose, like the fuzzer
+    help="Failed authentication attempts an address may make before 429s.",
+)
 @_run_as_option
 @_worker_options
 @http_options
@@ -368,6 +376,7 @@ def server(
     db: str,
     workers: int,
     secret_file: Path | None,
+    failed_auth_burst: int,
     run_as: RunAs | None,
     lease_seconds: float,
     drain_timeout: float,
@@ -407,7 +416,11 @@ def server(
             presence_interval=presence_interval,
             housekeeping_interval=housekeeping_interval,
         )
-    api = ServerSettings(allowed_origins=http.allowed_origins, secret_file=secret_file)
+    api = ServerSettings(
+        allowed_origins=http.allowed_origins,
+        secret_file=secret_file,
+        failed_auth_burst=failed_auth_burst,
+    )
     try:
         app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
         check_keys(db, secret_file)

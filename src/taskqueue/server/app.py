@@ -56,6 +56,9 @@ class ServerSettings:
     allowed_hosts: tuple[str, ...] = ()
     #: Addresses or networks of reverse proxies whose ``X-Forwarded-*`` headers are honoured.
     trusted_proxies: tuple[str, ...] = ()
+    #: Failed authentication attempts one client address may make at once before 429s
+    #: (then one more every six seconds).
+    failed_auth_burst: int = 10
 
 
 @functools.lru_cache(maxsize=1024)
@@ -141,7 +144,7 @@ def create_app(
     settings = settings or ServerSettings()
 
     keyring = Keyring(store, settings.secret_file)
-    auth = Authenticator(keyring, settings.auth)
+    auth = Authenticator(keyring, settings.auth, settings.failed_auth_burst)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -99,8 +99,12 @@ def _top_scope(scopes: frozenset[str]) -> Scope:
 class Authenticator:
     """The per-process state of authentication: the key ring, limits and seen signatures."""
 
-    def __init__(self, keyring: Keyring, mode: str) -> None:
+    def __init__(
+        self, keyring: Keyring, mode: str, failed_auth_burst: int = FAILED_AUTH_BURST
+    ) -> None:
         self.keyring: Keyring = keyring
+        #: Failed attempts an address may make at once (then one every six seconds).
+        self.failed_auth_burst: int = failed_auth_burst
         #: ``auto``, ``required`` or ``off`` (see ``ServerSettings.auth``).
         self.mode: str = mode
         self.key_buckets: Buckets = Buckets()
@@ -298,7 +302,7 @@ def _refuse(
         denial["key_prefix"] = prefix
     headers = dict(_CHALLENGE) if status == 401 else {}
     if count_failure:
-        wait, _ = auth.failure_buckets.take(client, FAILED_AUTH_RATE, FAILED_AUTH_BURST)
+        wait, _ = auth.failure_buckets.take(client, FAILED_AUTH_RATE, auth.failed_auth_burst)
         if wait:  # past the limit: refused without a word more, and not logged each time
             retry = max(1, math.ceil(wait))
             auth.keyring.denied({**denial, "status": 429, "reason": f"{reason}; rate limited"})

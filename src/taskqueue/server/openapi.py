@@ -220,7 +220,7 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
                          response=ApiKeyList, tags=("keys",)),
         "POST": Operation("createKey", "Make an API key or key pair; the answer holds its "
                           "secret, shown this once", "201", NewApiKey, KeyCreate,
-                          tags=("keys",), creates=("key_id", "$response.body#/id")),
+                          conflicts=True, tags=("keys",), creates=("key_id", "$response.body#/id")),
     },
     "/api/keys/{key_id}": {
         "GET": Operation("getKey", "Get an API key (without its secret)", response=ApiKey,

@@ -12,7 +12,7 @@ from typing import Any
 
 from taskqueue.store import outbox
 from taskqueue.store.codec import dumps, from_us, loads
-from taskqueue.store.errors import Conflict, NotFound
+from taskqueue.store.errors import Conflict, InvalidInput, NotFound
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx, marks
 
@@ -88,9 +88,13 @@ def insert_key(tx: Tx, fx: Effects, row: dict[str, Any], now: int) -> dict[str, 
                 f"SELECT id FROM projects WHERE id IN ({marks(projects)})", projects
             )
         }
-        missing = [p for p in projects if p not in found]
+        missing = [
+            {"loc": ["projects", i], "msg": f"project {p} does not exist", "type": "not_found"}
+            for i, p in enumerate(projects)
+            if p not in found
+        ]
         if missing:
-            raise NotFound("project", missing[0])
+            raise InvalidInput("unknown project", missing)
     stored = {
         **row,
         "scopes": dumps(sorted(row["scopes"])),
