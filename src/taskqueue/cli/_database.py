@@ -73,7 +73,9 @@ def database(db: str | None, url_file: str | None) -> str:
     need_server()
     from taskqueue.store import secrets_of
 
-    redact_logs([*secrets_of(db), os.environ.get("TASKQUEUE_API_KEY", "")])
+    redact_logs(
+        [*secrets_of(db), *(os.environ.get(f"TASKQUEUE_{k}_KEY", "") for k in ("API", "SECRET"))]
+    )
     check_db(db, hint)
     return db
 

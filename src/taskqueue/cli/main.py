@@ -21,6 +21,7 @@ from taskqueue.cli._context import FORMATS, CliContext
 from taskqueue.cli._database import db_option, explain, need_server
 from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
+from taskqueue.cli._options import api_key_of, client_options
 from taskqueue.cli.config import config
 from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
@@ -175,14 +176,7 @@ def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="taskqueue")
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="Server URL (else TASKQUEUE_URL, a profile, or http://localhost:8080).",
-)
-@click.option("--api-key", default=None, help="API key (else TASKQUEUE_API_KEY or a profile).")
-@click.option("--profile", default=None, help="Profile of the config file to use.")
+@client_options
 @click.option(
     "--format",
     "-o",
@@ -198,13 +192,20 @@ def main(
     ctx: click.Context,
     base_url: str | None,
     api_key: str | None,
+    api_key_file: str | None,
+    ca_bundle: str | None,
     profile: str | None,
     output: str,
     verbose: bool,
 ) -> None:
     """taskqueue: run shell commands durably, with priorities, retries and dependencies."""
     ctx.obj = CliContext(
-        base_url=base_url, api_key=api_key, profile=profile, output=output, verbose=verbose
+        base_url=base_url,
+        api_key=api_key_of(api_key, api_key_file),
+        ca_bundle=ca_bundle,
+        profile=profile,
+        output=output,
+        verbose=verbose,
     )
     if verbose:
         logging.basicConfig(level=logging.WARNING)
