@@ -17,13 +17,14 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -222,12 +223,21 @@ class ServerProcess:
     args: list[str] = field(default_factory=list)
     log: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    #: How the tests reach it: ``https`` for a server given a certificate, another address
+    #: for one listening elsewhere, the CA bundle (``verify``) its certificate is checked with.
+    scheme: str = "http"
+    host: str = "127.0.0.1"
+    verify: ssl.SSLContext | bool = True
+    #: The health statuses that mean "it serves" (401 too where every request needs a key).
+    up_statuses: tuple[int, ...] = (200,)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start it and wait until it serves."""
         assert self.log is not None
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(
@@ -243,7 +253,8 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}:\n{self.log.read_text()}"
                 )
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                health = httpx.get(f"{self.url}/api/health", timeout=1, verify=self.verify)
+                if health.status_code in self.up_statuses:
                     return
             except httpx.TransportError:
                 pass
@@ -275,12 +286,16 @@ def make_server(tmp_path: Path, db_url: str) -> Iterator[Callable[..., ServerPro
     """Start servers on demand: ``make_server(*args)``; all are stopped after the test."""
     started: list[ServerProcess] = []
 
-    def make(*args: str, db: Path | str | None = None, port: int | None = None) -> ServerProcess:
+    def make(
+        *args: str, db: Path | str | None = None, port: int | None = None, **how: Any
+    ) -> ServerProcess:
+        """``how``: :class:`ServerProcess` fields (``scheme``, ``host``, ``verify``, ...)."""
         server = ServerProcess(
             db=db or db_url,
             port=port or free_port(),
             args=list(args),
             log=tmp_path / f"server-{len(started)}.log",
+            **how,
         )
         server.start()
         started.append(server)
@@ -366,3 +381,8 @@ def shared(live: ServerProcess) -> Iterator[httpx.Client]:
     """An HTTP client on the module's shared server."""
     with httpx.Client(base_url=live.url, timeout=30) as client:
         yield client
+
+
+# The network namespaces of the "other machines" tests (tests/pg/test_netns.py and
+# tests/e2e/test_remote_netns.py), made and removed by the fixture.
+from tests.netns import namespaces  # noqa: E402, F401

@@ -89,20 +89,22 @@ def build_worker(db: str, settings: WorkerSettings, *, listen: bool = True) -> t
     return Worker(store, settings), store
 
 
-def check_keys(db: str, secret_file: Path | None) -> None:
+def check_keys(db: str, secret_file: Path | None) -> bool:
     """Check, before serving, that the server can check this database's API keys.
 
-    Makes the secret file beside a SQLite database if it is missing; raises
-    :class:`~taskqueue.apikeys.PepperError` when keys exist and the pepper is missing or is
-    not the one they were made with.
+    Whether the database has any key. Makes the secret file beside a SQLite database if it is
+    missing; raises :class:`~taskqueue.apikeys.PepperError` when keys exist and the pepper is
+    missing or is not the one they were made with.
     """
 
-    async def check() -> None:
+    async def check() -> bool:
         store = Store(db)
         store.start()
         try:
-            await Keyring(store, secret_file).start()
+            keyring = Keyring(store, secret_file)
+            await keyring.start()
+            return keyring.any_keys
         finally:
             await store.close()
 
-    asyncio.run(check())
+    return asyncio.run(check())

@@ -21,9 +21,11 @@ def api(live: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(autouse=True)
 def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test reads or writes the real user's config: a temp XDG home and working directory."""
+    """No test reads or writes the real user's config: a temp XDG home, HOME (for
+    ``~/.taskqueue/accounts.csv``) and working directory."""
     home = tmp_path / "xdg"
     home.mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))

@@ -131,7 +131,7 @@ def test_profile_option_selects_a_named_profile(
     assert values["profile"] == "staging"
     assert values["base_url"] == live.url
     assert values["api_key"] == "tq_s…"  # masked
-    assert "secret" not in show.stdout
+    assert "secret_key_123" not in show.stdout  # the key, not the secret_key label
 
     profiles = cli(None, "config", "profiles")
     assert names_in(profiles.stdout, "PROFILE") == ["default", "staging"]

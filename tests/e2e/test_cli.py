@@ -63,10 +63,10 @@ def test_database_url_from_the_environment(tmp_path: Path) -> None:
     assert db.exists()
 
 
-def test_server_refuses_a_non_loopback_address(tmp_path: Path) -> None:
-    result = tq("server", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db"))
+def test_server_refuses_no_auth_beyond_loopback(tmp_path: Path) -> None:
+    result = tq("server", "--host", "0.0.0.0", "--no-auth", "--db", str(tmp_path / "x.db"))
     assert result.returncode == 2
-    assert "refusing to listen on 0.0.0.0" in result.stderr
+    assert "--no-auth is refused with --host 0.0.0.0" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.db").exists()
 

@@ -1,8 +1,9 @@
 """Small real HTTP servers on 127.0.0.1 for the SDK's transport tests.
 
 ``Recorder`` answers every request with a health document and keeps what each request carried
-(method, path, headers, the client's port) and how many were in flight at once; it can answer
-late (to provoke a client's timeout) or drop a connection's second request unanswered (as a
+(method, path, headers, body, the client's port) and how many were in flight at once; it can answer
+late (to provoke a client's timeout), refuse the first requests with a status of its choice
+(to provoke a retry), or drop a connection's second request unanswered (as a
 server closing an idle keep-alive connection just as a request arrives). ``Scripted`` sends
 canned bytes, for framings the taskqueue server never uses (chunked with trailers, a body
 ended by closing, gzip, an informational 1xx before the answer, an answer in pieces).
@@ -34,6 +35,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     client_port: int
+    body: bytes = b""
 
 
 @dataclass
@@ -47,6 +49,11 @@ class Recorder:
     #: ``reset``).
     drop_second: bool = False
     reset: bool = False
+    #: Statuses to answer the first requests with, in order (a 429 or 503 with
+    #: ``Retry-After: 1``), before the health document.
+    refusals: list[int] = field(default_factory=list)
+    #: The body of every answer (JSON).
+    answer: bytes = HEALTH_BYTES
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -72,16 +79,27 @@ def handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
-            if length:
-                self.rfile.read(length)
+            body = self.rfile.read(length) if length else b""
             self.requests_here += 1
             headers = {k.lower(): v for k, v in self.headers.items()}
-            recorder.seen.append(Seen(self.command, self.path, headers, self.client_address[1]))
+            port = self.client_address[1]
+            recorder.seen.append(Seen(self.command, self.path, headers, port, body))
             if recorder.drop_second and self.requests_here == 2:
                 if recorder.reset:  # RST instead of FIN
                     linger = struct.pack("ii", 1, 0)
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 self.close_connection = True
+                return
+            with recorder.lock:
+                refusal = recorder.refusals.pop(0) if recorder.refusals else None
+            if refusal is not None:
+                error = b'{"error":{"code":"busy","message":"try again"}}'
+                self.send_response(refusal)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
                 return
             with recorder.lock:
                 recorder.in_flight += 1
@@ -94,9 +112,9 @@ def handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
                     recorder.in_flight -= 1
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(HEALTH_BYTES)))
+            self.send_header("Content-Length", str(len(recorder.answer)))
             self.end_headers()
-            self.wfile.write(HEALTH_BYTES)
+            self.wfile.write(recorder.answer)
 
         do_GET = do_POST = do_PUT = do_DELETE = _answer
 

@@ -22,8 +22,13 @@ def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "TASKQUEUE_API_KEY",
         "TASKQUEUE_PROFILE",
         "TASKQUEUE_RETRY_BACKOFF",
+        "TASKQUEUE_PUBLIC_KEY",
+        "TASKQUEUE_SECRET_KEY",
+        "TASKQUEUE_CA_BUNDLE",
+        "TASKQUEUE_ACCOUNT",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.taskqueue/accounts.csv of the real user
     xdg = tmp_path / "xdg"
     (xdg / "taskqueue").mkdir(parents=True)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
@@ -44,7 +49,9 @@ def local_config(user_dir: Path) -> Path:
 
 
 def write(path: Path, text: str) -> Path:
+    """Write a config file, private to its owner as a file holding a key must be."""
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
     return path
 
 
@@ -88,7 +95,10 @@ def test_user_profile_is_used_when_the_local_file_lacks_it(
     assert config.origins == {
         "base_url": str(user_config),
         "api_key": str(user_config),
+        "public_key": "default",
+        "secret_key": "default",
         "timeout": "default",
+        "ca_bundle": "default",
         "retry_backoff": "default",
     }
 

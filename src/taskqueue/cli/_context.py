@@ -122,10 +122,12 @@ class CliContext:
     """The options given before the command, and what is built from them."""
 
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     profile: str | None = None
     output: str = "table"
     verbose: bool = False
+    #: A PEM file of certificate authorities to trust for https (``--ca-bundle``).
+    ca_bundle: str | None = None
     _client: TaskQueueClient | None = field(default=None, repr=False)
 
     @property
@@ -136,7 +138,11 @@ class CliContext:
             # environment sets the backoff, which the SDK then reads).
             backoff = None if os.environ.get(RETRY_BACKOFF_ENV) else _RETRY_BACKOFF_S
             self._client = TaskQueueClient(
-                self.base_url, api_key=self.api_key, profile=self.profile, retry_backoff=backoff
+                self.base_url,
+                api_key=self.api_key,
+                ca_bundle=self.ca_bundle,
+                profile=self.profile,
+                retry_backoff=backoff,
             )
         return self._client
 

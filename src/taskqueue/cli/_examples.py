@@ -14,7 +14,11 @@ __all__ = ["EXAMPLES", "add_examples", "commands"]
 
 #: Command path (without ``taskqueue``) -> example command lines.
 EXAMPLES: dict[str, tuple[str, ...]] = {
-    "": ("taskqueue server", "taskqueue run -- echo hello"),
+    "": (
+        "taskqueue server",
+        "taskqueue run -- echo hello",
+        "taskqueue --api-key-file ~/.config/taskqueue/key --ca-bundle ca.pem tasks list",
+    ),
     "tasks": ("taskqueue tasks list --status Failed", "taskqueue tasks get 4e1b2c"),
     "tasks create": (
         "taskqueue tasks create backup 'tar czf /tmp/home.tgz ~' --priority high",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,19 @@ from taskqueue.errors import TaskQueueConfigError, TaskQueueError
 
 __all__ = ["config"]
 
-_SETTINGS = ("base_url", "api_key", "timeout")
+#: What ``config set`` writes. Not ``secret_key``: a secret on the command line is visible to
+#: other users in ``ps`` (the file is edited by hand for it, and kept mode 0600).
+_SETTINGS = ("base_url", "api_key", "public_key", "ca_bundle", "timeout")
+#: What ``config show`` prints, in order; the secrets masked.
+_SHOWN = ("base_url", "api_key", "public_key", "secret_key", "ca_bundle", "timeout")
+_MASKED = frozenset({"api_key", "secret_key"})
+
+
+def _mask(secret: str | None) -> str | None:
+    """A secret as ``config show`` prints it: its first four characters at most (``tq_a…``)."""
+    if secret is None:
+        return None
+    return secret[:4] + "…" if len(secret) > 8 else "…"
 
 
 def _toml_value(key: str, value: str) -> str:
@@ -48,8 +61,11 @@ def _write_profiles(path: Path, profiles: dict[str, dict[str, Any]]) -> None:
             lines.append(f"{key} = {rendered}")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
-    path.chmod(0o600)  # it may hold an API key
+    # Private from the first byte (it may hold a key): made 0600, then written.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write("\n".join(lines))
 
 
 def _read_profiles(ctx: CliContext, path: Path) -> dict[str, dict[str, Any]]:
@@ -70,24 +86,25 @@ def config() -> None:
 def config_show(ctx: CliContext) -> None:
     """The settings commands will use, and where they come from."""
     try:
-        resolved = resolve_config(ctx.base_url, ctx.api_key, ctx.profile)
+        resolved = resolve_config(ctx.base_url, ctx.api_key, ctx.profile, ca_bundle=ctx.ca_bundle)
     except TaskQueueError as exc:
         ctx.fail(exc.message, EXIT_USAGE)
-    key = resolved.api_key
-    masked = None if key is None else (key[:4] + "…" if len(key) > 8 else "…")
-    data = {
-        "base_url": resolved.base_url,
-        "api_key": masked,
-        "timeout": resolved.timeout,
-        "profile": resolved.profile,
-        "source": resolved.source,
-        "origins": dict(resolved.origins),
-        "files": [str(p) for p in config_paths()],
+    data: dict[str, Any] = {
+        name: _mask(getattr(resolved, name)) if name in _MASKED else getattr(resolved, name)
+        for name in _SHOWN
     }
+    data.update(
+        {
+            "profile": resolved.profile,
+            "source": resolved.source,
+            "origins": dict(resolved.origins),
+            "files": [str(p) for p in config_paths()],
+        }
+    )
 
     def lines() -> str:
         shown = []
-        for name in ("base_url", "api_key", "timeout", "profile", "source"):
+        for name in (*_SHOWN, "profile", "source"):
             value = data[name]
             origin = resolved.origins.get(name)
             suffix = f"  (from {origin})" if origin else ""
@@ -98,7 +115,7 @@ def config_show(ctx: CliContext) -> None:
 
 
 @config.command("set")
-@click.argument("key", type=click.Choice(_SETTINGS))
+@click.argument("key", type=click.Choice(_SETTINGS), metavar="KEY")
 @click.argument("value")
 @click.option("--profile", "profile_name", default=None, help="Profile (default: default).")
 @click.option(
@@ -110,7 +127,12 @@ def config_show(ctx: CliContext) -> None:
 def config_set(
     ctx: CliContext, key: str, value: str, profile_name: str | None, local: bool
 ) -> None:
-    """Set KEY to VALUE in a profile of the config file."""
+    """Set KEY to VALUE in a profile of the config file.
+
+    KEY is base_url, api_key, public_key, ca_bundle or timeout. A key pair's secret_key is not
+    set here, where other users could see it in ps: write it into the file (mode 0600) or set
+    TASKQUEUE_SECRET_KEY.
+    """
     name = profile_name or ctx.profile or "default"
     path = local_config_path() if local else user_config_path()
     _toml_value(key, value)
@@ -128,7 +150,7 @@ def config_profiles(ctx: CliContext) -> None:
         {
             "file": str(path),
             "profile": name,
-            **{k: ("…" if k == "api_key" else v) for k, v in values.items()},
+            **{k: ("…" if k in _MASKED else v) for k, v in values.items()},
         }
         for path in config_paths()
         for name, values in _read_profiles(ctx, path).items()

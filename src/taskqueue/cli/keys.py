@@ -97,9 +97,9 @@ def _has_credentials(ctx: CliContext) -> bool:
 def _on_database(db: str | None, secret_file: Path | None) -> tuple[str, Path | None] | None:
     if db is None:
         return None
-    from taskqueue.cli.main import _database  # the checks every database command makes
+    from taskqueue.cli._database import database  # the checks every database command makes
 
-    return _database(db, None), secret_file
+    return database(db, None), secret_file
 
 
 def _run_local(db: str, secret_file: Path | None, work: Any) -> Any:
@@ -125,9 +125,9 @@ def _run_local(db: str, secret_file: Path | None, work: Any) -> Any:
     try:
         store = open_store(db)
     except UnusableDatabase as exc:
-        from taskqueue.cli.main import _explain
+        from taskqueue.cli._database import explain
 
-        raise _explain(exc) from exc
+        raise explain(exc) from exc
 
     async def run() -> Any:
         from taskqueue.store import Conflict, NotFound

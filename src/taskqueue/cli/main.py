@@ -7,10 +7,8 @@ plain ``taskqueue`` install.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
-import os
 import signal
 import sys
 from pathlib import Path
@@ -20,21 +18,22 @@ import click
 
 from taskqueue._version import __version__
 from taskqueue.cli._context import FORMATS, CliContext
+from taskqueue.cli._database import db_option, explain, need_server
 from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
+from taskqueue.cli._options import api_key_of, client_options
 from taskqueue.cli.config import config
 from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
+from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
 from taskqueue.cli.run import run
 from taskqueue.cli.serve import (
     HttpOptions,
-    bound_port,
     close_all,
     http_options,
     next_steps,
     open_listeners,
     serve,
-    url_host,
 )
 from taskqueue.cli.status import health, workers
 from taskqueue.cli.submit import submit
@@ -42,69 +41,8 @@ from taskqueue.cli.tasks import tasks
 
 if TYPE_CHECKING:
     from taskqueue.security import RunAs
-    from taskqueue.service import UnusableDatabase
 
 __all__ = ["main"]
-
-DEFAULT_DB = "taskqueue.db"
-
-
-def _db_option(function: Any) -> Any:
-    """``--db`` and ``--database-url-file``; the command gets ``db``, read, checked, ready.
-
-    Before anything is read, the process is made non-dumpable, so no other process of its
-    user (a command it runs) can read the database URL from its environment or memory.
-    """
-
-    @functools.wraps(function)
-    def with_database(*args: Any, db: str, database_url_file: str | None, **kw: Any) -> Any:
-        source = click.get_current_context().get_parameter_source("db")
-        given = None if source is click.core.ParameterSource.DEFAULT else db
-        return function(*args, db=_database(given, database_url_file), **kw)
-
-    with_database = click.option(
-        "--database-url-file",
-        envvar="TASKQUEUE_DATABASE_URL_FILE",
-        default=None,
-        metavar="PATH",
-        help="Read the database URL from this file, so it is in no environment or command "
-        "line (env TASKQUEUE_DATABASE_URL_FILE).",
-    )(with_database)
-    return click.option(
-        "--db",
-        envvar="TASKQUEUE_DATABASE_URL",
-        default=DEFAULT_DB,
-        show_default=True,
-        help="SQLite file path, sqlite:/// URL or postgresql:// URL (env TASKQUEUE_DATABASE_URL).",
-    )(with_database)
-
-
-def _database(db: str | None, url_file: str | None) -> str:
-    """The database a command uses: from ``--db``, from ``--database-url-file``, or the default."""
-    from taskqueue.security import make_undumpable, read_secret_file, redact_logs
-
-    make_undumpable()
-    if db is not None and url_file is not None:
-        raise click.UsageError(
-            "give the database once: --db (or TASKQUEUE_DATABASE_URL) or --database-url-file "
-            "(or TASKQUEUE_DATABASE_URL_FILE), not both"
-        )
-    hint = "--db"
-    if url_file is not None:
-        hint = "--database-url-file"
-        try:
-            db, warning = read_secret_file(url_file, "file")
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=hint) from None
-        if warning is not None:
-            click.echo(f"warning: {warning}", err=True)
-    db = db or DEFAULT_DB
-    _need_server()
-    from taskqueue.store import secrets_of
-
-    redact_logs([*secrets_of(db), os.environ.get("TASKQUEUE_API_KEY", "")])
-    _check_db(db, hint)
-    return db
 
 
 def _run_as_option(function: Any) -> Any:
@@ -224,18 +162,6 @@ def _worker_options(function: Any) -> Any:
     return function
 
 
-def _need_server() -> None:
-    try:
-        import sqlalchemy  # noqa: F401
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise click.ClickException(
-            f"the server needs extra packages ({exc.name} is missing): "
-            "pip install 'taskqueue-sdk[server]'"
-        ) from exc
-
-
 def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     from taskqueue.models import QUEUE_RE
 
@@ -248,56 +174,9 @@ def _check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
     return queues
 
 
-def _check_db(db: str, hint: str = "--db") -> None:
-    from taskqueue.store.backend import (
-        check_database,
-        is_postgres_url,
-        missing_driver,
-        resolve_sqlite_path,
-    )
-
-    try:
-        check_database(db)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=hint) from None
-    if is_postgres_url(db):
-        missing = missing_driver(db)
-        if missing is not None:  # pragma: no cover - depends on the install
-            raise click.ClickException(
-                f"PostgreSQL needs extra packages ({missing} is missing): "
-                "pip install 'taskqueue-sdk[server]'"
-            )
-        return
-    try:
-        path = resolve_sqlite_path(db)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=hint) from exc
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise click.BadParameter(f"directory {str(parent)!r} does not exist", param_hint=hint)
-
-
-def _explain(exc: UnusableDatabase) -> click.ClickException:
-    """One line saying why the database cannot be used (any secret a driver echoed hidden)."""
-    from taskqueue.security import redact
-    from taskqueue.store import secrets_of
-
-    cause = exc.__cause__ or exc
-    cause = getattr(cause, "orig", None) or cause
-    reason = " ".join(str(cause).split()) or type(cause).__name__
-    return click.ClickException(redact(f"{exc}: {reason}", secrets_of(exc.db)))
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="taskqueue")
-@click.option(
-    "--base-url",
-    default=None,
-    metavar="URL",
-    help="Server URL (else TASKQUEUE_URL, a profile, or http://localhost:8080).",
-)
-@click.option("--api-key", default=None, help="API key (else TASKQUEUE_API_KEY or a profile).")
-@click.option("--profile", default=None, help="Profile of the config file to use.")
+@client_options
 @click.option(
     "--format",
     "-o",
@@ -313,13 +192,20 @@ def main(
     ctx: click.Context,
     base_url: str | None,
     api_key: str | None,
+    api_key_file: str | None,
+    ca_bundle: str | None,
     profile: str | None,
     output: str,
     verbose: bool,
 ) -> None:
     """taskqueue: run shell commands durably, with priorities, retries and dependencies."""
     ctx.obj = CliContext(
-        base_url=base_url, api_key=api_key, profile=profile, output=output, verbose=verbose
+        base_url=base_url,
+        api_key=api_key_of(api_key, api_key_file),
+        ca_bundle=ca_bundle,
+        profile=profile,
+        output=output,
+        verbose=verbose,
     )
     if verbose:
         logging.basicConfig(level=logging.WARNING)
@@ -337,9 +223,16 @@ main.add_command(workers)
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="TASKQUEUE_HOST",
+    help="Address to listen on; any but a loopback one (0.0.0.0, ::, an address of this "
+    "machine) requires an API key on every request (env TASKQUEUE_HOST).",
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@_db_option
+@db_option
 @click.option(
     "--workers",
     default=16,
@@ -386,22 +279,18 @@ def server(
     http: HttpOptions,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
-    _need_server()
+    need_server()
     from taskqueue.apikeys import PepperError
-    from taskqueue.server import ServerSettings, is_loopback
     from taskqueue.service import ServerOptions, UnusableDatabase, build_server, check_keys
     from taskqueue.store import describe_database
     from taskqueue.worker import WorkerSettings
 
-    if not is_loopback(host):
-        raise click.BadParameter(
-            f"refusing to listen on {host}: this version has no authentication, so it serves "
-            "loopback addresses only (127.0.0.1, ::1, localhost)",
-            param_hint="--host",
-        )
+    check_serving(host, http)  # --no-auth beyond loopback, TLS files: before anything listens
     setup_logging(log_level, log_format)
     sockets = open_listeners(host, port)  # a busy port is the one line said, before warnings
     _warn_if_root(run_as, workers > 0)
+    if http.no_auth:
+        click.echo(NO_AUTH_WARNING, err=True)
     embedded = None
     if workers > 0:
         embedded = WorkerSettings(
@@ -413,32 +302,36 @@ def server(
             presence_interval=presence_interval,
             housekeeping_interval=housekeeping_interval,
         )
-    api = ServerSettings(
-        allowed_origins=http.allowed_origins,
-        secret_file=secret_file,
-        failed_auth_burst=failed_auth_burst,
+    api = api_settings(
+        host, sockets, http, secret_file=secret_file, failed_auth_burst=failed_auth_burst
     )
     try:
         app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
-        check_keys(db, secret_file)
+        has_keys = check_keys(db, secret_file)
     except BaseException as exc:
         close_all(sockets)
         if isinstance(exc, UnusableDatabase):
-            raise _explain(exc) from exc
+            raise explain(exc) from exc
         if isinstance(exc, PepperError):
             raise click.ClickException(str(exc)) from None
         raise
-    url = f"http://{url_host(host.strip('[]'))}:{bound_port(sockets)}"
+    url = public_url(host, sockets, http)
+    steps = next_steps(url, workers, drain_timeout, needs_key=api.auth == "required")
+    if api.auth == "auto" and not has_keys:
+        steps = (
+            "  API keys: none yet, so this machine's clients need none; the first one made "
+            "(`taskqueue keys create --admin --name NAME`) turns them on\n" + steps
+        )
     banner = (
         f"taskqueue {__version__} serving {url} (database {describe_database(db)}, "
-        f"{workers} worker slot(s))\n{next_steps(url, workers, drain_timeout)}"
+        f"{workers} worker slot(s))\n{steps}"
     )
     if not serve(app, sockets, http, banner):
         raise click.ClickException(f"could not serve on {host}:{port}; see the log above")
 
 
 @main.command()
-@_db_option
+@db_option
 @click.option(
     "--concurrency",
     default=16,
@@ -472,7 +365,7 @@ def worker(
     log_format: str,
 ) -> None:
     """Run tasks from the database, without serving the API."""
-    _need_server()
+    need_server()
     setup_logging(log_level, log_format)
     _warn_if_root(run_as, True)
     from taskqueue.service import UnusableDatabase, build_worker
@@ -492,7 +385,7 @@ def worker(
     try:
         runner, store = build_worker(db, settings, listen=listen)
     except UnusableDatabase as exc:
-        raise _explain(exc) from exc
+        raise explain(exc) from exc
 
     async def run() -> None:
         store.start()
@@ -527,17 +420,17 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@_db_option
+@db_option
 def db_upgrade(db: str) -> None:
     """Create the database if needed and apply every migration."""
-    _need_server()
+    need_server()
     from taskqueue.service import UnusableDatabase, open_store
     from taskqueue.store import describe_database
 
     try:
         open_store(db)
     except UnusableDatabase as exc:
-        raise _explain(exc) from exc
+        raise explain(exc) from exc
     click.echo(f"database {describe_database(db)} is up to date")
 
 

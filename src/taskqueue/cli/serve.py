@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import importlib
 import resource
 import signal
 import socket
@@ -46,66 +47,134 @@ class HttpOptions:
     max_header_bytes: int = 64 * 1024
     #: Seconds a connection has to send a request head.
     header_timeout: float = 10.0
+    #: ``--no-auth``: no API key is ever asked for (loopback only).
+    no_auth: bool = False
+    #: Host names the API answers to (normalised); empty: the defaults (see :func:`api_settings`).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Addresses or networks of proxies whose ``X-Forwarded-*`` headers are honoured.
+    trusted_proxies: tuple[str, ...] = ()
+    #: The certificate chain (PEM) to serve HTTPS with, and its private key; None: plain HTTP.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with a certificate, else ``http``."""
+        return "https" if self.tls_cert else "http"
 
 
-class _Origin(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3 on
-    """An origin for ``--allow-origin``; ``TASKQUEUE_ALLOW_ORIGINS`` is comma-separated."""
+class _ServerValue(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3 on
+    """A value of a repeatable option, checked by a parser of the server.
 
-    name = "origin"
+    Its environment variable is comma-separated.
+    """
+
+    def __init__(self, name: str, module: str, parser: str) -> None:
+        self.name = name
+        self.module = module
+        self.parser = parser
 
     def split_envvar_value(self, rv: str) -> Sequence[str]:
-        """Comma-separated origins, blanks ignored."""
+        """Comma-separated values, blanks ignored."""
         return [part.strip() for part in rv.split(",") if part.strip()]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """The origin normalised, or a usage error saying what is wrong with it."""
+        """The value normalised, or a usage error saying what is wrong with it."""
         try:
-            from taskqueue.server.guards import parse_allowed_origin
+            parse = getattr(importlib.import_module(self.module), self.parser)
         except ImportError:  # pragma: no cover - the command then says what to install
             return value
         try:
-            return parse_allowed_origin(str(value))
+            return parse(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
+#: The options of who may reach the server and how: hosts, proxies, TLS, authentication.
+_REMOTE_OPTIONS = [
+    click.option(
+        "--no-auth",
+        is_flag=True,
+        help="Never ask for an API key: anyone on this machine can use the API. Only with a "
+        "loopback --host; printed as a warning at start.",
+    ),
+    click.option(
+        "--allowed-host",
+        "allowed_hosts",
+        multiple=True,
+        type=_ServerValue("host", "taskqueue.server.hosts", "parse_allowed_host"),
+        envvar="TASKQUEUE_ALLOWED_HOSTS",
+        metavar="NAME",
+        help="A host name (or address) clients use in the URL, which the API answers to; repeat "
+        "for several, * for any (env TASKQUEUE_ALLOWED_HOSTS, comma-separated). Default: "
+        "loopback names on loopback, else the listening address and this machine's hostname.",
+    ),
+    click.option(
+        "--trusted-proxy",
+        "trusted_proxies",
+        multiple=True,
+        type=_ServerValue("proxy", "taskqueue.server.hosts", "parse_trusted_proxy"),
+        envvar="TASKQUEUE_TRUSTED_PROXIES",
+        metavar="ADDR|CIDR",
+        help="A reverse proxy (address or network) whose X-Forwarded-For, -Proto and -Host are "
+        "honoured; repeat for several (env TASKQUEUE_TRUSTED_PROXIES, comma-separated). "
+        "Default: none.",
+    ),
+    click.option(
+        "--tls-cert",
+        envvar="TASKQUEUE_TLS_CERT",
+        metavar="FILE",
+        help="Serve HTTPS with this certificate chain (PEM); needs --tls-key "
+        "(env TASKQUEUE_TLS_CERT).",
+    ),
+    click.option(
+        "--tls-key",
+        envvar="TASKQUEUE_TLS_KEY",
+        metavar="FILE",
+        help="The private key (PEM) of --tls-cert (env TASKQUEUE_TLS_KEY).",
+    ),
+]
+
+#: The options of how much the server takes in.
+_LIMIT_OPTIONS = [
+    click.option(
+        "--allow-origin",
+        "allow_origins",
+        multiple=True,
+        type=_ServerValue("origin", "taskqueue.server.guards", "parse_allowed_origin"),
+        envvar="TASKQUEUE_ALLOW_ORIGINS",
+        metavar="ORIGIN",
+        help="A web origin (scheme://host[:port]) whose pages may call the API; repeat for "
+        "several (env TASKQUEUE_ALLOW_ORIGINS, comma-separated).",
+    ),
+    click.option(
+        "--max-connections",
+        default=1000,
+        show_default=True,
+        envvar="TASKQUEUE_MAX_CONNECTIONS",
+        type=click.IntRange(1, 100_000),
+        help="Connections served at once; a request on one more is answered 503.",
+    ),
+    # Hidden: the defaults suit every deployment; tests shorten them so they need not wait.
+    click.option(
+        "--max-header-bytes",
+        default=64 * 1024,
+        envvar="TASKQUEUE_MAX_HEADER_BYTES",
+        hidden=True,
+        type=click.IntRange(1024, 1024 * 1024),
+    ),
+    click.option(
+        "--header-timeout",
+        default=10.0,
+        envvar="TASKQUEUE_HEADER_TIMEOUT",
+        hidden=True,
+        type=click.FloatRange(0.1, 3600),
+    ),
+]
+
+
 def http_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add the HTTP options to a command, passed to it as one ``http`` :class:`HttpOptions`."""
-    options = [
-        click.option(
-            "--allow-origin",
-            "allow_origins",
-            multiple=True,
-            type=_Origin(),
-            envvar="TASKQUEUE_ALLOW_ORIGINS",
-            metavar="ORIGIN",
-            help="A web origin (scheme://host[:port]) whose pages may call the API; repeat for "
-            "several (env TASKQUEUE_ALLOW_ORIGINS, comma-separated).",
-        ),
-        click.option(
-            "--max-connections",
-            default=1000,
-            show_default=True,
-            envvar="TASKQUEUE_MAX_CONNECTIONS",
-            type=click.IntRange(1, 100_000),
-            help="Connections served at once; a request on one more is answered 503.",
-        ),
-        # Hidden: the defaults suit every deployment; tests shorten them so they need not wait.
-        click.option(
-            "--max-header-bytes",
-            default=64 * 1024,
-            envvar="TASKQUEUE_MAX_HEADER_BYTES",
-            hidden=True,
-            type=click.IntRange(1024, 1024 * 1024),
-        ),
-        click.option(
-            "--header-timeout",
-            default=10.0,
-            envvar="TASKQUEUE_HEADER_TIMEOUT",
-            hidden=True,
-            type=click.FloatRange(0.1, 3600),
-        ),
-    ]
 
     @functools.wraps(function)
     def wrapper(
@@ -114,6 +183,11 @@ def http_options(function: Callable[..., Any]) -> Callable[..., Any]:
         max_connections: int,
         max_header_bytes: int,
         header_timeout: float,
+        no_auth: bool,
+        allowed_hosts: tuple[str, ...],
+        trusted_proxies: tuple[str, ...],
+        tls_cert: str | None,
+        tls_key: str | None,
         **kwargs: Any,
     ) -> Any:
         kwargs["http"] = HttpOptions(
@@ -121,11 +195,16 @@ def http_options(function: Callable[..., Any]) -> Callable[..., Any]:
             max_connections=max_connections,
             max_header_bytes=max_header_bytes,
             header_timeout=header_timeout,
+            no_auth=no_auth,
+            allowed_hosts=tuple(dict.fromkeys(allowed_hosts)),
+            trusted_proxies=tuple(dict.fromkeys(trusted_proxies)),
+            tls_cert=tls_cert or None,
+            tls_key=tls_key or None,
         )
         return function(*args, **kwargs)
 
     decorated: Callable[..., Any] = wrapper
-    for option in reversed(options):
+    for option in reversed([*_REMOTE_OPTIONS, *_LIMIT_OPTIONS]):
         decorated = option(decorated)
     return decorated
 
@@ -135,11 +214,20 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def next_steps(url: str, workers: int, drain_timeout: float) -> str:
-    """What to do once the server is up: the lines under its announcement."""
+def next_steps(url: str, workers: int, drain_timeout: float, needs_key: bool = False) -> str:
+    """What to do once the server is up: the lines under its announcement.
+
+    ``needs_key``: every request needs an API key (a server listening beyond loopback).
+    """
     default = url in ("http://127.0.0.1:8080", "http://localhost:8080")
     client = "taskqueue" if default else f"taskqueue --base-url {url}"
-    lines = [f"  try it:  {client} run -- echo hello"]
+    lines = []
+    if needs_key:
+        lines.append(
+            "  API key: every request needs one: `taskqueue keys create --admin --name NAME` "
+            "on this database, then TASKQUEUE_API_KEY=tq_... on the client"
+        )
+    lines.append(f"  try it:  {client} run -- echo hello")
     if workers == 0:
         lines.append("  (no worker runs here: start `taskqueue worker` on the same database)")
     lines += [
@@ -241,6 +329,11 @@ def serve(app: Any, sockets: list[socket.socket], http: HttpOptions, banner: str
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        # HTTPS when asked: the files were checked before the port was bound. An empty cipher
+        # list keeps OpenSSL's defaults (uvicorn's own default narrows them to TLSv1 suites).
+        ssl_certfile=http.tls_cert,
+        ssl_keyfile=http.tls_key,
+        ssl_ciphers="",
     )
     served = _server_class()(config, lambda: click.echo(banner, err=True))
     served.run(sockets=sockets)

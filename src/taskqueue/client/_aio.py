@@ -6,6 +6,7 @@ scales but adds ~10 MB to the process. This transport needs neither: connections
 protocols (``_aio_conn.py``), framed by ``_http1.py``, pooled here under a semaphore (at most
 ``max_connections``, at most ``max_keepalive_connections`` kept idle, each for up to 4 s).
 It speaks HTTP/1.1 only; ``http2=True`` and proxies go through httpx (``_connect.py``).
+With a key pair, each request's head is signed as it is built (every attempt afresh).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from taskqueue.client._aio_conn import (
@@ -40,6 +42,9 @@ from taskqueue.client._wire import (
     split_lines,
     was_refused,
 )
+
+if TYPE_CHECKING:
+    from taskqueue.client._keypair import KeyPair
 
 __all__ = ["AsyncioTransport"]
 
@@ -106,7 +111,7 @@ class _Pool:
 class _Connector:
     """Opens connections to one server (TCP, TLS for https)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         self.host = parts.hostname or ""
         self.tls = parts.scheme == "https"
@@ -116,7 +121,7 @@ class _Connector:
             self.literal = True
         except ValueError:
             self.literal = False
-        self._context: ssl.SSLContext | None = None
+        self._context: ssl.SSLContext | None = context
 
     async def __call__(
         self, loop: asyncio.AbstractEventLoop, timeout: float | None, url: str
@@ -183,6 +188,8 @@ class AsyncioTransport:
         *,
         max_connections: int | None,
         max_keepalive_connections: int | None,
+        key_pair: KeyPair | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         self._base = base_url
@@ -192,7 +199,8 @@ class AsyncioTransport:
         self._fixed = encode_headers(headers)
         self._limit = max_connections
         self._keepalive = max_keepalive_connections
-        self._connect = _Connector(base_url)
+        self._connect = _Connector(base_url, ssl_context)
+        self._key_pair = key_pair
         self._pool: _Pool | None = None
 
     def _current(self) -> _Pool:
@@ -210,8 +218,11 @@ class AsyncioTransport:
         else:  # pragma: no cover - the clients only ask for their own server's URLs
             parts = urlsplit(url)
             target = parts.path + (f"?{parts.query}" if parts.query else "")
+        target = target or "/"
+        if self._key_pair is not None:
+            headers = {**headers, **self._key_pair.headers(method, target, body)}
         extra = encode_headers(headers) if headers else b""
-        head = request_head(method, target or "/", self._host_header, self._fixed, extra, body)
+        head = request_head(method, target, self._host_header, self._fixed, extra, body)
         return head + body if body else head
 
     async def _exchange(
@@ -219,16 +230,17 @@ class AsyncioTransport:
         pool: _Pool,
         method: str,
         url: str,
-        data: bytes,
+        request: tuple[Mapping[str, str], bytes | None],
         timeouts: tuple[float | None, float | None],
     ) -> tuple[Connection, ResponseHead]:
         """Send a request and read its answer's head: the connection (still held) and the head.
 
         A reused connection that the server had closed (no byte of an answer) is replaced once
-        for a request that may be repeated.
+        for a request that may be repeated (its head made again: a fresh signature).
         """
         timeout, read_timeout = timeouts
         for fresh_retry in (False, True):
+            data = self._head(method, url, *request)
             conn = await pool.acquire(timeout, url, self._connect)
             reused = conn.used > 0
             conn.used += 1
@@ -254,8 +266,7 @@ class AsyncioTransport:
     ) -> Response:
         """Send one request and read its whole answer."""
         pool = self._current()
-        data = self._head(method, url, headers, body)
-        conn, head = await self._exchange(pool, method, url, data, (timeout, timeout))
+        conn, head = await self._exchange(pool, method, url, (headers, body), (timeout, timeout))
         reusable = False
         try:
             content = await read_body(conn, head, timeout, url)
@@ -270,8 +281,7 @@ class AsyncioTransport:
     ) -> AsyncIterator[_Stream]:
         """Send one request and read its answer as it arrives (no read timeout)."""
         pool = self._current()
-        data = self._head(method, url, {}, None)
-        conn, head = await self._exchange(pool, method, url, data, (connect_timeout, None))
+        conn, head = await self._exchange(pool, method, url, ({}, None), (connect_timeout, None))
         reply = _Stream(conn, head, method, url)
         try:
             yield reply

@@ -59,9 +59,11 @@ _WAIT_SLICE_S = 60.0
 class AsyncTaskQueueClient(AsyncClientCore):
     """Async client for the taskqueue API.
 
-    Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` /
-    ``TASKQUEUE_PROFILE`` / ``TASKQUEUE_RETRY_BACKOFF``, then a profile in
-    ``~/.config/taskqueue/config.toml``, then ``./taskqueue.toml``. Use it as
+    Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` (or
+    ``TASKQUEUE_PUBLIC_KEY`` and ``TASKQUEUE_SECRET_KEY``) / ``TASKQUEUE_CA_BUNDLE`` /
+    ``TASKQUEUE_PROFILE`` / ``TASKQUEUE_RETRY_BACKOFF``, then a profile in the nearest
+    ``taskqueue.toml``, else in ``~/.config/taskqueue/config.toml``, then (credentials only)
+    ``~/.taskqueue/accounts.csv`` or ``./accounts.csv``. Use it as
     ``async with AsyncTaskQueueClient() as client: ...`` or call :meth:`close` when done; it
     keeps one connection pool for its whole life.
     """

@@ -1,17 +1,23 @@
-"""Where the SDK finds its server, key and timeout: arguments, environment, then config files.
+"""Where the SDK finds its server, credentials, CA bundle and timeout.
 
 Resolution order, first found wins for each setting:
 
 1. arguments given to the client;
-2. ``TASKQUEUE_URL``, ``TASKQUEUE_API_KEY`` (and ``TASKQUEUE_PROFILE`` to pick a profile);
-   ``TASKQUEUE_RETRY_BACKOFF``, the base of the retry backoff in seconds, is read only from
-   the environment;
+2. ``TASKQUEUE_URL``, ``TASKQUEUE_API_KEY``, ``TASKQUEUE_PUBLIC_KEY`` and
+   ``TASKQUEUE_SECRET_KEY``, ``TASKQUEUE_CA_BUNDLE`` (and ``TASKQUEUE_PROFILE`` to pick a
+   profile); ``TASKQUEUE_RETRY_BACKOFF``, the base of the retry backoff in seconds, is read
+   only from the environment;
 3. the profile in the nearest ``taskqueue.toml`` (the current directory's, else its parent's,
    and so on up to the home directory or the root), or else the profile in
    ``~/.config/taskqueue/config.toml`` (``$XDG_CONFIG_HOME`` is honoured): the nearest file
    wins, as with git. The profile is taken whole from the first file that has it, so the user
    file's key is never sent to a server that a project's file names;
 4. the default, ``http://localhost:8080``, no key and a backoff of one second.
+
+The credentials (``api_key``, or the key pair ``public_key`` and ``secret_key``) resolve as one
+group, and after the profile an accounts file may give them:
+:mod:`taskqueue.client._credentials` has the rules. A config file that holds ``api_key`` or
+``secret_key`` must be mode 0600, or it is refused.
 
 A config file holds profiles as tables; ``default`` is used unless another is named::
 
@@ -21,6 +27,12 @@ A config file holds profiles as tables; ``default`` is used unless another is na
     [prod]
     base_url = "https://tq.example.com"
     api_key = "tq_..."
+
+    [ci]
+    base_url = "https://tq.example.com"
+    public_key = "tqp_..."
+    secret_key = "tqs_..."
+    ca_bundle = "~/certs/internal-ca.pem"
 """
 
 from __future__ import annotations
@@ -39,9 +51,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from taskqueue.client._credentials import (
+    CREDENTIAL_SETTINGS,
+    SECRET_SETTINGS,
+    check_private,
+    resolve_credentials,
+)
 from taskqueue.errors import TaskQueueConfigError
 
 __all__ = [
+    "CA_BUNDLE_ENV",
     "DEFAULT_BASE_URL",
     "DEFAULT_RETRY_BACKOFF",
     "LOCAL_FILE",
@@ -59,22 +78,32 @@ DEFAULT_BASE_URL = "http://localhost:8080"
 DEFAULT_RETRY_BACKOFF = 1.0
 #: The environment variable that sets the retry backoff when the program does not.
 RETRY_BACKOFF_ENV = "TASKQUEUE_RETRY_BACKOFF"
-_KEYS = ("base_url", "api_key", "timeout")
+#: The environment variable naming a CA bundle (PEM) to verify the server's certificate with.
+CA_BUNDLE_ENV = "TASKQUEUE_CA_BUNDLE"
+_KEYS = ("base_url", "api_key", "public_key", "secret_key", "ca_bundle", "timeout")
+_STRINGS = ("base_url", "api_key", "public_key", "secret_key", "ca_bundle")
 
 
 @dataclass(frozen=True)
 class ResolvedConfig:
-    """The settings the client ends up with, and where the profile came from."""
+    """The settings the client ends up with, and where each came from (secrets not shown)."""
 
     base_url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     timeout: float | None
     profile: str
     source: str | None  # the config file the profile was read from, if any
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     #: Where each setting came from: ``argument``, an environment variable's name, a config
-    #: file's path, or ``default``.
+    #: file's path, an accounts file's path and line, or ``default``.
     origins: Mapping[str, str] = field(default_factory=dict)
+    #: A key pair's public id (``tqp_…``), sent with each signed request.
+    public_key: str | None = None
+    #: A key pair's secret (``tqs_…``): it signs requests and is never sent.
+    secret_key: str | None = field(default=None, repr=False)
+    #: A PEM file of the certificate authorities that TLS verification trusts instead of the
+    #: system's.
+    ca_bundle: str | None = None
 
 
 LOCAL_FILE = "taskqueue.toml"
@@ -140,7 +169,7 @@ def _profile(path: Path, data: dict[str, Any], name: str) -> dict[str, Any] | No
         raise TaskQueueConfigError(
             f"{path}: [{name}] has unknown setting {unknown[0]!r}; known: {', '.join(_KEYS)}"
         )
-    for key in ("base_url", "api_key"):
+    for key in _STRINGS:
         if key in section and not isinstance(section[key], str):
             raise TaskQueueConfigError(f"{path}: [{name}] {key} must be a string")
     if "timeout" in section:
@@ -157,12 +186,23 @@ def _profile(path: Path, data: dict[str, Any], name: str) -> dict[str, Any] | No
     return section
 
 
+def _holds_secret(data: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(table, dict) and any(table.get(key) for key in SECRET_SETTINGS)
+        for table in data.values()
+    )
+
+
 def resolve_config(
     base_url: str | None = None,
     api_key: str | None = None,
     profile: str | None = None,
     environ: Mapping[str, str] | None = None,
     retry_backoff: float | None = None,
+    *,
+    public_key: str | None = None,
+    secret_key: str | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
 ) -> ResolvedConfig:
     """Resolve the client's settings through the chain described in this module."""
     env = os.environ if environ is None else environ
@@ -173,6 +213,8 @@ def resolve_config(
         data = read_toml(path)
         if data is None:
             continue
+        if _holds_secret(data):
+            check_private(path)
         section = _profile(path, data, name)
         if section is not None:
             found, source = section, str(path)
@@ -188,8 +230,20 @@ def resolve_config(
         )
     origins: dict[str, str] = {}
     url = _pick(origins, "base_url", base_url, env, "TASKQUEUE_URL", found, source)
-    key = _pick(origins, "api_key", api_key, env, "TASKQUEUE_API_KEY", found, source)
+    given = {"api_key": api_key, "public_key": public_key, "secret_key": secret_key}
+    credentials = resolve_credentials(given, env, found, source, name)
+    for setting in CREDENTIAL_SETTINGS:
+        origins[setting] = credentials.origins.get(setting, "default")
     timeout = _pick(origins, "timeout", None, env, None, found, source)
+    bundle = _pick(
+        origins,
+        "ca_bundle",
+        os.fspath(ca_bundle) if ca_bundle else None,
+        env,
+        CA_BUNDLE_ENV,
+        found,
+        source,
+    )
     if retry_backoff is not None:
         origins["retry_backoff"] = "argument"
     else:
@@ -197,13 +251,29 @@ def resolve_config(
         origins["retry_backoff"] = RETRY_BACKOFF_ENV if retry_backoff is not None else "default"
     return ResolvedConfig(
         base_url=_check_url(str(url or DEFAULT_BASE_URL), origins["base_url"]),
-        api_key=key,
+        api_key=credentials.api_key,
         timeout=float(timeout) if timeout is not None else None,
         profile=name,
         source=source,
         retry_backoff=DEFAULT_RETRY_BACKOFF if retry_backoff is None else retry_backoff,
         origins=origins,
+        public_key=credentials.public_key,
+        secret_key=credentials.secret_key,
+        ca_bundle=_check_ca_bundle(bundle, origins["ca_bundle"]) if bundle else None,
     )
+
+
+def _check_ca_bundle(path: str, origin: str) -> str:
+    """``path`` (``~`` expanded) if it is a file that can be read; else a config error."""
+    where = "the CA bundle given" if origin == "argument" else f"ca_bundle (from {origin})"
+    expanded = os.path.expanduser(path)
+    try:
+        with open(expanded, "rb") as bundle:
+            bundle.read(1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise TaskQueueConfigError(f"{where} {path!r} cannot be read: {reason}") from None
+    return expanded
 
 
 def _check_url(url: str, origin: str) -> str:

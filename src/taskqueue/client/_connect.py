@@ -6,11 +6,16 @@ concurrency (``bench/sdk.py``). httpx when HTTP/2 or an httpx transport is asked
 the environment names a proxy for the server. Each is imported by the first client that needs it, so
 ``import taskqueue`` (and the CLI, which uses only the sync client) pays for none it does not
 use.
+
+Every transport gets the same two security settings: the client's key pair (if any), which
+signs each request it sends, and the TLS context made from the client's CA bundle (if any;
+else each verifies against the system's certificates, as it did before).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -20,9 +25,27 @@ from taskqueue.errors import TaskQueueConfigError
 if TYPE_CHECKING:
     import httpx
 
+    from taskqueue.client._keypair import KeyPair
     from taskqueue.client._wire import AsyncTransport, SyncTransport
 
-__all__ = ["open_async_transport", "open_sync_transport"]
+__all__ = ["open_async_transport", "open_sync_transport", "tls_context"]
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext | None:
+    """A verifying TLS context trusting the CA bundle's certificates; None without a bundle.
+
+    A bundle that holds no certificate ssl can load is a :class:`TaskQueueConfigError` naming
+    it, raised when the client is made rather than at its first request.
+    """
+    if ca_bundle is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise TaskQueueConfigError(
+            f"CA bundle {ca_bundle!r} is not a PEM file of certificates: {reason}"
+        ) from None
 
 
 def _check_http2(http2: bool) -> None:
@@ -38,6 +61,8 @@ def open_async_transport(
     max_keepalive_connections: int | None,
     http2: bool,
     transport: httpx.AsyncBaseTransport | None,
+    key_pair: KeyPair | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncTransport:
     """The async client's transport: its own, or httpx for HTTP/2, a transport or a proxy."""
     _check_http2(http2)
@@ -45,7 +70,14 @@ def open_async_transport(
         from taskqueue.client._httpx import HttpxAsyncTransport, limits
 
         pool = limits(max_connections, max_keepalive_connections)
-        return HttpxAsyncTransport(headers, pool, http2=http2, transport=transport)
+        return HttpxAsyncTransport(
+            headers,
+            pool,
+            http2=http2,
+            transport=transport,
+            key_pair=key_pair,
+            ssl_context=ssl_context,
+        )
     from taskqueue.client._aio import AsyncioTransport
 
     return AsyncioTransport(
@@ -53,6 +85,8 @@ def open_async_transport(
         headers,
         max_connections=max_connections,
         max_keepalive_connections=max_keepalive_connections,
+        key_pair=key_pair,
+        ssl_context=ssl_context,
     )
 
 
@@ -64,6 +98,8 @@ def open_sync_transport(
     max_keepalive_connections: int | None,
     http2: bool,
     transport: httpx.BaseTransport | None,
+    key_pair: KeyPair | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> SyncTransport:
     """The sync client's transport: its own, or httpx for HTTP/2, a transport or a proxy."""
     _check_http2(http2)
@@ -71,7 +107,14 @@ def open_sync_transport(
         from taskqueue.client._httpx import HttpxSyncTransport, limits
 
         pool = limits(max_connections, max_keepalive_connections)
-        return HttpxSyncTransport(headers, pool, http2=http2, transport=transport)
+        return HttpxSyncTransport(
+            headers,
+            pool,
+            http2=http2,
+            transport=transport,
+            key_pair=key_pair,
+            ssl_context=ssl_context,
+        )
     from taskqueue.client._sock import SocketTransport
 
     return SocketTransport(
@@ -79,4 +122,6 @@ def open_sync_transport(
         headers,
         max_connections=max_connections,
         max_keepalive_connections=max_keepalive_connections,
+        key_pair=key_pair,
+        ssl_context=ssl_context,
     )

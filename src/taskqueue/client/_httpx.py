@@ -3,12 +3,16 @@
 aiohttp and urllib3 carry the clients' requests by default (they measure faster under
 concurrency); httpx is kept for what only it offers here: HTTP/2 through ``h2``, and pluggable
 transports (``httpx.MockTransport``, ``httpx.ASGITransport``, a recording subclass...).
+A key pair signs each request through an ``httpx.Auth`` flow, which httpx runs for every
+request it sends, on the target it is about to send.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+import ssl
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -28,7 +32,10 @@ from taskqueue.client._wire import (
     was_refused,
 )
 
-__all__ = ["HttpxAsyncTransport", "HttpxSyncTransport", "limits"]
+if TYPE_CHECKING:
+    from taskqueue.client._keypair import KeyPair
+
+__all__ = ["HttpxAsyncTransport", "HttpxSyncTransport", "SigningAuth", "limits"]
 
 _MAPPED: tuple[tuple[type[httpx.TransportError], type[TransportError]], ...] = (
     (httpx.ConnectTimeout, ConnectTimeout),
@@ -47,6 +54,21 @@ def limits(max_connections: int | None, max_keepalive_connections: int | None) -
     return httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_keepalive_connections
     )
+
+
+class SigningAuth(httpx.Auth):
+    """Signs each request with a key pair, over the path and query httpx sends (``raw_path``)."""
+
+    requires_request_body = True
+
+    def __init__(self, key_pair: KeyPair) -> None:
+        self._key_pair = key_pair
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the signature headers, computed now, and send the request once."""
+        target = request.url.raw_path.decode("ascii")
+        request.headers.update(self._key_pair.headers(request.method, target, request.content))
+        yield request
 
 
 def _mapped(exc: httpx.TransportError, url: str) -> TransportError:
@@ -118,9 +140,16 @@ class HttpxAsyncTransport:
         *,
         http2: bool,
         transport: httpx.AsyncBaseTransport | None,
+        key_pair: KeyPair | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
-            headers=dict(headers), limits=limits, http2=http2, transport=transport
+            headers=dict(headers),
+            limits=limits,
+            http2=http2,
+            transport=transport,
+            auth=None if key_pair is None else SigningAuth(key_pair),
+            verify=True if ssl_context is None else ssl_context,
         )
 
     async def request(
@@ -163,9 +192,16 @@ class HttpxSyncTransport:
         *,
         http2: bool,
         transport: httpx.BaseTransport | None,
+        key_pair: KeyPair | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._http = httpx.Client(
-            headers=dict(headers), limits=limits, http2=http2, transport=transport
+            headers=dict(headers),
+            limits=limits,
+            http2=http2,
+            transport=transport,
+            auth=None if key_pair is None else SigningAuth(key_pair),
+            verify=True if ssl_context is None else ssl_context,
         )
 
     def request(

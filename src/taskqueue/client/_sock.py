@@ -6,7 +6,8 @@ same exchange framed by ``_http1.py`` on a socket costs ~60 µs (``bench/sdk.py`
 pooled under a semaphore (at most ``max_connections`` in use, at most
 ``max_keepalive_connections`` kept idle, each for up to 4 s, and none reused that the server
 has closed); the socket timeout bounds each connect, send and read. HTTP/1.1 only:
-``http2=True``, an httpx transport and proxies go through httpx (``_connect.py``).
+``http2=True``, an httpx transport and proxies go through httpx (``_connect.py``). With a key
+pair, each request's head is signed as it is built (every attempt afresh).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from taskqueue.client._http1 import (
@@ -47,6 +49,9 @@ from taskqueue.client._wire import (
     split_lines,
     was_refused,
 )
+
+if TYPE_CHECKING:
+    from taskqueue.client._keypair import KeyPair
 
 __all__ = ["SocketTransport"]
 
@@ -184,6 +189,8 @@ class SocketTransport:
         *,
         max_connections: int | None,
         max_keepalive_connections: int | None,
+        key_pair: KeyPair | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         self._base = base_url
@@ -197,7 +204,8 @@ class SocketTransport:
         self._keepalive = max_keepalive_connections
         self._idle: list[_Conn] = []
         self._lock = threading.Lock()
-        self._context: ssl.SSLContext | None = None
+        self._context: ssl.SSLContext | None = ssl_context
+        self._key_pair = key_pair
         self._closed = False
 
     # ------------------------------------------------------------------ the pool
@@ -258,19 +266,28 @@ class SocketTransport:
 
     def _head(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
         target = self._prefix + url[len(self._base) :] if url.startswith(self._base) else url
+        target = target or "/"
+        if self._key_pair is not None:
+            headers = {**headers, **self._key_pair.headers(method, target, body)}
         extra = encode_headers(headers) if headers else b""
-        head = request_head(method, target or "/", self._host_header, self._fixed, extra, body)
+        head = request_head(method, target, self._host_header, self._fixed, extra, body)
         return head + body if body else head
 
     def _exchange(
-        self, method: str, url: str, data: bytes, timeout: float | None, read_timeout: float | None
+        self,
+        method: str,
+        url: str,
+        request: tuple[Mapping[str, str], bytes | None],
+        timeout: float | None,
+        read_timeout: float | None,
     ) -> tuple[_Conn, ResponseHead]:
         """Send a request and read its answer's head: the connection (still held) and the head.
 
         A reused connection that the server had closed (no byte of an answer) is replaced once
-        for a request that may be repeated.
+        for a request that may be repeated (its head made again: a fresh signature).
         """
         for last_try in (False, True):
+            data = self._head(method, url, *request)
             conn = self._acquire(timeout, url)
             conn.used += 1
             try:
@@ -294,8 +311,7 @@ class SocketTransport:
         timeout: float | None,
     ) -> Response:
         """Send one request and read its whole answer."""
-        data = self._head(method, url, headers, body)
-        conn, head = self._exchange(method, url, data, timeout, timeout)
+        conn, head = self._exchange(method, url, (headers, body), timeout, timeout)
         reusable = False
         try:
             content = conn.read_body(head, timeout, url)
@@ -307,8 +323,7 @@ class SocketTransport:
     @contextlib.contextmanager
     def stream(self, method: str, url: str, connect_timeout: float | None) -> Iterator[_Stream]:
         """Send one request and read its answer as it arrives (no read timeout)."""
-        data = self._head(method, url, {}, None)
-        conn, head = self._exchange(method, url, data, connect_timeout, None)
+        conn, head = self._exchange(method, url, ({}, None), connect_timeout, None)
         reply = _Stream(conn, head, method, url)
         try:
             yield reply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -23,7 +24,8 @@ from taskqueue.client._base import (
     parse_retry_after,
 )
 from taskqueue.client._config import resolve_config
-from taskqueue.client._connect import open_sync_transport
+from taskqueue.client._connect import open_sync_transport, tls_context
+from taskqueue.client._keypair import KeyPair
 from taskqueue.client._wire import Response, SyncTransport, TransportError
 from taskqueue.models import Health, WorkerList
 
@@ -71,6 +73,9 @@ class SyncClientCore:
         *,
         api_key: str | None = None,
         api_key_header: Literal["Authorization", "X-API-Key"] = "Authorization",
+        public_key: str | None = None,
+        secret_key: str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
         profile: str | None = None,
         http2: bool = False,
         transport: httpx.BaseTransport | None = None,
@@ -82,16 +87,36 @@ class SyncClientCore:
         connection errors, timeouts and 429/5xx answers with exponential backoff from
         ``retry_backoff`` seconds (``None``: ``TASKQUEUE_RETRY_BACKOFF``, else 1), honouring
         ``Retry-After``. ``api_key`` is sent as ``Authorization: Bearer <key>``, or as
-        ``X-API-Key: <key>`` with ``api_key_header="X-API-Key"``.
+        ``X-API-Key: <key>`` with ``api_key_header="X-API-Key"``. A key pair (``public_key``
+        ``tqp_…`` and ``secret_key`` ``tqs_…``) signs every request instead
+        (:mod:`taskqueue.signing`); the secret is never sent. ``ca_bundle`` is a PEM file of
+        the certificate authorities that https verification trusts instead of the system's.
+        Each of these falls back to the environment, a profile, then an accounts file
+        (``taskqueue.client._config``).
 
         Requests go over HTTP/1.1 on sockets
         (at most ``max_connections`` at once, ``max_keepalive_connections`` kept idle);
         ``http2=True`` (needs ``h2``), an httpx ``transport``, or a proxy named by the
         environment use httpx instead.
         """
-        config = resolve_config(base_url, api_key, profile, retry_backoff=retry_backoff)
+        config = resolve_config(
+            base_url,
+            api_key,
+            profile,
+            retry_backoff=retry_backoff,
+            public_key=public_key,
+            secret_key=secret_key,
+            ca_bundle=ca_bundle,
+        )
         self.base_url: str = config.base_url
         self.api_key: str | None = config.api_key
+        #: The key pair's public id, when requests are signed.
+        self.public_key: str | None = config.public_key
+        #: The CA bundle https verification trusts, if one was configured.
+        self.ca_bundle: str | None = config.ca_bundle
+        key_pair = None
+        if config.public_key and config.secret_key:
+            key_pair = KeyPair(config.public_key, config.secret_key)
         if isinstance(timeout, NotGiven):
             timeout = config.timeout if config.timeout is not None else 30.0
         self.timeout: float | None = timeout
@@ -105,6 +130,8 @@ class SyncClientCore:
             max_keepalive_connections=max_keepalive_connections,
             http2=http2,
             transport=transport,
+            key_pair=key_pair,
+            ssl_context=tls_context(config.ca_bundle),
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -12,6 +12,7 @@ import errno
 import json as _json
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
@@ -159,8 +160,15 @@ def os_error_text(error: BaseException) -> str | None:
     """
     seen: set[int] = set()
     current: BaseException | None = error
+    # An ssl error is an OSError whose errno (1) is not its cause: its own words say more
+    # ("CERTIFICATE_VERIFY_FAILED", not "Operation not permitted"). Only a process that
+    # imported ssl can have one, so this module need not import it.
+    ssl = sys.modules.get("ssl")
+    tls_error: type[BaseException] | None = getattr(ssl, "SSLError", None)
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if tls_error is not None and isinstance(current, tls_error):
+            return None
         if isinstance(current, socket.gaierror) and current.errno is not None:
             return _errno_text(current.errno, current.strerror)
         if isinstance(current, OSError) and current.errno:

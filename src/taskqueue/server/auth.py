@@ -259,7 +259,10 @@ async def _signed(request: Request, auth: Authenticator) -> KeyRecord:
         raise _refuse(request, auth, 401, "the key id is not valid", "unknown key pair")
     record, secret = found
     now = time.time()
-    if not stamp.isdigit() or abs(now - int(stamp)) > SIGNATURE_WINDOW_S:
+    # isdigit() alone takes '²' and other non-ASCII digits, and int() refuses more than
+    # 4300 digits: either was a 500. A Unix time in seconds has at most 20 digits.
+    valid = stamp.isascii() and stamp.isdigit() and len(stamp) <= 20
+    if not valid or abs(now - int(stamp)) > SIGNATURE_WINDOW_S:
         raise _refuse(
             request,
             auth,

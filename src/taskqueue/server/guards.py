@@ -6,7 +6,7 @@ asking first, as long as it uses a content type a form can send. So every state-
 request (``POST``, ``PUT``, ``PATCH``, ``DELETE``) is refused with 403 when
 
 * its ``Origin`` is present and is neither the server's own (the origin the request was
-  addressed to, ``http://`` and its ``Host``, or the address the server is bound to) nor one
+  addressed to, its scheme and ``Host``, or the address the server is bound to) nor one
   given with ``--allow-origin``; ``null`` (a sandboxed or ``file:`` page) is never the
   server's own;
 * the browser marks it ``Sec-Fetch-Site: cross-site`` or ``same-site`` and its origin is not
@@ -87,16 +87,20 @@ def parse_allowed_origin(value: str) -> str:
 
 
 def _own_origins(scope: Scope, host: bytes | None) -> set[str]:
-    """The origins that are this server: the one the request was addressed to, and its address."""
+    """The origins that are this server: the one the request was addressed to, and its address.
+
+    Their scheme is the request's: ``https`` over TLS, or as a trusted proxy forwarded it.
+    """
     own: set[str] = set()
+    scheme = "https" if scope.get("scheme") == "https" else "http"
     if host:
-        addressed = normalize_origin("http://" + host.decode("latin-1"))
+        addressed = normalize_origin(f"{scheme}://" + host.decode("latin-1"))
         if addressed is not None:
             own.add(addressed)
     server = scope.get("server")
     if server and server[1] is not None:
         bound_host = f"[{server[0]}]" if ":" in server[0] else server[0]
-        own.add(normalize_origin(f"http://{bound_host}:{server[1]}") or "")
+        own.add(normalize_origin(f"{scheme}://{bound_host}:{server[1]}") or "")
     return own
 
 
