@@ -57,7 +57,7 @@ class Keyed:
 
     def admin(self, *args: str) -> Result:
         """The CLI in process, against the server, with the admin key."""
-        return cli(self.url, "--api-key", self.root, *args)
+        return with_key(self.url, self.root, *args)
 
     def http(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -81,6 +81,11 @@ class Keyed:
         key = made.stdout.strip()
         assert BEARER.match(key), made.stdout
         return key
+
+
+def with_key(url: str, key: str, *args: str) -> Result:
+    """The CLI in process against ``url`` with ``key`` (in TASKQUEUE_API_KEY, as advised)."""
+    return cli(url, *args, env={"TASKQUEUE_API_KEY": key})
 
 
 def status_with(keyed: Keyed, key: str, path: str = "/api/tasks") -> int:
@@ -155,7 +160,7 @@ def test_the_first_key_is_made_on_the_database_with_no_server(tmp_path: Path) ->
         bearer = {"Authorization": f"Bearer {key}"}
         assert httpx.get(f"{server.url}/api/tasks", headers=bearer).status_code == 200
         assert httpx.get(f"{server.url}/api/tasks", headers={"X-API-Key": key}).status_code == 200
-        listed = cli(server.url, "--api-key", key, "keys", "list")
+        listed = with_key(server.url, key, "keys", "list")
         assert listed.exit_code == 0, listed.output
         assert names_in(listed.stdout) == ["first"]
     finally:
@@ -375,7 +380,7 @@ def test_a_read_key_cannot_make_keys(keyed: Keyed) -> None:
     assert status_with(keyed, reader) == 200
     before = len(keyed.listed())
     for extra in ([], ["--admin"]):  # --admin with a key goes to the API too, never the file
-        result = cli(keyed.url, "--api-key", reader, "keys", "create", "--name", "more", *extra)
+        result = with_key(keyed.url, reader, "keys", "create", "--name", "more", *extra)
         assert_refused(result, None, "'reader'", "admin")
     assert len(keyed.listed()) == before
     with keyed.http(reader) as client:
@@ -388,9 +393,8 @@ def test_a_project_limited_admin_key_cannot_manage_keys(keyed: Keyed) -> None:
     limited = keyed.make("limited-admin", "--admin", "--project", "keys-limited")
     victim = keyed.make("victim")
     before = keyed.listed()
-    as_limited = ["--api-key", limited, "keys"]
     for args in (["create", "--name", "wider", "--admin"], ["list"], ["revoke", victim[:11]]):
-        result = cli(keyed.url, *as_limited, *args)
+        result = with_key(keyed.url, limited, "keys", *args)
         assert_refused(result, None, "limited to some projects")
     assert keyed.listed() == before
     assert status_with(keyed, victim) == 200

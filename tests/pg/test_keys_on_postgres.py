@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 
 from taskqueue.apikeys import PepperError
 from taskqueue.service import check_keys
@@ -68,6 +69,11 @@ def _server_refuses(db_url: str, *args: str) -> str:
     return line
 
 
+def with_key(url: str, key: str, *args: str) -> Result:
+    """The CLI in process against ``url`` with ``key`` (in TASKQUEUE_API_KEY)."""
+    return cli(url, *args, env={**NO_SECRET_ENV, "TASKQUEUE_API_KEY": key})
+
+
 def _status(url: str, key: str) -> int:
     return httpx.get(f"{url}/api/tasks", headers={"X-API-Key": key}, timeout=10).status_code
 
@@ -107,14 +113,14 @@ def test_two_servers_share_keys_and_revocations(
     one = make_server("--workers", "0", "--secret-file", str(secret_file))
     two = make_server("--workers", "0", "--secret-file", str(secret_file))
 
-    made = cli(one.url, "--api-key", root, "keys", "create", "--name", "shared", "--scope", "write")
+    made = with_key(one.url, root, "keys", "create", "--name", "shared", "--scope", "write")
     assert made.exit_code == 0, made.output
     key = made.stdout.strip()
     assert _status(one.url, key) == 200
     wait_until(lambda: _status(two.url, key) == 200, 10, "the other server to accept the key")
     assert _status(two.url, "tq_" + "x" * 43) == 401
 
-    revoked = cli(two.url, "--api-key", root, "keys", "revoke", key[:11])
+    revoked = with_key(two.url, root, "keys", "revoke", key[:11])
     assert revoked.exit_code == 0, revoked.output
     since = time.monotonic()
     assert _status(two.url, key) == 401
@@ -122,6 +128,6 @@ def test_two_servers_share_keys_and_revocations(
     took = time.monotonic() - since
     assert took < 3, f"the revocation reached the other server after {took:.1f} s"
     assert _status(one.url, root) == 200
-    listed = cli(one.url, "--api-key", root, "--format", "json", "keys", "list")
+    listed = with_key(one.url, root, "--format", "json", "keys", "list")
     assert listed.exit_code == 0, listed.output
     assert key not in listed.stdout
