@@ -238,6 +238,9 @@ def test_a_preflight_from_an_allowed_origin_is_answered(
     allowed_headers = response.headers["access-control-allow-headers"].lower()
     assert "content-type" in allowed_headers
     assert "idempotency-key" in allowed_headers
+    # A page may send a key, or sign with a key pair.
+    for header in ("authorization", "x-api-key", "x-taskqueue-signature", "x-taskqueue-key-id"):
+        assert header in allowed_headers
     assert response.headers["vary"] == "Origin"
     assert int(response.headers["access-control-max-age"]) > 0
 

@@ -42,7 +42,10 @@ FOREIGN_SITES = frozenset({b"cross-site", b"same-site"})
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ALLOW_METHODS = b"GET, POST, PUT, DELETE"
-_ALLOW_HEADERS = b"Accept, Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+_ALLOW_HEADERS = (
+    b"Accept, Authorization, Content-Type, Idempotency-Key, X-Request-ID, X-API-Key, "
+    b"X-TaskQueue-Key-Id, X-TaskQueue-Timestamp, X-TaskQueue-Signature"
+)
 _EXPOSE_HEADERS = b"Retry-After, X-Request-ID"
 _MAX_AGE = b"600"
 JSON_ONLY = "send the body as JSON with the header 'Content-Type: application/json'"

@@ -7,6 +7,7 @@ listed (``status: revoked``); every server stops accepting it within a second.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -123,6 +124,8 @@ async def rotate_key(request: Request) -> Response:
         kind=old["kind"],
         rate_limit=old["rate_limit"],
         burst=old["burst"],
+        # A key made to expire keeps its end: rotating does not make it last for ever.
+        expires_at=to_us(datetime.fromisoformat(old["expires_at"])) if old["expires_at"] else None,
     )
     key = await store.create_key(row)
     await store.expire_key(old["id"], store.clock() + int(changes.grace_seconds * 1_000_000))
