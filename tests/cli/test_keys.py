@@ -328,11 +328,6 @@ def test_rotate_makes_a_new_key_and_the_old_one_works_for_the_grace(keyed: Keyed
     assert_refused(bad, 2, "--grace", "not a duration")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: server/keys.py rotate_key makes the new key without the old one's expiry, so "
-    "rotating a key made with --expires-in gives one that never expires",
-)
 def test_rotate_keeps_an_expiring_key_expiring(keyed: Keyed) -> None:
     old = keyed.make("rotating-expiring", "--expires-in", "30d", "--rate-limit", "5")
     rotated = keyed.admin("--format", "json", "keys", "rotate", old[:11], "--grace", "1h")
