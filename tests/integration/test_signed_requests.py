@@ -8,6 +8,7 @@ change that was refused, and a refused signature is not taken as used.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -68,6 +69,21 @@ def signed(
         assert_no_secret(server.log(), server.secrets, "the server's log")
 
 
+_last_stamp = 0
+
+
+def sig(public: str, secret: str, method: str, target: str, body: bytes = b"") -> dict[str, str]:
+    """Signed headers with a timestamp no earlier request of this module used.
+
+    Timestamps are whole seconds: two requests alike signed in one second would be one signature
+    twice, and the second a replay. Each signature here is a little in the past (well within the
+    window) and later than the one before.
+    """
+    global _last_stamp
+    _last_stamp = max(int(time.time()) - 30, _last_stamp + 1)
+    return signed_headers(public, secret, method, target, body, now=_last_stamp)
+
+
 def send(
     client: httpx.Client,
     method: str,
@@ -101,18 +117,18 @@ def task_body(name: str) -> bytes:
 def test_signed_get_with_a_query_and_post_with_a_body_are_accepted(signed: Signed) -> None:
     target = "/api/tasks?limit=5&status=Pending"
     with signed.client() as client:
-        response = send(client, "GET", target, headers=signed_headers(
+        response = send(client, "GET", target, headers=sig(
             signed.public, signed.secret, "GET", target))  # fmt: skip
         assert response.status_code == 200, response.text
         assert response.json()["limit"] == 5
         name = f"signed-{uuid.uuid4().hex[:8]}"
         body = task_body(name)
-        headers = signed_headers(signed.public, signed.secret, "POST", "/api/tasks", body)
+        headers = sig(signed.public, signed.secret, "POST", "/api/tasks", body)
         created = send(client, "POST", "/api/tasks", body, headers)
         assert created.status_code == 201, created.text
         assert created.json()["name"] == name
         target = f"/api/tasks/{created.json()['id']}"
-        response = send(client, "GET", target, headers=signed_headers(
+        response = send(client, "GET", target, headers=sig(
             signed.public, signed.secret, "GET", target))  # fmt: skip
         assert response.status_code == 200, response.text
     assert signed.admin_count(name) == 1
@@ -151,11 +167,11 @@ def test_a_timestamp_that_is_not_unix_seconds_is_refused(signed: Signed, stamp: 
 def test_a_replayed_signature_is_refused(signed: Signed) -> None:
     name = f"replayed-{uuid.uuid4().hex[:8]}"
     body = task_body(name)
-    headers = signed_headers(signed.public, signed.secret, "POST", "/api/tasks", body)
+    headers = sig(signed.public, signed.secret, "POST", "/api/tasks", body)
     with signed.client() as client:
         assert send(client, "POST", "/api/tasks", body, headers).status_code == 201
         refused(send(client, "POST", "/api/tasks", body, headers), signed, "already used")
-        get = signed_headers(signed.public, signed.secret, "GET", "/api/tasks")
+        get = sig(signed.public, signed.secret, "GET", "/api/tasks")
         assert send(client, "GET", "/api/tasks", headers=get).status_code == 200
         refused(send(client, "GET", "/api/tasks", headers=get), signed, "already used")
     assert signed.admin_count(name) == 1
@@ -164,11 +180,11 @@ def test_a_replayed_signature_is_refused(signed: Signed) -> None:
 def test_a_tampered_body_is_refused(signed: Signed) -> None:
     name = f"tampered-{uuid.uuid4().hex[:8]}"
     body = task_body(name)
-    headers = signed_headers(signed.public, signed.secret, "POST", "/api/tasks", body)
+    headers = sig(signed.public, signed.secret, "POST", "/api/tasks", body)
     with signed.client() as client:
         for changed in (task_body(name + "x"), body + b" ", body[:-1] + b',"priority":"high"}'):
             refused(send(client, "POST", "/api/tasks", changed, headers), signed, "not valid")
-        empty = signed_headers(signed.public, signed.secret, "POST", "/api/tasks")
+        empty = sig(signed.public, signed.secret, "POST", "/api/tasks")
         refused(send(client, "POST", "/api/tasks", body, empty), signed, "not valid")
         assert signed.admin_count(name) == 0
         assert send(client, "POST", "/api/tasks", body, headers).status_code == 201
@@ -177,7 +193,7 @@ def test_a_tampered_body_is_refused(signed: Signed) -> None:
 
 def test_a_tampered_target_or_method_is_refused(signed: Signed) -> None:
     target = "/api/tasks?limit=5"
-    headers = signed_headers(signed.public, signed.secret, "GET", target)
+    headers = sig(signed.public, signed.secret, "GET", target)
     with signed.client() as client:
         for other in ("/api/tasks?limit=6", "/api/tasks", "/api/tasks?limit=5&offset=0",
                       "/api/projects?limit=5"):  # fmt: skip
@@ -194,9 +210,9 @@ def test_a_wrong_secret_or_key_id_is_refused(signed: Signed) -> None:
             (signed.public, "tqs_" + "x" * 43),
             (signed.public, signed.public),
         ):
-            headers = signed_headers(public, secret, "GET", target)
+            headers = sig(public, secret, "GET", target)
             refused(send(client, "GET", target, headers=headers), signed, "not valid")
-        unknown = signed_headers("tqp_" + "y" * 16, signed.secret, "GET", target)
+        unknown = sig("tqp_" + "y" * 16, signed.secret, "GET", target)
         refused(send(client, "GET", target, headers=unknown), signed, "not valid")
         # A pair's secret is no bearer key, nor is its public id.
         for bearer in (signed.secret, signed.public):
@@ -207,7 +223,7 @@ def test_a_wrong_secret_or_key_id_is_refused(signed: Signed) -> None:
 def test_a_missing_header_is_refused(signed: Signed) -> None:
     target = "/api/tasks"
     with signed.client() as client:
-        full = signed_headers(signed.public, signed.secret, "GET", target)
+        full = sig(signed.public, signed.secret, "GET", target)
         for left_out in (KEY_ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER):
             headers = {k: v for k, v in full.items() if k != left_out}
             refused(send(client, "GET", target, headers=headers), signed)
@@ -217,22 +233,20 @@ def test_a_missing_header_is_refused(signed: Signed) -> None:
 def test_a_signed_request_needs_the_scope_and_a_live_pair(signed: Signed) -> None:
     body = task_body("read-only")
     with signed.client() as client:
-        headers = signed_headers(
-            signed.reader_public, signed.reader_secret, "POST", "/api/tasks", body
-        )
+        headers = sig(signed.reader_public, signed.reader_secret, "POST", "/api/tasks", body)
         refused(send(client, "POST", "/api/tasks", body, headers), signed, "needs write", 403)
-        headers = signed_headers(signed.reader_public, signed.reader_secret, "GET", "/api/tasks")
+        headers = sig(signed.reader_public, signed.reader_secret, "GET", "/api/tasks")
         assert send(client, "GET", "/api/tasks", headers=headers).status_code == 200
     made = signed.server.api_key("revoked-pair", kind="pair")
     with signed.server.admin_client() as admin:
         assert admin.post(f"/api/keys/{made['id']}/revoke").status_code == 200
     with signed.client() as client:
-        headers = signed_headers(made["public_key"], made["secret_key"], "GET", "/api/tasks")
+        headers = sig(made["public_key"], made["secret_key"], "GET", "/api/tasks")
         refused(send(client, "GET", "/api/tasks", headers=headers), signed, "revoked")
 
 
 def test_a_replay_in_other_letters_is_still_a_replay(signed: Signed) -> None:
-    headers = signed_headers(signed.public, signed.secret, "GET", "/api/tasks?limit=2")
+    headers = sig(signed.public, signed.secret, "GET", "/api/tasks?limit=2")
     with signed.client() as client:
         assert send(client, "GET", "/api/tasks?limit=2", headers=headers).status_code == 200
         upper = {**headers, SIGNATURE_HEADER: headers[SIGNATURE_HEADER].upper()}
@@ -249,14 +263,23 @@ def test_a_rotated_pair_signs_with_both_secrets_for_the_grace_period_only(signed
     assert new["kind"] == "pair"
     assert new["public_key"] != old["public_key"]
 
-    def status(pair: dict[str, str]) -> int:
-        headers = signed_headers(pair["public_key"], pair["secret_key"], "GET", "/api/tasks")
-        with signed.client() as client:
-            return send(client, "GET", "/api/tasks", headers=headers).status_code
+    sent = itertools.count()
 
-    assert status(new) == 200
-    old_now = status(old)
+    def answer(pair: dict[str, str]) -> httpx.Response:
+        # Each request differs (its offset), so two in one second are not one signature twice.
+        target = f"/api/tasks?offset={next(sent)}"
+        headers = sig(pair["public_key"], pair["secret_key"], "GET", target)
+        with signed.client() as client:
+            return send(client, "GET", target, headers=headers)
+
+    assert answer(new).status_code == 200
+    old_now = answer(old).status_code
     if time.monotonic() - started < 1.5:  # still within the grace period
         assert old_now == 200
-    wait_until(lambda: status(old) == 401, 30, "the old pair to expire")
-    assert status(new) == 200
+
+    def old_expired() -> bool:
+        refused = answer(old)
+        return refused.status_code == 401 and "expired" in refused.json()["error"]["message"]
+
+    wait_until(old_expired, 30, "the old pair to expire")
+    assert answer(new).status_code == 200
