@@ -20,6 +20,10 @@ from taskqueue.server.ratelimit import FAILED_AUTH_BURST
 from tests.conftest import query_db, wait_until
 from tests.integration.authkit import AuthServer, assert_no_secret, auth_server, fresh_address
 
+# What is checked here happens before the store (headers, signatures, limits, logs); the
+# store's own part of keys is tested on both backends in test_auth.py and tests/pg.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture(scope="module")
 def limits(

@@ -30,6 +30,10 @@ from taskqueue.signing import (
 from tests.conftest import wait_until
 from tests.integration.authkit import AuthServer, assert_no_secret, auth_server
 
+# What is checked here happens before the store (headers, signatures, limits, logs); the
+# store's own part of keys is tested on both backends in test_auth.py and tests/pg.
+pytestmark = pytest.mark.sqlite_only
+
 
 @dataclass
 class Signed:
