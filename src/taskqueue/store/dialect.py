@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from taskqueue.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from taskqueue.store.sql import Tx
 
 __all__ = ["Dialect"]
 
@@ -18,6 +23,9 @@ class Dialect:
     name: str = "sqlite"
     #: Whether other processes' commits can wake this one (LISTEN/NOTIFY).
     can_listen: bool = False
+    #: The column of ``events`` readers follow: ``id`` where transactions commit in id order
+    #: (one writer), ``seq`` where they may not and events are sequenced after commit.
+    event_position: str = "id"
 
     def lock(self, clause: str = "FOR UPDATE") -> str:
         """The clause that locks the rows a read decides a write on (`` FOR UPDATE``...)."""
@@ -34,6 +42,13 @@ class Dialect:
     def classify(self, exc: BaseException) -> StoreError | None:
         """The store's own error for a driver's ``exc`` (None: it is a bug, not a condition)."""
         return None
+
+    def sequence_events(self, tx: Tx, limit: int) -> int:
+        """Number up to ``limit`` committed events for readers (see ``outbox.sequence_events``).
+
+        Nothing to do where ``event_position`` is ``id``.
+        """
+        return 0
 
     def poll_interval(self, notifications: bool) -> float:
         """How often an idle worker looks for work when nothing wakes it, in seconds."""

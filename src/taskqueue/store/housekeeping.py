@@ -48,11 +48,14 @@ def prune_tasks(conn: Tx, fx: Effects, before: int, limit: int) -> int:
     return len(ids)
 
 
-def _oldest(table: str, key: str, time_column: str) -> Prune:
-    """A prune of up to ``limit`` rows of ``table`` whose ``time_column`` is before ``before``."""
+def _oldest(table: str, key: str, time_column: str, keep: str = "") -> Prune:
+    """A prune of up to ``limit`` rows of ``table`` whose ``time_column`` is before ``before``.
+
+    ``keep``: a further condition rows to delete must meet.
+    """
     statement = (
         f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}"
-        f" WHERE {time_column} < ? ORDER BY {time_column} LIMIT ?)"
+        f" WHERE {time_column} < ?{keep} ORDER BY {time_column} LIMIT ?)"
     )
 
     def prune_rows(tx: Tx, fx: Effects, before: int, limit: int) -> int:
@@ -62,8 +65,9 @@ def _oldest(table: str, key: str, time_column: str) -> Prune:
     return prune_rows
 
 
-#: Events older than the retention.
-prune_events: Prune = _oldest("events", "id", "time")
+#: Events older than the retention, but never the newest: SQLite would hand its id out again
+#: once no row holds it, and readers resume after ids they saw.
+prune_events: Prune = _oldest("events", "id", "time", " AND id < (SELECT MAX(id) FROM events)")
 #: Idempotency keys first used before the cut-off.
 prune_idempotency_keys: Prune = _oldest("idempotency_keys", "key", "created_at")
 #: Workers not seen since the cut-off (killed without a goodbye).

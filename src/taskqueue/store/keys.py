@@ -79,7 +79,6 @@ def check_fingerprint(tx: Tx, fingerprint: str, now: int) -> bool:
 
 def insert_key(tx: Tx, fx: Effects, row: dict[str, Any], now: int) -> dict[str, Any]:
     """Store a new key (``row`` has every column) and write its ``key.created`` event."""
-    del fx
     projects = row["projects"]
     if projects:
         found = {
@@ -108,7 +107,7 @@ def insert_key(tx: Tx, fx: Effects, row: dict[str, Any], now: int) -> dict[str, 
         f"INSERT INTO api_keys ({columns}) VALUES ({marks(list(stored))})", list(stored.values())
     )
     shown = key_to_dict(stored, now)
-    outbox.emit(tx, "key.created", now, data=_audit(shown))
+    outbox.emit(tx, fx, "key.created", now, data=_audit(shown))
     return shown
 
 
@@ -150,28 +149,25 @@ def find_key(tx: Tx, ident: str, now: int) -> dict[str, Any]:
 
 def revoke_key(tx: Tx, fx: Effects, ident: str, now: int) -> dict[str, Any]:
     """Revoke a key (at once for every server: they re-read revocations within a second)."""
-    del fx
     key = find_key(tx, ident, now)
     if key["revoked_at"] is None:
         tx.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, key["id"]))
-        outbox.emit(tx, "key.revoked", now, data=_audit(key))
+        outbox.emit(tx, fx, "key.revoked", now, data=_audit(key))
     return find_key(tx, key["id"], now)
 
 
 def expire_key(tx: Tx, fx: Effects, key_id: str, at: int, now: int) -> None:
     """Make a key expire at ``at`` (a rotation's grace period), unless it expires sooner."""
-    del fx
     tx.execute(
         "UPDATE api_keys SET expires_at = ? "
         "WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
         (at, key_id, at),
     )
-    outbox.emit(tx, "key.rotated", now, data={"id": key_id, "expires_at": from_us(at)})
+    outbox.emit(tx, fx, "key.rotated", now, data={"id": key_id, "expires_at": from_us(at)})
 
 
 def touch_keys(tx: Tx, fx: Effects, used: Mapping[str, int]) -> None:
     """Record when each key was last used (one statement per key, never moving time back)."""
-    del fx
     for key_id, when in used.items():
         tx.execute(
             "UPDATE api_keys SET last_used_at = ? "
@@ -182,5 +178,6 @@ def touch_keys(tx: Tx, fx: Effects, used: Mapping[str, int]) -> None:
 
 def record_denials(tx: Tx, fx: Effects, denials: Sequence[dict[str, Any]]) -> None:
     """Write one ``auth.denied`` event per refused request (``time`` and what was refused)."""
-    del fx
-    outbox.emit_many(tx, [outbox.event_row("auth.denied", d.pop("time"), data=d) for d in denials])
+    outbox.emit_many(
+        tx, fx, [outbox.event_row("auth.denied", d.pop("time"), data=d) for d in denials]
+    )

@@ -65,6 +65,7 @@ class Effects:
     logs: set[str] = field(default_factory=set)  # tasks that got new output
     #: (task id, lease token) of running attempts whose lease was revoked.
     stop_running: set[tuple[str, str]] = field(default_factory=set)
+    events: bool = False  # events were written (readers of the outbox have news)
 
     def merge(self, other: Effects) -> None:
         """Add ``other``'s changes to these."""
@@ -72,6 +73,7 @@ class Effects:
         self.changed |= other.changed
         self.logs |= other.logs
         self.stop_running |= other.stop_running
+        self.events = self.events or other.events
 
 
 @dataclass

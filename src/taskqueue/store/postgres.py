@@ -17,7 +17,8 @@ lease tokens).
 Each commit that changed something another process may wait for sends NOTIFYs: on the
 ``taskqueue`` channel when work became runnable or a lease was revoked (every process LISTENs:
 workers wake and stop revoked commands), on ``taskqueue_changes`` with the tasks that changed
-(only processes that serve the API LISTEN, for their long-polls and log followers). Each turns
+and whether events were written (only processes that serve the API LISTEN, for their
+long-polls, log followers and readers of the outbox). Each turns
 what it hears into the same in-process wake-ups a local commit gives. When notifications do
 not arrive (behind a transaction-pooling PgBouncer, say), :attr:`PostgresBackend.notifications`
 is False and waiters fall back to polling.
@@ -46,6 +47,7 @@ from taskqueue.store.dialect import Dialect
 from taskqueue.store.errors import StoreError, Unavailable
 from taskqueue.store.migrate import upgrade
 from taskqueue.store.pipeline import CommitPipeline, Effects, WriteFn
+from taskqueue.store.sql import Tx
 
 __all__ = ["PgRow", "PgTx", "PostgresBackend", "PostgresDialect", "pg_conninfo", "pg_engine"]
 
@@ -64,6 +66,15 @@ RETRYABLE = frozenset({"40001", "40P01", "23505"})
 VALUES_MAX_ROWS = 32
 #: The advisory lock that serialises migrations.
 MIGRATION_LOCK = 0x7461_736B  # "task"
+#: The advisory lock held by the one transaction at a time that numbers events.
+SEQUENCE_LOCK = 0x7471_6576  # "tqev"
+#: Numbers events without a position (``seq``) in id order, after the last number given.
+_SEQUENCE = (
+    "WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM"
+    " (SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT ?) AS p)"
+    " UPDATE events SET seq = ? + pending.n FROM pending WHERE events.id = pending.id"
+    " RETURNING events.seq"
+)
 #: Longest payload of one NOTIFY (PostgreSQL's limit is 8000 bytes).
 MAX_PAYLOAD = 7000
 #: How long a read waits for a pooled connection before answering "unavailable"...
@@ -161,6 +172,24 @@ class PostgresDialect(Dialect):
 
     name = "postgresql"
     can_listen = True
+    event_position = "seq"
+
+    def sequence_events(self, tx: Tx, limit: int) -> int:
+        """Number committed events after the last number given, one transaction at a time."""
+        if not tx.execute("SELECT pg_try_advisory_xact_lock(?)", (SEQUENCE_LOCK,)).fetchone()[0]:
+            return 0  # another process is numbering them
+        row = tx.execute("SELECT position FROM event_cursors WHERE name = 'sequence'").fetchone()
+        top = int(row[0]) if row is not None else 0
+        numbered = tx.execute(_SEQUENCE, (limit, top)).fetchall()
+        if not numbered:
+            return 0
+        last = max(int(r[0]) for r in numbered)
+        tx.execute(
+            "INSERT INTO event_cursors (name, position, updated_at) VALUES ('sequence', ?, 0)"
+            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (last,),
+        )
+        return len(numbered)
 
     def lock(self, clause: str = "FOR UPDATE") -> str:
         """Rows read to decide a write must be locked first: another process may change them."""
@@ -284,7 +313,8 @@ def _payloads(fx: Effects) -> list[tuple[str, str]]:
             notes.append((CHANNEL, json.dumps(body, separators=(",", ":"))))
     items: list[tuple[str, str]] = [("c", i) for i in sorted(fx.changed)]
     items += [("l", i) for i in sorted(fx.logs - fx.changed)]
-    changes: dict[str, list[str]] = {}
+    # The first payload says events were written: readers of the outbox wake on it.
+    changes: dict[str, Any] = {"e": 1} if fx.events else {}
     size = 16
     sent = 0
     for key, value in items:
@@ -309,6 +339,7 @@ def _effects_of(payload: str) -> Effects | None:
             changed=set(body.get("c", ())),
             logs=set(body.get("l", ())),
             stop_running={(str(a), str(b)) for a, b in body.get("s", ())},
+            events=bool(body.get("e")),
         )
     except (ValueError, TypeError, AttributeError):
         log.warning("ignoring a malformed notification")

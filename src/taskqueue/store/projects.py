@@ -70,7 +70,7 @@ def create_project(
     # A concurrent create of the same name fails on the unique key, and the pipeline runs
     # this again (it then sees the winner's row and answers Conflict).
     insert_rows(conn, "projects", [row])
-    outbox.emit(conn, "project.created", now, None, project_id, {"name": data.name})
+    outbox.emit(conn, fx, "project.created", now, None, project_id, {"name": data.name})
     result = project_to_dict(row)
     idempotency.remember(conn, idem, result, now)
     return result
@@ -103,7 +103,7 @@ def update_project(
         conn.execute(
             f"UPDATE projects SET {assignments} WHERE id = ?", [*values.values(), project_id]
         )
-        outbox.emit(conn, "project.updated", now, None, project_id, {"fields": sorted(given)})
+        outbox.emit(conn, fx, "project.updated", now, None, project_id, {"fields": sorted(given)})
     return project_to_dict(get_project_row(conn, project_id))
 
 
@@ -138,7 +138,7 @@ def delete_project(conn: Tx, fx: Effects, project_id: str, cascade: bool, now: i
         conn.execute("DELETE FROM tasks WHERE project_id = ?", (project_id,))
         fx.changed.update(ids)
     conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))
-    outbox.emit(conn, "project.deleted", now, None, project_id, {"tasks_deleted": count})
+    outbox.emit(conn, fx, "project.deleted", now, None, project_id, {"tasks_deleted": count})
 
 
 def get_project(conn: Tx, project_id: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ __all__ = [
     "RUNNABLE_SQL",
     "api_keys",
     "attempts",
+    "event_cursors",
     "events",
     "idempotency_keys",
     "meta",
@@ -198,6 +199,20 @@ events: Table = Table(
     Column("project_id", _ID),
     Column("time", _TIME, nullable=False, index=True),
     Column("data", Text, nullable=False),
+    Column("trace_id", String(64)),
+    # PostgreSQL: the position readers follow, given after commit (SQLite: empty, see outbox).
+    Column("seq", BigInteger, index=True, unique=True),
+    # The events still to be given a position, for the one numbering them (PostgreSQL).
+    Index("ix_events_unsequenced", "id", **_where("seq IS NULL")),
+)
+
+#: Where each reader of the outbox that must survive restarts is: the last event it handed on.
+event_cursors: Table = Table(
+    "event_cursors",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", _TIME, nullable=False),
 )
 
 idempotency_keys: Table = Table(

@@ -39,6 +39,7 @@ from taskqueue.store import (
 )
 from taskqueue.store.backend import Backend, open_backend, secrets_of
 from taskqueue.store.codec import now_us
+from taskqueue.store.eventlog import EventLog
 from taskqueue.store.idempotency import IdempotencyRequest
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
@@ -96,6 +97,8 @@ class Store:
         self._migrated = False
         self._finishing: list[tuple[str, str, Outcome, asyncio.Future[str | None]]] = []
         self._finish_in_flight = False
+        #: The outbox's readers' view: events after a position, and their cursors.
+        self.events: EventLog = EventLog(self)
 
     # ------------------------------------------------------------------ lifecycle
 

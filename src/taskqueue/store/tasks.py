@@ -192,7 +192,9 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
         values["updated_at"] = now
         assignments = ", ".join(f"{name} = ?" for name in values)
         tx.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", [*values.values(), task_id])
-        outbox.emit(tx, "task.updated", now, task_id, row["project_id"], {"fields": sorted(given)})
+        outbox.emit(
+            tx, fx, "task.updated", now, task_id, row["project_id"], {"fields": sorted(given)}
+        )
         if "run_at" in values or "queue" in values or "priority" in values:
             fx.wake = True
     return task_to_dict(transitions.locked_task_row(tx, task_id))
@@ -207,7 +209,7 @@ def delete_task(tx: Tx, fx: Effects, task_id: str, now: int) -> None:
     if refusal is not None:
         raise Conflict(refusal)
     tx.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-    outbox.emit(tx, "task.deleted", now, task_id, row["project_id"], {})
+    outbox.emit(tx, fx, "task.deleted", now, task_id, row["project_id"], {})
     fx.changed.add(task_id)
 
 

@@ -206,6 +206,7 @@ def create(tx: Tx, fx: Effects, rows: list[dict[str, Any]], now: int) -> None:
     insert_rows(tx, "tasks", rows)
     outbox.emit_many(
         tx,
+        fx,
         [
             outbox.event_row("task.created", now, row["id"], row["project_id"], {"status": status})
             for row in rows
@@ -271,6 +272,7 @@ def claim(
     )
     outbox.emit_many(
         tx,
+        fx,
         [
             outbox.event_row(
                 "task.started",
@@ -365,6 +367,7 @@ def _complete(tx: Tx, fx: Effects, completed: list[tuple[Any, Outcome]], now: in
     )
     outbox.emit_many(
         tx,
+        fx,
         [
             outbox.event_row(
                 "task.completed",
@@ -405,7 +408,7 @@ def _fail_or_retry(
             "failure_reason": reason,
             "exit_code": outcome.exit_code,
         }
-        outbox.emit(tx, "task.retrying", now, task_id, project_id, data)
+        outbox.emit(tx, fx, "task.retrying", now, task_id, project_id, data)
         fx.wake = fx.wake or delay_us == 0
         fx.changed.add(task_id)
         return RULES[Transition.RETRY].target.value
@@ -417,7 +420,7 @@ def _fail_or_retry(
         "failure_reason": reason,
         "exit_code": outcome.exit_code,
     }
-    outbox.emit(tx, "task.failed", now, task_id, project_id, data)
+    outbox.emit(tx, fx, "task.failed", now, task_id, project_id, data)
     fx.changed.add(task_id)
     cascade_cancel(tx, fx, [task_id], now)
     return RULES[Transition.FAIL].target.value
@@ -437,7 +440,7 @@ def hand_back(tx: Tx, fx: Effects, task_id: str, token: str, now: int) -> bool:
     tx.execute(_END_ATTEMPT, _end_attempt(row, TaskStatus.FAILED, outcome, now))
     tx.execute(_HAND_BACK, (now, now, task_id, token))
     data = {"attempt": row["attempt"], "reason": "handed back at worker shutdown"}
-    outbox.emit(tx, "task.retrying", now, task_id, row["project_id"], data)
+    outbox.emit(tx, fx, "task.retrying", now, task_id, row["project_id"], data)
     fx.wake = True
     fx.changed.add(task_id)
     return True
@@ -481,7 +484,7 @@ def cancel(
         tx.execute(_END_ATTEMPT, _end_attempt(row, TaskStatus.CANCELLED, outcome, now))
         fx.stop_running.add((task_id, row["lease_token"]))
     tx.execute(_CANCEL, (reason, code.value, now, now, task_id))
-    outbox.emit(tx, "task.cancelled", now, task_id, row["project_id"], {"reason": reason})
+    outbox.emit(tx, fx, "task.cancelled", now, task_id, row["project_id"], {"reason": reason})
     fx.changed.add(task_id)
     cascade_cancel(tx, fx, [task_id], now)
     return task_to_dict(locked_task_row(tx, task_id))
@@ -505,7 +508,7 @@ def cascade_cancel(tx: Tx, fx: Effects, task_ids: Iterable[str], now: int) -> No
             if cancelled.rowcount == 0:  # pragma: no cover - cancelled meanwhile by another writer
                 continue
             data = {"reason": reason}
-            outbox.emit(tx, "task.cancelled", now, dep["id"], dep["project_id"], data)
+            outbox.emit(tx, fx, "task.cancelled", now, dep["id"], dep["project_id"], data)
             fx.changed.add(dep["id"])
             frontier.append(dep["id"])
 
@@ -516,7 +519,9 @@ def requeue(tx: Tx, fx: Effects, task_id: str, now: int) -> dict[str, Any]:
     _check(Transition.REQUEUE, row["status"])
     waiting = dependencies.count_waiting(tx, loads(row["dependencies"]))
     tx.execute(_REQUEUE, (now, now, waiting, task_id))
-    outbox.emit(tx, "task.retrying", now, task_id, row["project_id"], {"reason": "manual retry"})
+    outbox.emit(
+        tx, fx, "task.retrying", now, task_id, row["project_id"], {"reason": "manual retry"}
+    )
     fx.changed.add(task_id)
     fx.wake = fx.wake or waiting == 0
     return task_to_dict(locked_task_row(tx, task_id))

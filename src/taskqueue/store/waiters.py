@@ -1,7 +1,8 @@
 """In-process wake-ups: what each commit (local, or another process's by NOTIFY) wakes.
 
 Idle workers wait on :attr:`Waiters.work_available`; long-polls wait for a task to change;
-log followers wait for new output; workers listen for leases revoked under them. Every waiter
+log followers wait for new output; workers listen for leases revoked under them; readers of
+the outbox hear of commits that wrote events. Every waiter
 also polls, so a missed notification costs latency, never progress.
 """
 
@@ -25,6 +26,7 @@ class Waiters:
         self._changes: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._logs: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._stop_listeners: list[Callable[[set[tuple[str, str]]], None]] = []
+        self._event_listeners: list[Callable[[], None]] = []
 
     def on_commit(self, fx: Effects) -> None:
         """Wake whoever waits on what ``fx`` changed."""
@@ -39,6 +41,14 @@ class Waiters:
         if fx.stop_running:
             for listener in self._stop_listeners:
                 listener(fx.stop_running)
+        if fx.events:
+            for wake in self._event_listeners:
+                wake()
+
+    def on_events(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each commit that wrote events; returns its removal."""
+        self._event_listeners.append(listener)
+        return lambda: self._event_listeners.remove(listener)
 
     def on_stop_running(self, listener: Callable[[set[tuple[str, str]]], None]) -> None:
         """Call ``listener`` with (task id, lease token) of every attempt revoked."""

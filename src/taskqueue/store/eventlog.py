@@ -1,0 +1,116 @@
+"""The outbox as its readers see it: events after a position, and the readers' cursors.
+
+Every reader (the API's stream, webhook subscriptions, the NATS publisher) reads the same way:
+wait for news (:meth:`EventLog.wait`, woken by commits that wrote events, here or in another
+process), read the events after its position, hand them on, move its cursor. Positions only
+grow and none is skipped, on both backends (see :func:`outbox.sequence_events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from taskqueue.store import outbox
+from taskqueue.store.visibility import Projects
+
+if TYPE_CHECKING:
+    from taskqueue.store.store import Store
+
+__all__ = ["EventLog", "EventSignal"]
+
+#: How often a reader looks for events that nothing announced, in seconds.
+POLL_INTERVAL_S = 1.0
+
+
+class EventSignal:
+    """One reader's wake-up: set by every commit that wrote events, cleared when it reads."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._event = asyncio.Event()
+        self._remove = log.store.waiters.on_events(self._event.set)
+
+    def set(self) -> None:
+        """Wake the reader (as a commit would)."""
+        self._event.set()
+
+    async def wait(self, timeout: float = POLL_INTERVAL_S) -> bool:
+        """Wait for news or ``timeout`` seconds; True if a commit announced events."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        woke = self._event.is_set()
+        self._event.clear()
+        return woke
+
+    def close(self) -> None:
+        """Stop hearing of commits."""
+        with contextlib.suppress(ValueError):
+            self._remove()
+
+
+class EventLog:
+    """Reads of the ``events`` table and the cursors of its readers, on one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store: Store = store
+
+    def signal(self) -> EventSignal:
+        """A new reader's wake-up (close it when the reader stops)."""
+        return EventSignal(self)
+
+    async def sequence(self) -> int:
+        """Give committed events their positions where the database needs it (PostgreSQL)."""
+        if self.store.db.dialect.event_position == "id":
+            return 0
+        return await self.store._write(outbox.sequence_events)
+
+    async def read(
+        self,
+        after: int,
+        limit: int,
+        *,
+        projects: Projects = None,
+        project_id: str | None = None,
+        task_id: str | None = None,
+        types: Sequence[str] = (),
+        queue: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` events after position ``after`` that pass the filters, oldest first.
+
+        Numbers the events committed since the last read first, so what it returns is final.
+        """
+        await self.sequence()
+
+        def read(c: Any) -> list[dict[str, Any]]:
+            return outbox.read_events(
+                c,
+                after,
+                limit,
+                projects=projects,
+                project_id=project_id,
+                task_id=task_id,
+                types=types,
+                queue=queue,
+            )
+
+        return await self.store.db.read(read)
+
+    async def bounds(self) -> tuple[int | None, int | None]:
+        """The oldest and newest positions stored (None, None: no event)."""
+        await self.sequence()
+        return await self.store.db.read(outbox.event_bounds)
+
+    async def cursor(self, name: str) -> int | None:
+        """Where the reader ``name`` is (None: it never ran)."""
+        return await self.store.db.read(lambda c: outbox.cursor_position(c, name))
+
+    async def set_cursor(self, name: str, position: int) -> None:
+        """Record durably that the reader ``name`` handed on every event up to ``position``."""
+        now = self.store.clock()
+        await self.store._write(lambda c, fx: outbox.set_cursor(c, name, position, now))
+
+    def on_events(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each commit that wrote events; returns its removal."""
+        return self.store.waiters.on_events(listener)
