@@ -4,7 +4,8 @@ The database is a fresh SQLite file or a fresh database on a real PostgreSQL clu
 starts (``tests/pg_cluster.py``), as the ``backend`` fixture says. Every test under
 ``tests/integration`` and ``tests/e2e`` that uses a database runs once on each backend, as
 ``test_x[sqlite]`` and ``test_x[postgresql]``, so the same tests prove the same promises on both
-in one run; a test marked ``sqlite_only`` runs on SQLite alone, ``postgres_only`` on PostgreSQL alone. Tests elsewhere get SQLite (the
+in one run; a test marked ``sqlite_only`` runs on SQLite alone, ``postgres_only`` on PostgreSQL
+alone. Tests elsewhere get SQLite (the
 PostgreSQL-only ones in ``tests/pg`` say otherwise). ``TASKQUEUE_TEST_PG_URL`` points the tests at
 an existing server instead of starting one (the URL of a database whose user may create
 databases).

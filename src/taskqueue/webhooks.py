@@ -17,7 +17,7 @@ import secrets
 __all__ = ["SECRET_PREFIX", "generate_secret", "sign"]
 
 #: How every webhook secret starts.
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 def generate_secret() -> str:

@@ -25,7 +25,8 @@ def test_events_after_a_position_in_order_with_filters(db_url: str) -> None:
         await store.finish(claimed.id, claimed.lease_token, Outcome(True, exit_code=0))
         events = await store.events.read(0, 100)
         ids = [e["id"] for e in events]
-        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert ids == sorted(ids)
+        assert len(set(ids)) == len(ids)
         types = [e["type"] for e in events]
         assert types == [
             "project.created",
@@ -35,8 +36,10 @@ def test_events_after_a_position_in_order_with_filters(db_url: str) -> None:
             "task.completed",
         ]
         done = events[-1]
-        assert done["task_id"] == made[0]["id"] and done["project_id"] == project["id"]
-        assert done["data"]["exit_code"] == 0 and done["time"].endswith("Z")
+        assert done["task_id"] == made[0]["id"]
+        assert done["project_id"] == project["id"]
+        assert done["data"]["exit_code"] == 0
+        assert done["time"].endswith("Z")
         # Resuming after a position gives exactly what follows it.
         assert await store.events.read(ids[2], 100) == events[3:]
         # Filters: project, task, types (exact and family), queue, visibility.
@@ -114,6 +117,7 @@ def test_an_event_committed_late_is_read_after_the_others(db_url: str) -> None:
             [second] = await store.events.read(first["id"], 10)
             slow.commit()
         [late] = await store.events.read(second["id"], 10)
-        assert late["type"] == "task.updated" and late["id"] == second["id"] + 1
+        assert late["type"] == "task.updated"
+        assert late["id"] == second["id"] + 1
 
     run_store(db_url, body)
