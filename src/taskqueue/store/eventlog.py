@@ -76,6 +76,7 @@ class EventLog:
         task_id: str | None = None,
         types: Sequence[str] = (),
         queue: str | None = None,
+        with_queue: bool = False,
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` events after position ``after`` that pass the filters, oldest first.
 
@@ -93,6 +94,7 @@ class EventLog:
                 task_id=task_id,
                 types=types,
                 queue=queue,
+                with_queue=with_queue,
             )
 
         return await self.store.db.read(read)
