@@ -125,7 +125,8 @@ def _watch_table(running: dict[str, dict[str, Any]], ended: list[str]) -> Table:
 
 
 def _running_now(ctx: CliContext, project_id: str | None) -> dict[str, dict[str, Any]]:
-    found = ctx.client.list_tasks(status=TaskStatus.RUNNING, project_id=project_id, limit=1000)
+    running = TaskStatus.RUNNING
+    found = ctx.client.list_tasks(status=running, project_id=project_id, limit=1000)
     return {
         str(t.id): {
             "name": t.name,
