@@ -179,7 +179,7 @@ class WebhookHandler:
         self._handlers: list[tuple[str, Callable[[Event], object]]] = []
         self._deliveries = _Deliveries(max_seen)
         #: The ASGI app (HTTP and lifespan): serve it, or mount it in Starlette or FastAPI.
-        self.app: ASGIApp = self._asgi
+        self.app: ASGIApp = _App(self)
 
     # -- registering handlers ------------------------------------------------------------
 
@@ -327,6 +327,20 @@ class WebhookHandler:
                 "your own ASGI server)"
             ) from exc
         uvicorn.run(self.app, host=host, port=port, log_level=log_level, lifespan="on")
+
+
+class _App:
+    """A handler's ASGI app: an object whose ``__call__`` is a coroutine function.
+
+    Not the bound method itself: servers tell ASGI 3 from ASGI 2 by looking for exactly that
+    (uvicorn takes a bound method for an ASGI 2 app).
+    """
+
+    def __init__(self, handler: WebhookHandler) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handler._asgi(scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:
