@@ -171,11 +171,11 @@ class WebhookHandler:
             raise ValueError("tolerance, max_body and max_seen must be positive")
         self._secrets = secrets_of(secret)
         #: How many seconds a delivery's timestamp may be from the clock, either way.
-        self.tolerance = tolerance
+        self.tolerance: int = tolerance
         #: Where the app answers (relative to where it is mounted).
-        self.path = path.rstrip("/") or "/"
+        self.path: str = path.rstrip("/") or "/"
         #: The largest body the app reads, in bytes.
-        self.max_body = max_body
+        self.max_body: int = max_body
         self._handlers: list[tuple[str, Callable[[Event], object]]] = []
         self._deliveries = _Deliveries(max_seen)
         #: The ASGI app (HTTP and lifespan): serve it, or mount it in Starlette or FastAPI.
