@@ -342,6 +342,36 @@ def test_handle_serves_any_framework() -> None:
     assert len(got) == 1
 
 
+def test_handle_from_many_threads_runs_one_delivery_once() -> None:
+    # As a threaded WSGI server calling asyncio.run(hooks.handle(...)) per request would.
+    hooks = WebhookHandler(SECRET)
+    runs: list[int] = []
+
+    @hooks.on_task_completed
+    def done(event: Event) -> None:
+        time.sleep(0.05)  # long enough for the others to arrive while it is in hand
+        runs.append(event.id)
+
+    body = body_of(event())
+    headers = signed(body, msg_id="msg_threads")
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def deliver_once() -> None:
+        start.wait(10)
+        outcomes.append(asyncio.run(hooks.handle(body, headers)).outcome)
+
+    threads = [threading.Thread(target=deliver_once) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(runs) == 1
+    assert sorted(outcomes).count("handled") == 1
+    assert set(outcomes) <= {"handled", "duplicate", "in_flight"}
+    assert len(outcomes) == 8
+
+
 def test_mounted_in_a_starlette_app() -> None:
     hooks = WebhookHandler(SECRET)
     got: list[int] = []
