@@ -254,7 +254,7 @@ def test_a_delivery_in_flight_is_not_run_twice_at_once() -> None:
         async def slow(event: Event) -> None:
             runs.append(event.id)
             entered.set()
-            await release.wait()
+            await asyncio.wait_for(release.wait(), 10)
 
         body = body_of(event())
         headers = signed(body, msg_id="msg_slow")
