@@ -167,8 +167,10 @@ class WebhookHandler:
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"the path must start with '/': {path!r}")
-        if tolerance < 0 or max_body < 1 or max_seen < 1:
-            raise ValueError("tolerance, max_body and max_seen must be positive")
+        if tolerance < 0:
+            raise ValueError("the tolerance is a number of seconds, not negative")
+        if max_body < 1 or max_seen < 1:
+            raise ValueError("max_body and max_seen must be positive")
         self._secrets = secrets_of(secret)
         #: How many seconds a delivery's timestamp may be from the clock, either way.
         self.tolerance: int = tolerance
