@@ -7,14 +7,16 @@ thousand polls. A stream that resumes from an earlier position (``Last-Event-ID`
 ``?after=``) first reads what it missed, page by page, then joins the live feed, dropping what
 it has already sent, so there is no gap and no duplicate.
 
-Each stream holds at most :data:`QUEUE_LIMIT` events waiting to be sent: a client that reads
-more slowly than events arrive is sent a ``dropped`` event saying so and disconnected, and
-resumes with ``Last-Event-ID``, rather than the server buffering without limit.
+The hub holds the last :data:`WINDOW` events once for all streams, and each stream only its
+position in them: a client that falls further behind than that is sent a ``dropped`` event
+saying so and disconnected (it resumes with ``Last-Event-ID``), rather than the server
+buffering for it without limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import re
@@ -41,8 +43,8 @@ __all__ = ["EVENT_ENDPOINTS", "EVENT_SCOPES", "EventHub", "EventsQuery"]
 
 log: logging.Logger = logging.getLogger(__name__)
 
-#: Events one stream may have waiting to be sent before it is dropped as too slow.
-QUEUE_LIMIT = 1000
+#: Recent events the hub holds for every stream; one further behind is dropped as too slow.
+WINDOW = 10_000
 #: Events read from the database at once (by the hub, or by a stream catching up).
 READ_BATCH = 500
 _EVENT_ID_RE = re.compile(r"^[0-9]{1,19}$")
@@ -133,24 +135,34 @@ class Filter:
 
 @dataclass(eq=False)
 class Subscriber:
-    """One open stream's place in the live feed."""
+    """One open stream: what it wants, where it joined, and its wake-up."""
 
     filter: Filter
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
-    #: The hub's position when it subscribed: it is fed every event after it.
+    #: The hub's position when it subscribed: the stream's "new events" start after it.
     start: int = 0
-    #: Why the hub dropped it (None: it is still fed).
+    #: Why the stream must end (None: it goes on).
     dropped: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class EventHub:
-    """The one reader of the outbox in an API process, feeding every open stream."""
+    """The one reader of the outbox in an API process, and the window of recent events.
 
-    def __init__(self, store: Store) -> None:
+    The hub keeps the last :data:`WINDOW` events it read, once for every stream; each stream
+    only remembers its position in them. A stream that falls further behind than the window
+    is dropped with the reason (it resumes with ``Last-Event-ID`` and catches up from the
+    database), so memory stays bounded however slowly clients read.
+    """
+
+    def __init__(self, store: Store, *, window: int = WINDOW) -> None:
         self.store: Store = store
+        #: How many recent events the hub holds for streams that lag behind.
+        self.window: int = window
         self._subscribers: set[Subscriber] = set()
-        self._head: int | None = None  # the last position the hub has read
+        self._events: list[dict[str, Any]] = []  # the window, oldest first
+        self._ids: list[int] = []
+        self._floor = 0  # the window holds every event after this position
+        self._head: int | None = None  # the last position read
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -160,7 +172,7 @@ class EventHub:
         return len(self._subscribers)
 
     async def subscribe(self, flt: Filter) -> Subscriber:
-        """A new subscriber fed every event after the hub's current head."""
+        """A new stream, fed every event after the hub's current head."""
         if self._closed:
             raise ApiError(503, "the server is shutting down")
         if len(self._subscribers) >= MAX_STREAMS:
@@ -168,26 +180,35 @@ class EventHub:
         if self._head is None:
             _, last = await self.store.events.bounds()
             if self._head is None:
-                self._head = last or 0
-        sub = Subscriber(flt, start=self._head or 0)
+                self._head = self._floor = last or 0
+        sub = Subscriber(flt, start=self._head)
         self._subscribers.add(sub)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="taskqueue-event-hub")
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        """Stop feeding ``sub``."""
+        """Forget a stream that ended."""
         self._subscribers.discard(sub)
+
+    def since(self, position: int) -> list[dict[str, Any]] | None:
+        """The events read after ``position``; None if the window no longer reaches back there."""
+        if position < self._floor:
+            return None
+        return self._events[bisect.bisect_right(self._ids, position) :]
 
     def close(self) -> None:
         """End every stream (the server is stopping) and stop reading."""
         self._closed = True
-        for sub in list(self._subscribers):
-            sub.dropped = sub.dropped or "the server is shutting down"
-            sub.wake.set()
-        self._subscribers.clear()
+        self._drop_all("the server is shutting down; resume with Last-Event-ID")
         if self._task is not None:
             self._task.cancel()
+
+    def _drop_all(self, reason: str) -> None:
+        for sub in list(self._subscribers):
+            sub.dropped = sub.dropped or reason
+            sub.wake.set()
+        self._subscribers.clear()
 
     async def _run(self) -> None:
         signal = self.store.events.signal()
@@ -199,42 +220,30 @@ class EventHub:
             raise
         except Exception:  # pragma: no cover - a database outage: the streams end
             log.exception("the event stream reader stopped")
-            for sub in list(self._subscribers):
-                sub.dropped = "the server could not read events; resume with Last-Event-ID"
-                sub.wake.set()
-            self._subscribers.clear()
+            self._drop_all("the server could not read events; resume with Last-Event-ID")
         finally:
             signal.close()
-            if not self._subscribers:
-                self._head = None  # the next stream's "new events" start at the log's end
+            if not self._subscribers:  # the next stream's "new events" start at the log's end
+                self._head = None
+                self._events, self._ids = [], []
 
     async def _read_new(self) -> None:
         while self._subscribers:
-            head = self._head or 0
-            events = await self.store.events.read(head, READ_BATCH, with_queue=True)
+            events = await self.store.events.read(self._head or 0, READ_BATCH, with_queue=True)
             if not events:
                 return
             self._head = events[-1]["id"]
-            self._fan_out(events)
+            self._events += events
+            self._ids += [e["id"] for e in events]
+            extra = len(self._events) - self.window
+            if extra > 0:
+                self._floor = self._ids[extra - 1]
+                del self._events[:extra], self._ids[:extra]
+            for sub in self._subscribers:
+                sub.wake.set()
             if len(events) < READ_BATCH:
                 return
-
-    def _fan_out(self, events: list[dict[str, Any]]) -> None:
-        for sub in list(self._subscribers):
-            flt = sub.filter
-            for event in events:
-                if not flt.passes(event, event.get("queue")):
-                    continue
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    sub.dropped = (
-                        f"the client read too slowly ({QUEUE_LIMIT} events waiting); "
-                        "resume with Last-Event-ID"
-                    )
-                    self._subscribers.discard(sub)
-                    break
-            sub.wake.set()
+            await asyncio.sleep(0)  # let the streams send what came before reading on
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -351,13 +360,17 @@ async def _stream(
                 position = reached
                 if events:
                     yield b"".join(_sse(e) for e in events)
-        async for chunk in _live(sub, position, timing, disconnected):
+            # Every event up to where the stream joined the hub was in the database it read:
+            # the live feed goes on from there (a filter may have matched none of the last).
+            position = max(position, sub.start)
+        async for chunk in _live(hub, sub, position, timing, disconnected):
             yield chunk
     finally:
         hub.unsubscribe(sub)
 
 
 async def _live(
+    hub: EventHub,
     sub: Subscriber,
     position: int,
     timing: tuple[float, float | None],
@@ -365,19 +378,21 @@ async def _live(
 ) -> AsyncIterator[bytes]:
     heartbeat, deadline = timing
     loop = asyncio.get_running_loop()
-    while True:
-        batch: list[bytes] = []
-        while not sub.queue.empty():
-            event = sub.queue.get_nowait()
-            if event["id"] > position:  # what catching up sent already is not sent twice
-                position = event["id"]
-                batch.append(_sse(event))
-        if batch:
-            yield b"".join(batch)
+    flt = sub.filter
+    while sub.dropped is None:
+        events = hub.since(position)
+        if events is None:
+            sub.dropped = (
+                f"the client read too slowly: more than {hub.window} events behind; "
+                "resume with Last-Event-ID"
+            )
+            break
+        if events:
+            position = events[-1]["id"]
+            chosen = [_sse(e) for e in events if flt.passes(e, e.get("queue"))]
+            if chosen:
+                yield b"".join(chosen)
             continue
-        if sub.dropped is not None:
-            yield _control("dropped", {"reason": sub.dropped, "last_id": position})
-            return
         wait = heartbeat
         if deadline is not None:
             wait = min(wait, deadline - loop.time())
@@ -388,10 +403,11 @@ async def _live(
         woke = False
         with contextlib.suppress(asyncio.TimeoutError):
             woke = await asyncio.wait_for(sub.wake.wait(), wait)
-        if not woke and sub.queue.empty() and sub.dropped is None:
-            if await disconnected():
-                return
+        if not woke and await disconnected():
+            return
+        if not woke:
             yield b": keep-alive\n\n"
+    yield _control("dropped", {"reason": sub.dropped, "last_id": position})
 
 
 #: The paths of this module and their handlers.
