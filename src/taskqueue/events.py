@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, ClassVar
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,9 +76,9 @@ class Event(BaseModel):
     #: When the change committed (UTC).
     time: datetime
     #: The project of the task or project the event is about (None: not in a project).
-    project_id: str | None = None
+    project_id: UUID | None = None
     #: The task the event is about (None: not about a task).
-    task_id: str | None = None
+    task_id: UUID | None = None
     #: What changed: a snapshot of the fields concerned (never a secret).
     data: dict[str, Any] = Field(default_factory=dict)
     #: The trace of the request or task that made the change, when known.
