@@ -25,8 +25,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import nats
 import nats.errors
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["CURSOR", "NatsPublisher", "NatsSettings"]
 
 log: logging.Logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The name of the publisher's durable cursor in the event log.
 CURSOR = "nats"
@@ -128,6 +131,8 @@ class NatsPublisher:
                 try:
                     await self._connect(failures)
                     await self._publish_some(self._signal)
+                except _Stopped:
+                    break
                 except Exception as exc:
                     failures += 1
                     await self._failed(exc, failures)
@@ -195,7 +200,7 @@ class NatsPublisher:
         if core:
             await connection.flush(timeout=max(1, round(timeout)))
         if acks:
-            answers = await asyncio.wait_for(asyncio.gather(*acks), timeout)
+            answers = await self._until_stopped(asyncio.wait_for(asyncio.gather(*acks), timeout))
             duplicates = sum(1 for ack in answers if ack.duplicate)
             if duplicates:
                 self.duplicates += duplicates
@@ -261,13 +266,19 @@ class NatsPublisher:
 
         # The publisher reconnects by itself, with its own backoff, and re-reads from what NATS
         # acknowledged: the client's buffering of publishes during a reconnect is not wanted.
-        self._connection = await nats.connect(
-            [part.strip() for part in self.url.split(",") if part.strip()],
-            name="taskqueue",
-            allow_reconnect=False,
-            connect_timeout=max(1, round(self.settings.connect_timeout)),
-            error_cb=on_error,
-            closed_cb=on_closed,
+        # (Its pool still tries each server twice, reconnect_time_wait apart, before it gives
+        # up: 0 attempts would mean "forever".)
+        self._connection = await self._until_stopped(
+            nats.connect(
+                [part.strip() for part in self.url.split(",") if part.strip()],
+                name="taskqueue",
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                connect_timeout=max(1, round(self.settings.connect_timeout)),
+                error_cb=on_error,
+                closed_cb=on_closed,
+            )
         )
         self._jetstream = self._connection.jetstream()
         self._streams.clear()
@@ -278,6 +289,21 @@ class NatsPublisher:
             again,
             self._position,
         )
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> T:
+        """What ``work`` returns, unless :meth:`stop` comes first: then :class:`_Stopped`."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise _Stopped
+        return task.result()
 
     async def _disconnect(self) -> None:
         connection, self._connection, self._jetstream = self._connection, None, None
@@ -303,6 +329,10 @@ class NatsPublisher:
             await self._disconnect()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
+
+
+class _Stopped(Exception):
+    """:meth:`NatsPublisher.stop` was called while the publisher waited on NATS."""
 
 
 def _announces_jetstream(connection: Client) -> bool:

