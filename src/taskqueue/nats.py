@@ -58,6 +58,8 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 _SPECIAL = frozenset(".*>")
 #: How many events :func:`subscribe` holds for a caller that is slower than the stream.
 _BACKLOG = 1024
+#: Seconds one fetch from a durable consumer waits for an event before it asks again.
+_FETCH_WAIT_S = 5.0
 
 
 def check_token(token: str, what: str = "subject token") -> str:
@@ -165,54 +167,54 @@ async def subscribe(
     """Yield the events published on NATS at ``url`` for ``project`` and ``types``, as they come.
 
     ``project`` None hears every project; ``types`` None every type, and a type may name a
-    family (``task.*``). ``queue`` joins a queue group: each event goes to one member of the
-    group. ``durable`` reads through a JetStream durable consumer of that name (the stream
-    must cover the subjects, see ``docs/nats.md``): it resumes where the consumer left off,
-    and each event is acknowledged once the loop asks for the next one, so an event whose
-    handling was cut short is delivered again. Without ``durable``, only the events published
-    while subscribed arrive. Stop by leaving the loop (``break``); the connection closes.
+    family (``task.*``). Without ``durable``, only the events published while subscribed
+    arrive; ``queue`` joins a queue group, so that each event goes to one member of it.
+
+    ``durable`` reads through the JetStream durable consumer of that name instead (made on
+    first use; a stream must cover the subjects, see ``docs/nats.md``): it resumes where the
+    consumer left off, every reader of the same consumer shares its events (so ``queue`` is
+    not for it), and each event is acknowledged once the loop asks for the next one: the one
+    whose handling was cut short is delivered again, after the consumer's ack wait.
+
+    Stop by leaving the loop; the connection closes with the generator. A ValueError names a
+    subject token that cannot be.
     """
+    subjects = subjects_for(project, types)
+    if durable is not None:
+        check_token(durable, "durable consumer name")
+        if queue is not None:
+            raise ValueError("give queue or durable, not both: a durable consumer is shared")
     try:
         import nats
+        import nats.errors
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
             "taskqueue.nats.subscribe needs nats-py: pip install 'taskqueue-sdk[nats]'"
         ) from exc
 
-    subjects = subjects_for(project, types)
-    backlog: asyncio.Queue[Msg] = asyncio.Queue(_BACKLOG)
-
-    async def enqueue(msg: Msg) -> None:
-        await backlog.put(msg)
-
     connection = await nats.connect(_servers(url), name="taskqueue subscriber")
     try:
         if durable is None:
+            backlog: asyncio.Queue[Msg] = asyncio.Queue(_BACKLOG)
             for subject in subjects:
-                await connection.subscribe(subject, queue=queue or "", cb=enqueue)
+                await connection.subscribe(subject, queue=queue or "", cb=backlog.put)
+            while True:
+                msg = await backlog.get()
+                yield Event.model_validate_json(msg.data)
         else:
             from nats.js.api import ConsumerConfig
 
-            stream = connection.jetstream()
-            config = ConsumerConfig(filter_subjects=subjects if len(subjects) > 1 else None)
-            await stream.subscribe(
-                subjects[0] if len(subjects) == 1 else "",
-                queue=queue,
-                durable=durable,
-                cb=enqueue,
-                manual_ack=True,
-                config=config,
-                stream=None if len(subjects) == 1 else await _stream_of(stream, subjects),
+            many = subjects if len(subjects) > 1 else None
+            pull = await connection.jetstream().pull_subscribe(
+                subjects[0], durable=durable, config=ConsumerConfig(filter_subjects=many)
             )
-        while True:
-            msg = await backlog.get()
-            yield Event.model_validate_json(msg.data)
-            if durable is not None:
-                await msg.ack()
+            while True:
+                try:
+                    batch = await pull.fetch(1, timeout=_FETCH_WAIT_S)
+                except nats.errors.TimeoutError:
+                    continue
+                for msg in batch:
+                    yield Event.model_validate_json(msg.data)
+                    await msg.ack()
     finally:
         await connection.close()
-
-
-async def _stream_of(stream: Any, subjects: list[str]) -> str:
-    """The stream that holds ``subjects`` (a consumer with several filters must name it)."""
-    return str(await stream.find_stream_name_by_subject(subjects[0]))

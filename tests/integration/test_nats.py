@@ -245,6 +245,38 @@ def test_a_nats_server_killed_mid_run_loses_nothing(
     wait_until(lambda: nats_cursor(db_url) == max(during), 10, "the cursor to catch up")
     assert server.log is not None
     assert "lost the connection to nats://127.0.0.1" in server.log.read_text()
+    # The SDK's durable subscriber reads the stream from its start, resumes where it left
+    # off, and leaves unacknowledged (for JetStream to deliver again) each event it broke on.
+    every = sorted(before | during)
+    assert durable_read(nats_server.url, 3) == every[:3]
+    assert durable_read(nats_server.url, len(every) - 3) == every[3:]
+    assert asyncio.run(acks_pending(nats_server.url, "audit")) == 2  # every[2], every[-1]
+
+
+async def acks_pending(url: str, durable: str) -> int:
+    connection = await nats.connect(url)
+    try:
+        info = await connection.jetstream().consumer_info(STREAM, durable)
+        return int(info.num_ack_pending or 0)
+    finally:
+        await connection.close()
+
+
+def durable_read(url: str, count: int) -> list[int]:
+    """The ids of the next ``count`` events of the durable consumer ``audit``; the loop
+    breaks on the last one, the others it handled."""
+
+    async def read() -> list[int]:
+        ids: list[int] = []
+        events = subscribe(url, durable="audit")
+        async for event in events:
+            ids.append(event.id)
+            if len(ids) == count:
+                break
+        await events.aclose()  # type: ignore[attr-defined]
+        return ids
+
+    return asyncio.run(read())
 
 
 def test_a_taskqueue_server_killed_mid_run_loses_nothing(
