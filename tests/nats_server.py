@@ -105,6 +105,17 @@ class NatsServer:
             time.sleep(0.05)
         raise RuntimeError(f"nats-server did not start:\n{self.log.read_text()}")
 
+    def subscriptions(self, client: str) -> list[str]:
+        """The subjects the connections named ``client`` subscribe to (from the monitor)."""
+        url = f"http://127.0.0.1:{self.monitor_port}/connz?subs=1"
+        connections = httpx.get(url, timeout=5).json().get("connections") or []
+        return [
+            subject
+            for connection in connections
+            if connection.get("name") == client
+            for subject in connection.get("subscriptions_list") or []
+        ]
+
     def kill9(self) -> None:
         """Kill it at once (SIGKILL): no goodbye to its clients, its store as the kill left it."""
         assert self.process is not None

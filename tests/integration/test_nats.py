@@ -178,7 +178,9 @@ def test_every_event_arrives_on_its_subject_with_the_envelope(
                 typed.append(event)
 
         reader = asyncio.create_task(task_events())
-        await asyncio.sleep(0.3)  # the SDK's subscription is in place before the tasks
+        subject = f"taskqueue.{project}.task.*"
+        while subject not in nats_server.subscriptions("taskqueue subscriber"):
+            await asyncio.sleep(0.02)  # the SDK's subscription is in place before the tasks
         await asyncio.to_thread(
             run_tasks,
             server,

@@ -99,6 +99,7 @@ class NatsPublisher:
         self._unsaved_since: float | None = None
         self._connection: Client | None = None
         self._jetstream: JetStreamContext | None = None
+        self._lost: asyncio.Event | None = None  # set when the current connection closes
         self._streams: dict[str, tuple[bool, float]] = {}
 
     @property
@@ -191,6 +192,15 @@ class NatsPublisher:
             except ValueError as exc:  # no subject can carry it: publishing it can never work
                 log.error("NATS publisher: event %s is not published: %s", event["id"], exc)
                 continue
+            if len(payload) > connection.max_payload:  # the server would refuse it, every time
+                log.error(
+                    "NATS publisher: event %s is not published: %d bytes, over the server's "
+                    "max_payload of %d",
+                    event["id"],
+                    len(payload),
+                    connection.max_payload,
+                )
+                continue
             if await self._in_stream(subject):
                 acks.append(await jetstream.publish_async(subject, payload, headers=headers))
             else:
@@ -200,7 +210,8 @@ class NatsPublisher:
         if core:
             await connection.flush(timeout=max(1, round(timeout)))
         if acks:
-            answers = await self._until_stopped(asyncio.wait_for(asyncio.gather(*acks), timeout))
+            waiting = asyncio.wait_for(asyncio.gather(*acks), timeout)
+            answers = await self._until_stopped(waiting, self._lost)
             duplicates = sum(1 for ack in answers if ack.duplicate)
             if duplicates:
                 self.duplicates += duplicates
@@ -260,7 +271,10 @@ class NatsPublisher:
         async def on_error(exc: Exception) -> None:
             log.debug("NATS publisher: connection error: %r", exc)
 
+        lost = asyncio.Event()
+
         async def on_closed() -> None:
+            lost.set()
             if not self._stopping.is_set():
                 log.warning("NATS publisher: lost the connection to %s", self._shown)
 
@@ -281,6 +295,7 @@ class NatsPublisher:
             )
         )
         self._jetstream = self._connection.jetstream()
+        self._lost = lost
         self._streams.clear()
         again = f" after {failures} failed attempt(s)" if failures else ""
         log.info(
@@ -290,23 +305,34 @@ class NatsPublisher:
             self._position,
         )
 
-    async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> T:
-        """What ``work`` returns, unless :meth:`stop` comes first: then :class:`_Stopped`."""
+    async def _until_stopped(
+        self, work: Coroutine[Any, Any, T], lost: asyncio.Event | None = None
+    ) -> T:
+        """What ``work`` returns, unless :meth:`stop` or the loss of the connection comes first.
+
+        A stop raises :class:`_Stopped`; a ``lost`` connection ``ConnectionClosedError`` (no
+        acknowledgement can come on it any more: no use waiting out the timeout).
+        """
         task = asyncio.ensure_future(work)
-        stopping = asyncio.ensure_future(self._stopping.wait())
+        events = [self._stopping, *([lost] if lost is not None else [])]
+        watchers = [asyncio.ensure_future(event.wait()) for event in events]
         try:
-            await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((task, *watchers), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping.cancel()
+            for watcher in watchers:
+                watcher.cancel()
         if not task.done():
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            raise _Stopped
+            if self._stopping.is_set():
+                raise _Stopped
+            raise nats.errors.ConnectionClosedError
         return task.result()
 
     async def _disconnect(self) -> None:
         connection, self._connection, self._jetstream = self._connection, None, None
+        self._lost = None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
                 await connection.close()
