@@ -50,14 +50,15 @@ def _free_port() -> int:
 
 
 class NatsServer:
-    """One ``nats-server`` process on 127.0.0.1, JetStream stored under ``root``.
+    """One ``nats-server`` process on 127.0.0.1, JetStream (unless told not) stored under ``root``.
 
     It keeps its ports and its store across :meth:`kill9` and :meth:`start`, so a restarted
     server is the same server to its clients, streams and messages included.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, jetstream: bool = True) -> None:
         self.root = root
+        self.jetstream = jetstream
         self.port = _free_port()
         self.monitor_port = _free_port()
         self.store_dir = root / "jetstream"
@@ -70,7 +71,7 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start it and wait until it serves clients, JetStream ready."""
+        """Start it and wait until it serves clients, JetStream (if any) ready."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as handle:
             self.process = subprocess.Popen(
@@ -82,9 +83,7 @@ class NatsServer:
                     str(self.port),
                     "--http_port",
                     str(self.monitor_port),
-                    "-js",
-                    "-sd",
-                    str(self.store_dir),
+                    *(["-js", "-sd", str(self.store_dir)] if self.jetstream else []),
                 ],
                 stdout=handle,
                 stderr=subprocess.STDOUT,

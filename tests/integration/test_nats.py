@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ import pytest
 from nats.aio.msg import Msg
 
 from taskqueue.events import Event
+from taskqueue.integrations.nats import CURSOR, NatsPublisher
+from taskqueue.models import TaskCreate
 from taskqueue.nats import subscribe
 from taskqueue.store import Store
 from tests.conftest import (
@@ -346,3 +349,54 @@ def test_a_server_stops_at_once_while_nats_is_down(
     assert server.terminate(timeout=30) == 0
     # Its retries do not hold the shutdown (the client's own pool would retry for minutes).
     assert time.monotonic() - started < 10
+
+
+def test_without_jetstream_events_go_out_by_core_publish_and_a_pruned_gap_is_logged(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In process: a NATS server without JetStream (the publisher must not wait for a stream
+    that cannot exist), and events pruned before they were published (the log says which)."""
+    server = NatsServer(tmp_path / "nats", jetstream=False)
+    server.start()
+    column = "seq" if "://" in db_url else "id"  # the position readers follow, per backend
+
+    async def body(store: Store) -> int:
+        await store.create_tasks(
+            [TaskCreate(name=f"t{i}", command="true", queue="parked") for i in range(5)]
+        )
+        events = await store.events.read(0, 100)
+        first, last = events[0]["id"], events[-1]["id"]
+        await store.events.set_cursor(CURSOR, first)
+        gone = execute_db(
+            db_url, f"DELETE FROM events WHERE {column} IN ({first + 1}, {first + 2})"
+        )
+        assert gone == 2
+        connection = await nats.connect(server.url)
+        received: list[Msg] = []
+
+        async def keep(msg: Msg) -> None:
+            received.append(msg)
+
+        await connection.subscribe("taskqueue.>", cb=keep)
+        await connection.flush()
+        publisher = NatsPublisher(store, server.url)
+        await publisher.start()
+        running = asyncio.create_task(publisher.run())
+        deadline = time.monotonic() + 20
+        while len(received) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        publisher.stop()
+        await running
+        await connection.close()
+        assert [json.loads(m.data)["id"] for m in received] == [first + 3, last]
+        assert await store.events.cursor(CURSOR) == last
+        assert publisher.published == 2
+        return int(first)
+
+    try:
+        with caplog.at_level(logging.INFO, "taskqueue.integrations.nats"):
+            first = run_store(db_url, body)
+    finally:
+        server.stop()
+    pruned = f"events {first + 1} to {first + 2} were pruned (retention) before they were published"
+    assert pruned in caplog.text
