@@ -16,6 +16,7 @@ CLIENT = ROOT / "src/taskqueue/client"
 #: (async source, generated sync file)
 FILES: list[tuple[Path, Path]] = [
     (CLIENT / "_async_core.py", CLIENT / "_sync_core.py"),
+    (CLIENT / "_async_events.py", CLIENT / "_sync_events.py"),
     (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
 ]
 
@@ -30,7 +31,13 @@ RULES: list[tuple[str, str]] = [
         r'^"""The async client.s core: .*"""',
         '"""The sync client\'s core, GENERATED from ``_async_core.py`` by scripts/unasync.py."""',
     ),
+    (
+        r'^"""The async client.s event methods: .*"""',
+        '"""The sync client\'s event methods, GENERATED from ``_async_events.py`` by unasync."""',
+    ),
     (r"\bfrom taskqueue\.client\._async_core\b", "from taskqueue.client._sync_core"),
+    (r"\bfrom taskqueue\.client\._async_events\b", "from taskqueue.client._sync_events"),
+    (r"\bAsyncEventsMixin\b", "SyncEventsMixin"),
     (r"\bAsyncClientCore\b", "SyncClientCore"),
     (r"^import asyncio\n", "import time\n"),  # for time.sleep (ruff merges a repeated import)
     (r"\bAsyncTaskQueueClient\b", "TaskQueueClient"),

@@ -17,7 +17,12 @@
     ├── TaskQueueConnectionError    the server could not be reached (alias ``ConnectionError``;
     │                               ``original_exception``: the network's error)
     ├── TaskQueueTimeoutError       the request or the wait timed out (alias ``TimeoutError``)
-    └── TaskQueueConfigError        a config file or setting is wrong (names the file and line)
+    ├── TaskQueueConfigError        a config file or setting is wrong (names the file and line)
+    └── WebhookVerificationError    a webhook delivery is not to be trusted (``http_status``: the
+        │                           status a receiver answers; see :mod:`taskqueue.webhooks`)
+        ├── MalformedWebhookError   400: a header is missing or garbled, or the body is no event
+        ├── InvalidSignatureError   401: no signature matches any of the secrets
+        └── StaleTimestampError     401: signed too long ago, or too far in the future
 
 Each carries ``status_code``, ``message``, ``response_data`` and ``request_id``; an API error
 also ``details`` (``ValidationError.errors`` is the same list).
@@ -32,17 +37,21 @@ __all__ = [
     "AuthenticationError",
     "AuthorizationError",
     "ConflictError",
+    "InvalidSignatureError",
+    "MalformedWebhookError",
     "NotFoundError",
     "PayloadTooLargeError",
     "ProjectNotFoundError",
     "RateLimitError",
     "ServerError",
+    "StaleTimestampError",
     "TaskNotFoundError",
     "TaskQueueConfigError",
     "TaskQueueConnectionError",
     "TaskQueueError",
     "TaskQueueTimeoutError",
     "ValidationError",
+    "WebhookVerificationError",
 ]
 
 
@@ -167,6 +176,35 @@ class TaskQueueTimeoutError(_TransportFailure):
 
 class TaskQueueConfigError(TaskQueueError):
     """A configuration file or setting is wrong; the message names the file and line."""
+
+
+class WebhookVerificationError(TaskQueueError):
+    """A webhook delivery failed verification: it must not be acted on.
+
+    ``http_status`` is what a receiver answers (400 or 401); ``status_code`` stays None, as
+    no server answered anything.
+    """
+
+    #: The status a receiver answers the delivery with.
+    http_status: int = 400
+
+
+class MalformedWebhookError(WebhookVerificationError):
+    """A ``webhook-*`` header is missing or garbled, or the body is not an event (400)."""
+
+    http_status = 400
+
+
+class InvalidSignatureError(WebhookVerificationError):
+    """No ``v1`` signature of the delivery matches the body under any of the secrets (401)."""
+
+    http_status = 401
+
+
+class StaleTimestampError(WebhookVerificationError):
+    """The delivery was signed outside the tolerance: too long ago (a replay) or ahead (401)."""
+
+    http_status = 401
 
 
 # The documented alias names for the two. Imported bare (``from taskqueue import

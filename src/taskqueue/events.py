@@ -12,7 +12,7 @@ secrets are never in ``data``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,7 +66,7 @@ def is_event_type(pattern: str) -> bool:
 class Event(BaseModel):
     """One event: a committed change, as every channel carries it."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", frozen=True)
 
     #: Increases with every event the server writes: the position to resume after.
     id: int = Field(ge=1)

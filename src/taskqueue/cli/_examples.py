@@ -39,6 +39,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "tasks wait": ("taskqueue tasks wait 4e1b2c --timeout 60",),
     "tasks logs": ("taskqueue tasks logs 4e1b2c", "taskqueue tasks logs 4e1b2c --follow"),
     "tasks attempts": ("taskqueue tasks attempts 4e1b2c",),
+    "tasks watch": ("taskqueue tasks watch", "taskqueue tasks watch --project etl"),
+    "events": (
+        "taskqueue events --follow --project etl",
+        "taskqueue events --type task.failed --limit 20 -o json",
+        "taskqueue events -f --type task.completed,task.failed --after 1200",
+    ),
     "keys": ("taskqueue keys create --admin --name ops", "taskqueue keys list"),
     "keys create": (
         "taskqueue keys create --name ci --scope write --project etl",

@@ -24,6 +24,7 @@ from taskqueue.cli._logging import setup_logging
 from taskqueue.cli._nats import nats_option
 from taskqueue.cli._options import api_key_of, client_options
 from taskqueue.cli.config import config
+from taskqueue.cli.events import events, watch
 from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
 from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
@@ -221,6 +222,8 @@ main.add_command(submit)
 main.add_command(health)
 main.add_command(config)
 main.add_command(workers)
+main.add_command(events)
+tasks.add_command(watch)
 
 
 @main.command()

@@ -359,6 +359,13 @@ def _server_class() -> Any:
             if self.started:
                 self.announce()
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Event streams never end by themselves: end them, so the drain does not wait.
+            hub = getattr(getattr(self.config.app, "state", None), "events", None)
+            if hub is not None:
+                hub.close()
+            await super().shutdown(sockets)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             original = {

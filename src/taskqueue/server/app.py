@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from taskqueue.server.auth import Authenticator
 from taskqueue.server.errors import RequestIdMiddleware, exception_handlers
+from taskqueue.server.events import EventHub
 from taskqueue.server.guards import OriginGuardMiddleware
 from taskqueue.server.hosts import HostGuardMiddleware, ProxyHeadersMiddleware, is_loopback
 from taskqueue.server.keyring import Keyring
@@ -81,6 +82,7 @@ def create_app(
 
     keyring = Keyring(store, settings.secret_file)
     auth = Authenticator(keyring, settings.auth, settings.failed_auth_burst)
+    hub = EventHub(store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -90,6 +92,7 @@ def create_app(
             async with keyring.running(), run_services(services):
                 yield
         finally:
+            hub.close()
             await store.close()
 
     app = Starlette(
@@ -100,6 +103,7 @@ def create_app(
     app.state.store = store
     app.state.settings = settings
     app.state.auth = auth
+    app.state.events = hub  # ended before the server drains (see cli.serve)
     app.state.openapi = orjson.dumps(openapi_document())
     app.add_middleware(OriginGuardMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(HostGuardMiddleware, allowed_hosts=settings.allowed_hosts)

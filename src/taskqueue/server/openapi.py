@@ -16,6 +16,7 @@ from typing import Any
 import pydantic
 
 from taskqueue._version import __version__
+from taskqueue.events import Event, EventPage
 from taskqueue.models import (
     ApiKey,
     ApiKeyList,
@@ -41,6 +42,7 @@ from taskqueue.models import (
     TaskUpdate,
     WorkerList,
 )
+from taskqueue.server.events import EventsQuery
 from taskqueue.server.openapi_schemas import (
     ServerInfo,
     component_schemas,
@@ -131,6 +133,8 @@ class Operation:
     answer: str = "Success"
     #: What the answer identifies: the path parameter it fills, and where in the body it is.
     creates: tuple[str, str] | None = None
+    #: Request headers it reads (OpenAPI parameter objects), besides the usual ones.
+    headers: tuple[dict[str, Any], ...] = ()
 
 
 _FOLLOW = {
@@ -138,6 +142,20 @@ _FOLLOW = {
         "schema": {"type": "string"},
         "x-item-schema": {"oneOf": [{"$ref": "#/components/schemas/LogChunk"}, ref(LogEvent)]},
     }
+}
+_EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}, "x-item-schema": ref(Event)}}
+_STREAMED = (
+    "With format=json, an EventPage. Else `text/event-stream`: an id-only block with the "
+    "starting position, then each Event as `id: <id>` and `data: <Event JSON>`, keep-alive "
+    "comments, and named notices: `pruned` (the position asked for is past the retention), "
+    "`dropped` (the client read too slowly, or the server is stopping) and `end` (timeout)"
+)
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "Resume after this event id (EventSource sends it); wins over `after`",
+    "schema": {"type": "string", "pattern": "^[0-9]{0,19}$"},
 }
 _FOLLOWED = (
     "A LogPage; with follow=true, `application/x-ndjson`: one LogChunk object a line as the "
@@ -195,6 +213,13 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     "/api/tasks/{task_id}/attempts": {
         "GET": Operation("listTaskAttempts", "Every attempt of a task", response=AttemptList,
                          tags=("tasks",)),
+    },
+    "/api/events": {
+        "GET": Operation("streamEvents", "What happened, as it happens: a resumable stream "
+                         "of events (or a page of past ones with format=json)",
+                         response=EventPage, query=EventsQuery, tags=("events",),
+                         extra_content=_EVENT_STREAM, answer=_STREAMED,
+                         headers=(_LAST_EVENT_ID,)),
     },
     "/api/workers": {
         "GET": Operation("listWorkers", "Worker processes registered on the database, active or "
@@ -316,6 +341,7 @@ def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
             {"name": name, "in": "query", "required": False, "schema": schema}
             for name, schema in parameter_schemas(op.query).items()
         ]
+    params += list(op.headers)
     if op.idempotent:
         params.append(
             {

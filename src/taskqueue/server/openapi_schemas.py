@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pydantic
 from pydantic.json_schema import models_json_schema
 
+from taskqueue.events import Event, EventPage
 from taskqueue.models import (
     ApiKey,
     ApiKeyList,
@@ -92,6 +93,8 @@ _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     Health,
     ErrorBody,
     ServerInfo,
+    Event,
+    EventPage,
 )
 
 

@@ -27,6 +27,7 @@ from taskqueue.models import (
 )
 from taskqueue.server.auth import Scope, authorize, principal_of, projects_of
 from taskqueue.server.errors import ApiError
+from taskqueue.server.events import EVENT_ENDPOINTS, EVENT_SCOPES
 from taskqueue.server.keys import KEY_ENDPOINTS, KEY_SCOPES
 from taskqueue.server.params import (
     CascadeQuery,
@@ -433,6 +434,7 @@ ENDPOINTS: dict[str, dict[str, Endpoint]] = {
 }
 
 ENDPOINTS.update(KEY_ENDPOINTS)
+ENDPOINTS.update(EVENT_ENDPOINTS)
 
 _R, _W, _A = Scope.READ, Scope.WRITE, Scope.ADMIN
 #: The scope each method of each path needs (every one of :data:`ENDPOINTS` must have one).
@@ -451,6 +453,7 @@ SCOPES: dict[str, dict[str, Scope]] = {
     "/api/projects": {"GET": _R, "POST": _W},
     "/api/projects/{project_id}": {"GET": _R, "PUT": _W, "DELETE": _A},
     **KEY_SCOPES,
+    **EVENT_SCOPES,
 }
 
 routes: list[Route] = [

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from taskqueue.store.errors import StoreError
-
-if TYPE_CHECKING:
-    from taskqueue.store.sql import Tx
 
 __all__ = ["Dialect"]
 
@@ -43,8 +40,10 @@ class Dialect:
         """The store's own error for a driver's ``exc`` (None: it is a bug, not a condition)."""
         return None
 
-    def sequence_events(self, tx: Tx, limit: int) -> int:
+    def sequence_events(self, tx: Any, limit: int) -> int:
         """Number up to ``limit`` committed events for readers (see ``outbox.sequence_events``).
+
+        ``tx`` is the writer's ``store.sql.Tx`` (which refers to this class: typed loosely here).
 
         Nothing to do where ``event_position`` is ``id``.
         """

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taskqueue.store import outbox
+from taskqueue.store.backend import Backend
+from taskqueue.store.pipeline import Effects
+from taskqueue.store.sql import Tx
 from taskqueue.store.visibility import Projects
+from taskqueue.store.waiters import Waiters
 
-if TYPE_CHECKING:
-    from taskqueue.store.store import Store
+#: The store's way to queue a write: the function, and whether it must be durable.
+Write = Callable[[Callable[[Tx, Effects], Any]], "asyncio.Future[Any]"]
 
 __all__ = ["EventLog", "EventSignal"]
 
@@ -30,7 +34,7 @@ class EventSignal:
 
     def __init__(self, log: EventLog) -> None:
         self._event = asyncio.Event()
-        self._remove = log.store.waiters.on_events(self._event.set)
+        self._remove = log.waiters.on_events(self._event.set)
 
     def set(self) -> None:
         """Wake the reader (as a commit would)."""
@@ -53,8 +57,13 @@ class EventSignal:
 class EventLog:
     """Reads of the ``events`` table and the cursors of its readers, on one store."""
 
-    def __init__(self, store: Store) -> None:
-        self.store: Store = store
+    def __init__(
+        self, db: Backend, waiters: Waiters, write: Write, clock: Callable[[], int]
+    ) -> None:
+        self.db: Backend = db
+        self.waiters: Waiters = waiters
+        self._write: Write = write
+        self._clock: Callable[[], int] = clock
 
     def signal(self) -> EventSignal:
         """A new reader's wake-up (close it when the reader stops)."""
@@ -62,9 +71,10 @@ class EventLog:
 
     async def sequence(self) -> int:
         """Give committed events their positions where the database needs it (PostgreSQL)."""
-        if self.store.db.dialect.event_position == "id":
+        if self.db.dialect.event_position == "id":
             return 0
-        return await self.store._write(outbox.sequence_events)
+        numbered: int = await self._write(outbox.sequence_events)
+        return numbered
 
     async def read(
         self,
@@ -76,6 +86,7 @@ class EventLog:
         task_id: str | None = None,
         types: Sequence[str] = (),
         queue: str | None = None,
+        with_queue: bool = False,
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` events after position ``after`` that pass the filters, oldest first.
 
@@ -93,24 +104,25 @@ class EventLog:
                 task_id=task_id,
                 types=types,
                 queue=queue,
+                with_queue=with_queue,
             )
 
-        return await self.store.db.read(read)
+        return await self.db.read(read)
 
     async def bounds(self) -> tuple[int | None, int | None]:
         """The oldest and newest positions stored (None, None: no event)."""
         await self.sequence()
-        return await self.store.db.read(outbox.event_bounds)
+        return await self.db.read(outbox.event_bounds)
 
     async def cursor(self, name: str) -> int | None:
         """Where the reader ``name`` is (None: it never ran)."""
-        return await self.store.db.read(lambda c: outbox.cursor_position(c, name))
+        return await self.db.read(lambda c: outbox.cursor_position(c, name))
 
     async def set_cursor(self, name: str, position: int) -> None:
         """Record durably that the reader ``name`` handed on every event up to ``position``."""
-        now = self.store.clock()
-        await self.store._write(lambda c, fx: outbox.set_cursor(c, name, position, now))
+        now = self._clock()
+        await self._write(lambda c, fx: outbox.set_cursor(c, name, position, now))
 
     def on_events(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after each commit that wrote events; returns its removal."""
-        return self.store.waiters.on_events(listener)
+        return self.waiters.on_events(listener)

@@ -118,12 +118,14 @@ def read_events(
     task_id: str | None = None,
     types: Sequence[str] = (),
     queue: str | None = None,
+    with_queue: bool = False,
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` events after id ``after``, oldest first, that pass every filter.
 
     ``projects`` limits them to a caller's projects (None: every project, and the events no
     project owns); ``queue`` keeps events of tasks on that queue (a deleted task's events have
-    no queue any more and are left out).
+    no queue any more and are left out). ``with_queue`` adds each event's task's ``queue``
+    (None when it has none), for a reader that filters by queue itself.
     """
     position = tx.dialect.event_position
     where = [f"{position} > ?"]
@@ -146,12 +148,16 @@ def read_events(
         where.append("task_id IN (SELECT id FROM tasks WHERE queue = ?)")
         params.append(queue)
     params.append(limit)
+    extra = ", (SELECT queue FROM tasks WHERE tasks.id = events.task_id) AS queue"
     rows = tx.execute(
         f"SELECT {position} AS position, type, task_id, project_id, time, data, trace_id"
+        f"{extra if with_queue else ''}"
         f" FROM events WHERE {' AND '.join(where)} ORDER BY {position} LIMIT ?",
         params,
     ).fetchall()
-    return [event_to_dict(row) for row in rows]
+    if not with_queue:
+        return [event_to_dict(row) for row in rows]
+    return [{**event_to_dict(row), "queue": row["queue"]} for row in rows]
 
 
 def event_bounds(tx: Tx) -> tuple[int | None, int | None]:

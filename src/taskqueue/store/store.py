@@ -98,7 +98,7 @@ class Store:
         self._finishing: list[tuple[str, str, Outcome, asyncio.Future[str | None]]] = []
         self._finish_in_flight = False
         #: The outbox's readers' view: events after a position, and their cursors.
-        self.events: EventLog = EventLog(self)
+        self.events: EventLog = EventLog(self.db, self.waiters, self._write, clock)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -208,7 +208,18 @@ def create(tx: Tx, fx: Effects, rows: list[dict[str, Any]], now: int) -> None:
         tx,
         fx,
         [
-            outbox.event_row("task.created", now, row["id"], row["project_id"], {"status": status})
+            outbox.event_row(
+                "task.created",
+                now,
+                row["id"],
+                row["project_id"],
+                {
+                    "status": status,
+                    "name": row["name"],
+                    "queue": row["queue"],
+                    "priority": row["priority"],
+                },
+            )
             for row in rows
         ],
     )
@@ -279,7 +290,7 @@ def claim(
                 now,
                 r["id"],
                 r["project_id"],
-                {"attempt": r["attempt"], "worker_id": worker_id},
+                {"attempt": r["attempt"], "worker_id": worker_id, "name": r["name"]},
             )
             for r in rows
         ],
