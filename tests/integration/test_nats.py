@@ -201,6 +201,7 @@ def test_every_event_arrives_on_its_subject_with_the_envelope(
         while len(typed) < len(in_project) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
         await connection.close()
 
         payloads = [json.loads(m.data) for m in received]
@@ -355,7 +356,8 @@ def test_without_jetstream_events_go_out_by_core_publish_and_a_pruned_gap_is_log
     db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """In process: a NATS server without JetStream (the publisher must not wait for a stream
-    that cannot exist), and events pruned before they were published (the log says which)."""
+    that cannot exist), events pruned before they were published (the log says which), and
+    the SDK's queue groups (each event to one member)."""
     server = NatsServer(tmp_path / "nats", jetstream=False)
     server.start()
     column = "seq" if "://" in db_url else "id"  # the position readers follow, per backend
@@ -379,16 +381,30 @@ def test_without_jetstream_events_go_out_by_core_publish_and_a_pruned_gap_is_log
 
         await connection.subscribe("taskqueue.>", cb=keep)
         await connection.flush()
+        # Two members of one queue group: each event goes to one of them.
+        members: list[list[int]] = [[], []]
+
+        async def member(ids: list[int]) -> None:
+            async for event in subscribe(server.url, types=["task.created"], queue="g"):
+                ids.append(event.id)
+
+        readers = [asyncio.create_task(member(ids)) for ids in members]
+        while len(server.subscriptions("taskqueue subscriber")) < 2:
+            await asyncio.sleep(0.02)
         publisher = NatsPublisher(store, server.url)
         await publisher.start()
         running = asyncio.create_task(publisher.run())
         deadline = time.monotonic() + 20
-        while len(received) < 2 and time.monotonic() < deadline:
+        while len(received) + sum(map(len, members)) < 4 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         publisher.stop()
         await running
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)  # their connections close
         await connection.close()
         assert [json.loads(m.data)["id"] for m in received] == [first + 3, last]
+        assert sorted(members[0] + members[1]) == [first + 3, last]
         assert await store.events.cursor(CURSOR) == last
         assert publisher.published == 2
         return int(first)
