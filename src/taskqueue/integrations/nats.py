@@ -343,15 +343,17 @@ class NatsPublisher:
             failures, self.settings.backoff_base, cap=self.settings.backoff_cap
         )
         level = logging.WARNING if failures == 1 else logging.DEBUG
+        nats_trouble = _is_connection_trouble(exc)
+        what = f"cannot publish to {self._shown}" if nats_trouble else "the database failed"
         log.log(
             level,
-            "NATS publisher: cannot publish to %s (%s); retrying in %.1fs, from event %d",
-            self._shown,
+            "NATS publisher: %s (%s); retrying in %.1fs, from event %d",
+            what,
             _reason(exc),
             delay,
             self._position + 1,
         )
-        if _is_connection_trouble(exc):
+        if nats_trouble:
             await self._disconnect()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
