@@ -53,6 +53,8 @@ class ServerOptions:
     worker: WorkerSettings | None = field(default_factory=WorkerSettings)
     #: What the API itself needs.
     api: ServerSettings = field(default_factory=ServerSettings)
+    #: Publish every event to the NATS server(s) at this URL (needs ``taskqueue-sdk[nats]``).
+    nats_url: str | None = None
 
 
 def open_store(db: str, *, listen: bool = True, changes: bool = True) -> Store:
@@ -79,6 +81,10 @@ def build_server(options: ServerOptions) -> tuple[Starlette, Store]:
     services: list[Service] = []
     if options.worker is not None:
         services.append(Worker(store, options.worker, name=EMBEDDED_WORKER))
+    if options.nats_url is not None:
+        from taskqueue.integrations.nats import NatsPublisher
+
+        services.append(NatsPublisher(store, options.nats_url))
     return create_app(options.api, store, services), store
 
 

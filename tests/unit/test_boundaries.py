@@ -15,12 +15,13 @@ SERVER_ONLY = (
     "taskqueue.store",
     "taskqueue.worker",
     "taskqueue.engine",
+    "taskqueue.integrations",
 )
 
 
 def test_the_client_side_imports_no_server_module() -> None:
     code = (
-        "import sys, taskqueue, taskqueue.models, taskqueue.errors, taskqueue.cli\n"
+        "import sys, taskqueue, taskqueue.models, taskqueue.errors, taskqueue.cli, taskqueue.nats\n"
         f"loaded = [m for m in {SERVER_ONLY!r} if m in sys.modules]\n"
         "print(','.join(loaded))\n"
     )

@@ -21,6 +21,7 @@ from taskqueue.cli._context import FORMATS, CliContext
 from taskqueue.cli._database import db_option, explain, need_server
 from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
+from taskqueue.cli._nats import nats_option
 from taskqueue.cli._options import api_key_of, client_options
 from taskqueue.cli.config import config
 from taskqueue.cli.events import events, watch
@@ -263,6 +264,7 @@ tasks.add_command(watch)
 @_run_as_option
 @_worker_options
 @http_options
+@nats_option
 def server(
     host: str,
     port: int,
@@ -280,6 +282,7 @@ def server(
     log_level: str,
     log_format: str,
     http: HttpOptions,
+    nats_url: str | None,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     need_server()
@@ -309,7 +312,9 @@ def server(
         host, sockets, http, secret_file=secret_file, failed_auth_burst=failed_auth_burst
     )
     try:
-        app, _ = build_server(ServerOptions(db=db, listen=listen, worker=embedded, api=api))
+        app, _ = build_server(
+            ServerOptions(db=db, listen=listen, worker=embedded, api=api, nats_url=nats_url)
+        )
         has_keys = check_keys(db, secret_file)
     except BaseException as exc:
         close_all(sockets)
