@@ -41,14 +41,21 @@ SECRET = generate_secret()
 _ids = iter(range(1, 1_000_000))
 
 
+PROJECT = "0195e0c6-1c5a-7000-8000-00000000000a"
+OTHER_PROJECT = "0195e0c6-1c5a-7000-8000-00000000000c"
+TASK = "0195e0c6-1c5a-7000-8000-00000000000b"
+
+
 def event(event_type: str = "task.completed", **fields: Any) -> dict[str, Any]:
     """An event envelope as the server writes it, with a fresh id."""
     return {
         "id": next(_ids),
         "type": event_type,
         "time": "2027-01-15T08:00:00Z",
-        "project_id": "p1",
-        "task_id": "t1" if event_type.startswith("task.") else None,
+        "project_id": PROJECT,
+        "task_id": "0195e0c6-1c5a-7000-8000-00000000000b"
+        if event_type.startswith("task.")
+        else None,
         "data": {"status": "Completed"},
         **fields,
     }
@@ -284,7 +291,14 @@ def test_refusals_answer_json_errors_and_dispatch_nothing() -> None:
 
     body = body_of(event())
     cases: list[tuple[bytes, dict[str, str], int, str]] = [
-        (body.replace(b"p1", b"p2"), signed(body), 401, "invalid_signature"),
+        (
+            body.replace(
+                b"0195e0c6-1c5a-7000-8000-00000000000a", b"0195e0c6-1c5a-7000-8000-00000000000c"
+            ),
+            signed(body),
+            401,
+            "invalid_signature",
+        ),
         (body, signed(body, generate_secret()), 401, "invalid_signature"),
         (body, signed(body, timestamp=int(time.time()) - 400), 401, "stale_timestamp"),
         (body, signed(body, timestamp=int(time.time()) + 400), 401, "stale_timestamp"),
@@ -525,7 +539,7 @@ def test_signed_deliveries_reach_the_right_handlers(receiver: Receiver) -> None:
     # The handlers were given the event as it was sent.
     [line] = [x for x in receiver.lines() if x["event"]["id"] == envelope["id"]]
     assert line["event"]["type"] == "project.created"
-    assert line["event"]["project_id"] == "p1"
+    assert line["event"]["project_id"] == PROJECT
 
 
 def test_either_secret_of_a_rotation_is_accepted(receiver: Receiver) -> None:

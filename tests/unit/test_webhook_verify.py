@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from uuid import UUID
 
 import pytest
 
@@ -31,8 +32,8 @@ BODY = json.dumps(
         "id": 42,
         "type": "task.completed",
         "time": "2027-01-15T08:00:00Z",
-        "project_id": "p1",
-        "task_id": "t1",
+        "project_id": "0195e0c6-1c5a-7000-8000-00000000000a",
+        "task_id": "0195e0c6-1c5a-7000-8000-00000000000b",
         "data": {"status": "Completed", "exit_code": 0},
         "trace_id": "abc",
     }
@@ -59,8 +60,8 @@ def test_a_signed_delivery_gives_its_event() -> None:
     assert (event.id, event.type, event.task_id, event.project_id) == (
         42,
         "task.completed",
-        "t1",
-        "p1",
+        UUID("0195e0c6-1c5a-7000-8000-00000000000b"),
+        UUID("0195e0c6-1c5a-7000-8000-00000000000a"),
     )
     assert event.data == {"status": "Completed", "exit_code": 0}
     assert event.trace_id == "abc"
