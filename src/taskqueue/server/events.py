@@ -20,7 +20,7 @@ import bisect
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +45,8 @@ log: logging.Logger = logging.getLogger(__name__)
 
 #: Recent events the hub holds for every stream; one further behind is dropped as too slow.
 WINDOW = 10_000
+#: Shortest time between two reads of the hub: commits closer together are read at once.
+COALESCE_S = 0.02
 #: Events read from the database at once (by the hub, or by a stream catching up).
 READ_BATCH = 500
 _EVENT_ID_RE = re.compile(r"^[0-9]{1,19}$")
@@ -87,15 +89,18 @@ class EventsQuery(Query):
         return names
 
 
-@dataclass
+@dataclass(frozen=True)
 class Filter:
-    """What one reader wants: its caller's projects and the query's filters."""
+    """What one reader wants: its caller's projects and the query's filters.
+
+    Hashable: streams that want the same events share each batch's rendering of them.
+    """
 
     projects: Projects
     admin: bool
     project_id: str | None = None
     task_id: str | None = None
-    types: Sequence[str] = ()
+    types: tuple[str, ...] = ()
     queue: str | None = None
 
     def read_kwargs(self) -> dict[str, Any]:
@@ -145,13 +150,52 @@ class Subscriber:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(eq=False)
+class _Batch:
+    """Events the hub read at once, and their wire form for each filter streams asked for."""
+
+    after: int  # the position before its first event
+    events: list[dict[str, Any]]
+    rendered: dict[Filter, bytes] = field(default_factory=dict)
+    _blobs: list[bytes] | None = None
+
+    @property
+    def last(self) -> int:
+        """The position of its last event."""
+        last: int = self.events[-1]["id"]
+        return last
+
+    def blobs(self) -> list[bytes]:
+        """Each event's stream block, made once however many streams send it."""
+        if self._blobs is None:
+            self._blobs = [_sse(e) for e in self.events]
+        return self._blobs
+
+    def render(self, flt: Filter, after: int) -> bytes:
+        """The blocks of the events after ``after`` that pass ``flt``."""
+        whole = after <= self.after
+        if whole and flt in self.rendered:
+            return self.rendered[flt]
+        chunk = b"".join(
+            blob
+            for event, blob in zip(self.events, self.blobs(), strict=True)
+            if event["id"] > after and flt.passes(event, event.get("queue"))
+        )
+        if whole:
+            self.rendered[flt] = chunk
+        return chunk
+
+
 class EventHub:
     """The one reader of the outbox in an API process, and the window of recent events.
 
-    The hub keeps the last :data:`WINDOW` events it read, once for every stream; each stream
-    only remembers its position in them. A stream that falls further behind than the window
-    is dropped with the reason (it resumes with ``Last-Event-ID`` and catches up from the
-    database), so memory stays bounded however slowly clients read.
+    The hub keeps the last :data:`WINDOW` events it read, once for every stream, in the
+    batches it read them in; each stream only remembers its position. Streams with the same
+    filters share each batch's rendering, and the hub reads at most every
+    :data:`COALESCE_S` seconds, so a busy queue costs each stream one send per read, not one per
+    commit. A stream that falls further behind than the window is dropped with the reason (it
+    resumes with ``Last-Event-ID`` and catches up from the database), so memory stays bounded
+    however slowly clients read.
     """
 
     def __init__(self, store: Store, *, window: int = WINDOW) -> None:
@@ -159,8 +203,9 @@ class EventHub:
         #: How many recent events the hub holds for streams that lag behind.
         self.window: int = window
         self._subscribers: set[Subscriber] = set()
-        self._events: list[dict[str, Any]] = []  # the window, oldest first
-        self._ids: list[int] = []
+        self._batches: list[_Batch] = []  # the window, oldest first
+        self._lasts: list[int] = []  # each batch's last position
+        self._held = 0  # events in the window
         self._floor = 0  # the window holds every event after this position
         self._head: int | None = None  # the last position read
         self._task: asyncio.Task[None] | None = None
@@ -191,11 +236,14 @@ class EventHub:
         """Forget a stream that ended."""
         self._subscribers.discard(sub)
 
-    def since(self, position: int) -> list[dict[str, Any]] | None:
-        """The events read after ``position``; None if the window no longer reaches back there."""
+    def since(self, position: int) -> list[_Batch] | None:
+        """The batches holding events after ``position``.
+
+        None if the window no longer reaches back there.
+        """
         if position < self._floor:
             return None
-        return self._events[bisect.bisect_right(self._ids, position) :]
+        return self._batches[bisect.bisect_right(self._lasts, position) :]
 
     def close(self) -> None:
         """End every stream (the server is stopping) and stop reading."""
@@ -212,10 +260,15 @@ class EventHub:
 
     async def _run(self) -> None:
         signal = self.store.events.signal()
+        loop = asyncio.get_running_loop()
         try:
             while self._subscribers:
+                read_at = loop.time()
                 await self._read_new()
                 await signal.wait()
+                pause = COALESCE_S - (loop.time() - read_at)
+                if pause > 0:  # a busy queue: gather the next commits into one read
+                    await asyncio.sleep(pause)
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - a database outage: the streams end
@@ -225,20 +278,24 @@ class EventHub:
             signal.close()
             if not self._subscribers:  # the next stream's "new events" start at the log's end
                 self._head = None
-                self._events, self._ids = [], []
+                self._batches, self._lasts, self._held = [], [], 0
 
     async def _read_new(self) -> None:
         while self._subscribers:
-            events = await self.store.events.read(self._head or 0, READ_BATCH, with_queue=True)
+            head = self._head or 0
+            events = await self.store.events.read(head, READ_BATCH, with_queue=True)
             if not events:
                 return
-            self._head = events[-1]["id"]
-            self._events += events
-            self._ids += [e["id"] for e in events]
-            extra = len(self._events) - self.window
-            if extra > 0:
-                self._floor = self._ids[extra - 1]
-                del self._events[:extra], self._ids[:extra]
+            batch = _Batch(head, events)
+            self._head = batch.last
+            self._batches.append(batch)
+            self._lasts.append(batch.last)
+            self._held += len(events)
+            while self._held - len(self._batches[0].events) >= self.window:
+                gone = self._batches.pop(0)
+                self._lasts.pop(0)
+                self._held -= len(gone.events)
+                self._floor = gone.last
             for sub in self._subscribers:
                 sub.wake.set()
             if len(events) < READ_BATCH:
@@ -262,7 +319,7 @@ def _filter_of(request: Request, query: EventsQuery) -> Filter:
         admin=principal.allows(Scope.ADMIN),
         project_id=query.project_id,
         task_id=query.task_id,
-        types=query.type_list(),
+        types=tuple(query.type_list()),
         queue=query.queue,
     )
 
@@ -380,18 +437,18 @@ async def _live(
     loop = asyncio.get_running_loop()
     flt = sub.filter
     while sub.dropped is None:
-        events = hub.since(position)
-        if events is None:
+        batches = hub.since(position)
+        if batches is None:
             sub.dropped = (
                 f"the client read too slowly: more than {hub.window} events behind; "
                 "resume with Last-Event-ID"
             )
             break
-        if events:
-            position = events[-1]["id"]
-            chosen = [_sse(e) for e in events if flt.passes(e, e.get("queue"))]
-            if chosen:
-                yield b"".join(chosen)
+        if batches:
+            chunk = b"".join(batch.render(flt, position) for batch in batches)
+            position = batches[-1].last
+            if chunk:
+                yield chunk
             continue
         wait = heartbeat
         if deadline is not None:
