@@ -64,7 +64,7 @@ def test_a_stream_that_falls_behind_the_window_is_dropped_with_its_reason(db_url
         assert b"".join(reading).count(b"task.created") == 25
         # The hub holds the last 10 events, once: the stream that read none is past them.
         held = hub.since(hub._floor) or []
-        assert sum(len(batch.events) for batch in held) <= 10
+        assert sum(len(b.events) for b in held) < 10 + len(held[0].events)
         assert hub.since(slow.start) is None
         stream = _stream(store, hub, slow, None, (0.05, None), _never_disconnected)
         sent = b"".join([chunk async for chunk in stream])

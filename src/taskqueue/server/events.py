@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from taskqueue._fields import INT64_MAX
-from taskqueue.events import is_event_type
+from taskqueue.events import EVENT_TYPES, is_event_type
 from taskqueue.server.auth import Scope, principal_of
 from taskqueue.server.errors import ApiError
 from taskqueue.server.params import Query, parse_query
@@ -49,6 +49,14 @@ WINDOW = 10_000
 COALESCE_S = 0.02
 #: Events read from the database at once (by the hub, or by a stream catching up).
 READ_BATCH = 500
+_TYPE_NAMES = "|".join(
+    re.escape(name)
+    for name in sorted(
+        {*EVENT_TYPES, "*", *(t.split(".")[0] + ".*" for t in EVENT_TYPES)}, key=len, reverse=True
+    )
+)
+#: What ``types`` may be: known types and families, comma-separated.
+TYPES_PATTERN = f"^({_TYPE_NAMES})(,({_TYPE_NAMES}))*$"
 _EVENT_ID_RE = re.compile(r"^[0-9]{1,19}$")
 #: Streams one process serves at once; more are refused with 503.
 MAX_STREAMS = 10_000
@@ -62,7 +70,7 @@ class EventsQuery(Query):
     project_id: str | None = pydantic.Field(None, max_length=36)
     task_id: str | None = pydantic.Field(None, max_length=36)
     #: Comma-separated event types or families (``task.completed,project.*``).
-    types: str | None = pydantic.Field(None, max_length=2000)
+    types: str | None = pydantic.Field(None, max_length=2000, pattern=TYPES_PATTERN)
     queue: str | None = pydantic.Field(None, max_length=200)
     #: ``sse`` (the stream) or ``json`` (one page of past events).
     format: Literal["sse", "json"] = "sse"
