@@ -143,7 +143,16 @@ _FOLLOW = {
         "x-item-schema": {"oneOf": [{"$ref": "#/components/schemas/LogChunk"}, ref(LogEvent)]},
     }
 }
-_EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}, "x-item-schema": ref(Event)}}
+#: Each block of the stream, as SSE parsers see it: its fields (the data is an Event's JSON).
+_EVENT_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "properties": {name: {"type": "string"} for name in ("id", "event", "data")},
+        },
+        "x-item-schema": ref(Event),
+    }
+}
 _STREAMED = (
     "With format=json, an EventPage. Else `text/event-stream`: an id-only block with the "
     "starting position, then each Event as `id: <id>` and `data: <Event JSON>`, keep-alive "
