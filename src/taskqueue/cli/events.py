@@ -14,7 +14,6 @@ from rich.table import Table
 from taskqueue.cli._context import CliContext, client_command, rows_table
 from taskqueue.cli._ids import resolve_project, resolve_task, short_id
 from taskqueue.events import Event, is_event_type
-from taskqueue.models import TaskStatus
 
 __all__ = ["event_line", "events", "watch"]
 
@@ -125,8 +124,8 @@ def _watch_table(running: dict[str, dict[str, Any]], ended: list[str]) -> Table:
 
 
 def _running_now(ctx: CliContext, project_id: str | None) -> dict[str, dict[str, Any]]:
-    running = TaskStatus.RUNNING
-    found = ctx.client.list_tasks(status=running, project_id=project_id, limit=1000)
+    # A read filter, as `tasks list --status Running` sends it.
+    found = ctx.client.list_tasks(status="Running", project_id=project_id, limit=1000)
     return {
         str(t.id): {
             "name": t.name,

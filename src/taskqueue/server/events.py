@@ -70,7 +70,10 @@ class EventsQuery(Query):
     project_id: str | None = pydantic.Field(None, max_length=36)
     task_id: str | None = pydantic.Field(None, max_length=36)
     #: Comma-separated event types or families (``task.completed,project.*``).
-    types: str | None = pydantic.Field(None, max_length=2000, pattern=TYPES_PATTERN)
+    #: The document states the pattern; the check itself names the unknown type it finds.
+    types: str | None = pydantic.Field(
+        None, max_length=2000, json_schema_extra={"pattern": TYPES_PATTERN}
+    )
     queue: str | None = pydantic.Field(None, max_length=200)
     #: ``sse`` (the stream) or ``json`` (one page of past events).
     format: Literal["sse", "json"] = "sse"
@@ -224,12 +227,16 @@ class EventHub:
         """How many streams are open."""
         return len(self._subscribers)
 
-    async def subscribe(self, flt: Filter) -> Subscriber:
-        """A new stream, fed every event after the hub's current head."""
+    def check_capacity(self) -> None:
+        """Raise the 503 a new stream gets when the server is stopping or full."""
         if self._closed:
             raise ApiError(503, "the server is shutting down")
         if len(self._subscribers) >= MAX_STREAMS:
             raise ApiError(503, f"this server already serves {MAX_STREAMS} event streams")
+
+    async def subscribe(self, flt: Filter) -> Subscriber:
+        """A new stream, fed every event after the hub's current head."""
+        self.check_capacity()
         if self._head is None:
             _, last = await self.store.events.bounds()
             if self._head is None:
@@ -355,11 +362,11 @@ async def events_endpoint(request: Request) -> Response:
     if query.format == "json":
         return await _page(store, flt, after or 0, query.limit)
     hub: EventHub = request.app.state.events
-    sub = await hub.subscribe(flt)
+    hub.check_capacity()
     loop = asyncio.get_running_loop()
     deadline = None if query.timeout is None else loop.time() + query.timeout
     return StreamingResponse(
-        _stream(store, hub, sub, after, (query.heartbeat, deadline), request.is_disconnected),
+        _stream(store, hub, flt, after, (query.heartbeat, deadline), request.is_disconnected),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -393,15 +400,18 @@ async def _catch_up(
 async def _stream(
     store: Store,
     hub: EventHub,
-    sub: Subscriber,
+    reader: Subscriber | Filter,
     after: int | None,
     timing: tuple[float, float | None],
     disconnected: Callable[[], Any],
 ) -> AsyncIterator[bytes]:
     """The stream's bytes: missed events, then live ones, with keep-alive comments.
 
-    ``timing``: seconds between keep-alive comments, and when to end (loop time; None: never).
+    ``reader``: a subscriber, or the filter of one to subscribe here, once the answer is being
+    sent (so a client gone before that leaves nothing subscribed). ``timing``: seconds between
+    keep-alive comments, and when to end (loop time; None: never).
     """
+    sub = reader if isinstance(reader, Subscriber) else await hub.subscribe(reader)
     try:
         # The position the stream starts from, as an id without data: a client that must
         # reconnect before any event arrives resumes from there (EventSource does).

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from taskqueue.store import outbox
 from taskqueue.store.backend import Backend
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
-from taskqueue.store.visibility import Projects
 from taskqueue.store.waiters import Waiters
 
 #: The store's way to queue a write: the function, and whether it must be durable.
@@ -76,41 +75,21 @@ class EventLog:
         numbered: int = await self._write(outbox.sequence_events)
         return numbered
 
-    async def read(
-        self,
-        after: int,
-        limit: int,
-        *,
-        projects: Projects = None,
-        project_id: str | None = None,
-        task_id: str | None = None,
-        types: Sequence[str] = (),
-        queue: str | None = None,
-        with_queue: bool = False,
-    ) -> list[dict[str, Any]]:
+    async def read(self, after: int, limit: int, **filters: Any) -> list[dict[str, Any]]:
         """Up to ``limit`` events after position ``after`` that pass the filters, oldest first.
 
-        Numbers the events committed since the last read first, so what it returns is final.
+        ``filters`` are :func:`outbox.read_events`'s (``projects``, ``project_id``,
+        ``task_id``, ``types``, ``queue``, ``with_queue``). Numbers the events committed since
+        the last read first, so what it returns is final.
         """
         await self.sequence()
-
-        def read(c: Any) -> list[dict[str, Any]]:
-            return outbox.read_events(
-                c,
-                after,
-                limit,
-                projects=projects,
-                project_id=project_id,
-                task_id=task_id,
-                types=types,
-                queue=queue,
-                with_queue=with_queue,
-            )
-
-        return await self.db.read(read)
+        return await self.db.read(lambda c: outbox.read_events(c, after, limit, **filters))
 
     async def bounds(self) -> tuple[int | None, int | None]:
-        """The oldest and newest positions stored (None, None: no event)."""
+        """The oldest and newest positions stored (None, None: no event).
+
+        Numbers what was committed first, so "newest" includes every event committed before.
+        """
         await self.sequence()
         return await self.db.read(outbox.event_bounds)
 
