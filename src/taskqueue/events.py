@@ -51,6 +51,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "webhook.updated",
     "webhook.deleted",
     "webhook.disabled",
+    "webhook.test",
 )
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "LogEvent",
     "LogPage",
     "NewApiKey",
+    "NewWebhook",
     "Project",
     "ProjectCreate",
     "ProjectList",
@@ -79,6 +80,14 @@ __all__ = [
     "TaskType",
     "TaskUpdate",
     "TaskUpdateItem",
+    "Webhook",
+    "WebhookCreate",
+    "WebhookDelivery",
+    "WebhookDeliveryList",
+    "WebhookList",
+    "WebhookRedeliver",
+    "WebhookRotate",
+    "WebhookUpdate",
     "Worker",
     "WorkerList",
     "WorkerStatus",
@@ -339,3 +348,17 @@ class ErrorBody(_Output):
     """Every 4xx and 5xx response body: ``{"error": {...}}``."""
 
     error: ErrorInfo
+
+
+# Webhook subscriptions (defined beside their validation, re-exported here with the rest).
+from taskqueue._webhook_models import (  # noqa: E402
+    NewWebhook,
+    Webhook,
+    WebhookCreate,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
+    WebhookRedeliver,
+    WebhookRotate,
+    WebhookUpdate,
+)

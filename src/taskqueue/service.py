@@ -14,6 +14,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from taskqueue.integrations.webhook_dispatcher import WebhookDispatcher
 from taskqueue.server import ServerSettings, Service, create_app
 from taskqueue.server.keyring import Keyring
 from taskqueue.store import Store, describe_database
@@ -85,6 +86,8 @@ def build_server(options: ServerOptions) -> tuple[Starlette, Store]:
         from taskqueue.integrations.nats import NatsPublisher
 
         services.append(NatsPublisher(store, options.nats_url))
+    if options.api.webhooks.dispatch:
+        services.append(WebhookDispatcher(store, options.api.webhooks))
     return create_app(options.api, store, services), store
 
 

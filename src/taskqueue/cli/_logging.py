@@ -49,6 +49,10 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     root.setLevel(getattr(logging, level.upper()))
     # Migrations say what they do at INFO on every start; only their problems matter here.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # httpx logs each request it sends (webhook deliveries) with its URL, which may hold a
+    # token: the deliveries log says what was sent.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # uvicorn's own lines (a malformed request, a failed start) in the same format.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

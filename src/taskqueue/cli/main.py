@@ -23,6 +23,7 @@ from taskqueue.cli._logging import FORMATS as LOG_FORMATS
 from taskqueue.cli._logging import setup_logging
 from taskqueue.cli._nats import nats_option
 from taskqueue.cli._options import api_key_of, client_options
+from taskqueue.cli._webhooks_options import WebhookOptions, webhook_options
 from taskqueue.cli.config import config
 from taskqueue.cli.events import events, watch
 from taskqueue.cli.keys import keys
@@ -42,6 +43,7 @@ from taskqueue.cli.submit import submit
 from taskqueue.cli.tasks import tasks
 
 if TYPE_CHECKING:
+    from taskqueue.integrations.webhook_sender import WebhookSettings
     from taskqueue.security import RunAs
 
 __all__ = ["main"]
@@ -226,6 +228,17 @@ main.add_command(events)
 tasks.add_command(watch)
 
 
+def _webhook_settings(options: WebhookOptions) -> WebhookSettings:
+    from taskqueue.integrations.webhook_sender import WebhookSettings
+
+    return WebhookSettings(
+        dispatch=options.dispatch,
+        allow_private=options.allow_private,
+        timeout=options.timeout,
+        retry_scale=options.retry_scale,
+    )
+
+
 @main.command()
 @click.option(
     "--host",
@@ -265,6 +278,7 @@ tasks.add_command(watch)
 @_worker_options
 @http_options
 @nats_option
+@webhook_options
 def server(
     host: str,
     port: int,
@@ -283,6 +297,7 @@ def server(
     log_format: str,
     http: HttpOptions,
     nats_url: str | None,
+    webhooks: WebhookOptions,
 ) -> None:
     """Serve the HTTP API and run tasks, on SQLite (created if needed) or PostgreSQL."""
     need_server()
@@ -311,6 +326,7 @@ def server(
     api = api_settings(
         host, sockets, http, secret_file=secret_file, failed_auth_burst=failed_auth_burst
     )
+    api.webhooks = _webhook_settings(webhooks)
     try:
         app, _ = build_server(
             ServerOptions(db=db, listen=listen, worker=embedded, api=api, nats_url=nats_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from taskqueue.integrations.webhook_sender import WebhookSender, WebhookSettings
 from taskqueue.server.auth import Authenticator
 from taskqueue.server.errors import RequestIdMiddleware, exception_handlers
 from taskqueue.server.events import EventHub
@@ -62,6 +63,9 @@ class ServerSettings:
     #: Failed authentication attempts one client address may make at once before 429s
     #: (then one more every six seconds).
     failed_auth_burst: int = 10
+    #: How webhooks are sent (by ``test`` and ``redeliver`` here; by the dispatcher, which
+    #: whoever builds the app runs beside it, see :mod:`taskqueue.service`).
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
 
 async def _openapi(request: Request) -> Response:
@@ -83,6 +87,7 @@ def create_app(
     keyring = Keyring(store, settings.secret_file)
     auth = Authenticator(keyring, settings.auth, settings.failed_auth_burst)
     hub = EventHub(store)
+    sender = WebhookSender(settings.webhooks)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,6 +98,7 @@ def create_app(
                 yield
         finally:
             hub.close()
+            await sender.aclose()
             await store.close()
 
     app = Starlette(
@@ -104,6 +110,7 @@ def create_app(
     app.state.settings = settings
     app.state.auth = auth
     app.state.events = hub  # ended before the server drains (see cli.serve)
+    app.state.webhook_sender = sender
     app.state.openapi = orjson.dumps(openapi_document())
     app.add_middleware(OriginGuardMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(HostGuardMiddleware, allowed_hosts=settings.allowed_hosts)

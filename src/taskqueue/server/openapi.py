@@ -30,6 +30,7 @@ from taskqueue.models import (
     LogEvent,
     LogPage,
     NewApiKey,
+    NewWebhook,
     Project,
     ProjectCreate,
     ProjectList,
@@ -40,6 +41,14 @@ from taskqueue.models import (
     TaskFilters,
     TaskList,
     TaskUpdate,
+    Webhook,
+    WebhookCreate,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
+    WebhookRedeliver,
+    WebhookRotate,
+    WebhookUpdate,
     WorkerList,
 )
 from taskqueue.server.events import EventsQuery
@@ -68,7 +77,7 @@ ERRORS: dict[str, str] = {
     "`WWW-Authenticate` says how to authenticate",
     "403": "The API key lacks the scope this operation needs, or the request's Host is not a "
     "name this server answers to, or it comes from an origin that is not allowed",
-    "404": "No such task, project or key (a key limited to some projects sees no other)",
+    "404": "No such task, project, key or webhook (a key limited to some projects sees no other)",
     "405": "The path does not take this method; `Allow` lists those it takes",
     "408": "The body did not arrive within 30 s",
     "409": "Well formed, but it cannot be applied as things stand: it conflicts with what is "
@@ -268,6 +277,41 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "POST": Operation("rotateKey", "Make a new key like this one; this one expires after "
                           "grace_seconds", "201", NewApiKey, KeyRotate, conflicts=True,
                           tags=("keys",)),
+    },
+    "/api/webhooks": {
+        "GET": Operation("listWebhooks", "Webhook subscriptions, oldest first (never a secret)",
+                         response=WebhookList, query=Paging, tags=("webhooks",)),
+        "POST": Operation("createWebhook", "Subscribe a URL to events; the answer holds the "
+                          "signing secret, shown this once", "201", NewWebhook, WebhookCreate,
+                          conflicts=True, tags=("webhooks",),
+                          creates=("webhook_id", "$response.body#/id")),
+    },
+    "/api/webhooks/{webhook_id}": {
+        "GET": Operation("getWebhook", "Get a webhook subscription (without its secret)",
+                         response=Webhook, tags=("webhooks",)),
+        "PUT": Operation("updateWebhook", "Change a subscription's fields; enabling it resumes "
+                         "delivery where it stopped", response=Webhook, body=WebhookUpdate,
+                         tags=("webhooks",)),
+        "DELETE": Operation("deleteWebhook", "Delete a subscription and its deliveries log",
+                            "204", tags=("webhooks",)),
+    },
+    "/api/webhooks/{webhook_id}/rotate-secret": {
+        "POST": Operation("rotateWebhookSecret", "A new signing secret, shown this once; the "
+                          "old one also signs for grace_seconds", response=NewWebhook,
+                          body=WebhookRotate, tags=("webhooks",)),
+    },
+    "/api/webhooks/{webhook_id}/deliveries": {
+        "GET": Operation("listWebhookDeliveries", "Every delivery attempt, newest first",
+                         response=WebhookDeliveryList, query=Paging, tags=("webhooks",)),
+    },
+    "/api/webhooks/{webhook_id}/redeliver": {
+        "POST": Operation("redeliverWebhook", "Send a stored event to the subscription again, "
+                          "now, outside its order", response=WebhookDelivery,
+                          body=WebhookRedeliver, conflicts=True, tags=("webhooks",)),
+    },
+    "/api/webhooks/{webhook_id}/test": {
+        "POST": Operation("testWebhook", "Send a webhook.test event to the subscription now",
+                          response=WebhookDelivery, tags=("webhooks",)),
     },
 }  # fmt: skip
 

@@ -32,6 +32,7 @@ from taskqueue.models import (
     LogEvent,
     LogPage,
     NewApiKey,
+    NewWebhook,
     Project,
     ProjectCreate,
     ProjectList,
@@ -42,6 +43,14 @@ from taskqueue.models import (
     TaskIdRef,
     TaskList,
     TaskUpdate,
+    Webhook,
+    WebhookCreate,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
+    WebhookRedeliver,
+    WebhookRotate,
+    WebhookUpdate,
     WorkerList,
 )
 
@@ -75,6 +84,10 @@ _REQUESTS: tuple[type[pydantic.BaseModel], ...] = (
     ProjectUpdate,
     KeyCreate,
     KeyRotate,
+    WebhookCreate,
+    WebhookUpdate,
+    WebhookRotate,
+    WebhookRedeliver,
 )
 _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     ApiKey,
@@ -95,6 +108,11 @@ _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     ServerInfo,
     Event,
     EventPage,
+    Webhook,
+    NewWebhook,
+    WebhookList,
+    WebhookDelivery,
+    WebhookDeliveryList,
 )
 
 

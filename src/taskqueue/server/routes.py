@@ -1,4 +1,7 @@
-"""The HTTP endpoints under ``/api``: tasks, projects and health."""
+"""The HTTP endpoints under ``/api``: tasks, projects, workers and health.
+
+Keys, events and webhooks have modules of their own, whose routes are added here.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from taskqueue.server.params import (
     path_id,
 )
 from taskqueue.server.responses import json_response, page_response, parse_body, store_of
+from taskqueue.server.webhooks import WEBHOOK_ENDPOINTS, WEBHOOK_SCOPES
 from taskqueue.store import NotFound, Store
 
 __all__ = ["routes"]
@@ -435,6 +439,7 @@ ENDPOINTS: dict[str, dict[str, Endpoint]] = {
 
 ENDPOINTS.update(KEY_ENDPOINTS)
 ENDPOINTS.update(EVENT_ENDPOINTS)
+ENDPOINTS.update(WEBHOOK_ENDPOINTS)
 
 _R, _W, _A = Scope.READ, Scope.WRITE, Scope.ADMIN
 #: The scope each method of each path needs (every one of :data:`ENDPOINTS` must have one).
@@ -454,6 +459,7 @@ SCOPES: dict[str, dict[str, Scope]] = {
     "/api/projects/{project_id}": {"GET": _R, "PUT": _W, "DELETE": _A},
     **KEY_SCOPES,
     **EVENT_SCOPES,
+    **WEBHOOK_SCOPES,
 }
 
 routes: list[Route] = [

@@ -72,6 +72,8 @@ prune_events: Prune = _oldest("events", "id", "time", " AND id < (SELECT MAX(id)
 prune_idempotency_keys: Prune = _oldest("idempotency_keys", "key", "created_at")
 #: Workers not seen since the cut-off (killed without a goodbye).
 prune_workers: Prune = _oldest("workers", "id", "last_seen")
+#: Webhook delivery logs older than the retention.
+prune_deliveries: Prune = _oldest("webhook_deliveries", "id", "created_at")
 
 
 def _batch(prune: Prune, before: int, tx: Tx, fx: Effects) -> int:
@@ -85,9 +87,9 @@ async def prune(
 ) -> dict[str, int]:
     """Delete what is older than its retention, batch by batch; the rows deleted per kind.
 
-    Finished tasks (with their attempts, output and edges) and events go after
-    ``retention_s`` (never, when None); idempotency keys after a day; workers silent for
-    an hour. Each batch is its own short transaction, queued with ``write`` like any other.
+    Finished tasks (with their attempts, output and edges), events and webhook delivery logs
+    go after ``retention_s`` (never, when None); idempotency keys after a day; workers silent
+    for an hour. Each batch is its own short transaction, queued with ``write`` like any other.
     """
     jobs: list[tuple[str, Prune, int]] = [
         ("idempotency_keys", prune_idempotency_keys, now - IDEMPOTENCY_RETENTION_S * 1_000_000),
@@ -95,7 +97,11 @@ async def prune(
     ]
     if retention_s is not None:
         before = now - int(retention_s * 1_000_000)
-        jobs += [("tasks", prune_tasks, before), ("events", prune_events, before)]
+        jobs += [
+            ("tasks", prune_tasks, before),
+            ("events", prune_events, before),
+            ("webhook_deliveries", prune_deliveries, before),
+        ]
     deleted: dict[str, int] = {}
     for kind, job, before in jobs:
         total = 0

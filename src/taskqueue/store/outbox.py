@@ -27,6 +27,7 @@ __all__ = [
     "emit",
     "emit_many",
     "event_bounds",
+    "event_by_id",
     "event_row",
     "event_to_dict",
     "read_events",
@@ -158,6 +159,23 @@ def read_events(
     if not with_queue:
         return [event_to_dict(row) for row in rows]
     return [{**event_to_dict(row), "queue": row["queue"]} for row in rows]
+
+
+def event_by_id(tx: Tx, event_id: int) -> dict[str, Any] | None:
+    """The event stored under row id ``event_id``, its ``id`` being its position.
+
+    None until the event has a position (PostgreSQL numbers events after commit), or when it
+    is gone.
+    """
+    position = tx.dialect.event_position
+    row = tx.execute(
+        f"SELECT {position} AS position, type, task_id, project_id, time, data, trace_id"
+        " FROM events WHERE id = ?",
+        (event_id,),
+    ).fetchone()
+    if row is None or row["position"] is None:
+        return None
+    return event_to_dict(row)
 
 
 def event_bounds(tx: Tx) -> tuple[int | None, int | None]:

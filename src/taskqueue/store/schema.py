@@ -43,6 +43,8 @@ __all__ = [
     "projects",
     "task_deps",
     "tasks",
+    "webhook_deliveries",
+    "webhooks",
     "workers",
 ]
 
@@ -268,4 +270,50 @@ api_keys: Table = Table(
     Column("created_at", _TIME, nullable=False),
     Column("last_used_at", _TIME),
     Column("revoked_at", _TIME),
+)
+
+#: Webhook subscriptions: where to send which events, signed with which secret, and how far
+#: delivery got (``position``: the last event handed on, in order). ``project_id`` NULL:
+#: every project's events. ``lease_owner`` names the dispatcher delivering it for now.
+webhooks: Table = Table(
+    "webhooks",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("project_id", _ID, index=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text),
+    Column("event_types", Text, nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100)),
+    Column("previous_secret_until", _TIME),
+    Column("enabled", SmallInteger, nullable=False),
+    Column("disabled_reason", Text),
+    Column("position", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("failing_since", _TIME),
+    Column("next_attempt_at", _TIME),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", _TIME),
+    Column("created_at", _TIME, nullable=False),
+    Column("updated_at", _TIME, nullable=False),
+)
+
+#: Every attempt to deliver an event to a webhook: what was sent and what came back.
+webhook_deliveries: Table = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("webhook_id", _ID, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("event_type", String(50), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("manual", SmallInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("response_code", Integer),
+    Column("response_body", Text),
+    Column("error", Text),
+    Column("duration_ms", Float, nullable=False),
+    Column("created_at", _TIME, nullable=False, index=True),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
 )

@@ -46,6 +46,7 @@ from taskqueue.store.sql import Tx
 from taskqueue.store.transitions import Claimed, Outcome
 from taskqueue.store.visibility import Projects
 from taskqueue.store.waiters import Waiters
+from taskqueue.store.webhookstore import WebhookStore
 
 __all__ = ["Store"]
 
@@ -99,6 +100,8 @@ class Store:
         self._finish_in_flight = False
         #: The outbox's readers' view: events after a position, and their cursors.
         self.events: EventLog = EventLog(self.db, self.waiters, self._write, clock)
+        #: Webhook subscriptions and their deliveries.
+        self.webhooks: WebhookStore = WebhookStore(self.db, self._write, self.events, clock)
 
     # ------------------------------------------------------------------ lifecycle
 
