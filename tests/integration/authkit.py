@@ -104,7 +104,7 @@ class AuthServer:
 
     def remember(self, answer: dict[str, Any]) -> dict[str, Any]:
         """Note the secrets of a key made through the API."""
-        for name in ("key", "secret_key"):
+        for name in ("key", "secret_key", "secret"):
             if answer.get(name):
                 self.secrets.append(answer[name])
         return answer
@@ -125,7 +125,20 @@ class AuthServer:
             "tasks": self.rows("tasks"),
             "projects": self.rows("projects"),
             "api_keys": self.rows("api_keys", skip=("last_used_at",)),
+            # Less what the dispatcher changes as it delivers (or fails to).
+            "webhooks": self.rows("webhooks", skip=_DELIVERY_STATE),
         }
+
+
+#: The columns of ``webhooks`` the dispatcher writes on its own.
+_DELIVERY_STATE = (
+    "position",
+    "failures",
+    "failing_since",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+)
 
 
 def table_columns(db: str, table: str) -> list[str]:

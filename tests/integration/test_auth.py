@@ -134,6 +134,23 @@ def _fresh_key(w: Walk, suffix: str, body: Any = None) -> Target:
     return Target(f"/api/keys/{made['id']}{suffix}", body)
 
 
+def _fresh_webhook(w: Walk, suffix: str = "", body: Any = None, **params: Any) -> Target:
+    hook = {"url": "http://hooks.invalid/in", "project_id": w.project_a}
+    made = ok(w.admin.post("/api/webhooks", json=hook), 201)
+    w.server.secrets.append(made["secret"])
+    return Target(f"/api/webhooks/{made['id']}{suffix}", body, params or None)
+
+
+def _redelivery(w: Walk) -> Target:
+    target = _fresh_webhook(w, "/redeliver")
+    w.task()  # an event of project_a, which the webhook may receive
+    page = ok(w.admin.get("/api/events", params={"format": "json", "project_id": w.project_a}))
+    newest = max(event["id"] for event in page["items"])
+    page = ok(w.admin.get("/api/events", params={"format": "json", "after": newest - 1}))
+    target.body = {"event_id": page["items"][0]["id"]}
+    return target
+
+
 def _new_task_body(w: Walk) -> dict[str, Any]:
     return {"name": unique("new"), "command": "true", "project_id": w.project_a}
 
@@ -186,6 +203,29 @@ CASES: dict[tuple[str, str], Case] = {
     ("/api/keys/{key_id}/revoke", "POST"): Case(lambda w: _fresh_key(w, "/revoke"), 200, 403),
     ("/api/keys/{key_id}/rotate", "POST"): Case(
         lambda w: _fresh_key(w, "/rotate", {"grace_seconds": 60}), 201, 403
+    ),
+    ("/api/webhooks", "GET"): Case(lambda w: Target("/api/webhooks"), 200, 200),
+    ("/api/webhooks", "POST"): Case(
+        lambda w: Target(
+            "/api/webhooks", {"url": "http://hooks.invalid/new", "project_id": w.project_a}
+        ),
+        201,
+        403,
+    ),
+    ("/api/webhooks/{webhook_id}", "GET"): Case(lambda w: _fresh_webhook(w), 200, 404),
+    ("/api/webhooks/{webhook_id}", "PUT"): Case(
+        lambda w: _fresh_webhook(w, "", {"description": "changed"}), 200, 404
+    ),
+    ("/api/webhooks/{webhook_id}", "DELETE"): Case(lambda w: _fresh_webhook(w), 204, 404),
+    ("/api/webhooks/{webhook_id}/rotate-secret", "POST"): Case(
+        lambda w: _fresh_webhook(w, "/rotate-secret", {"grace_seconds": 60}), 200, 404
+    ),
+    ("/api/webhooks/{webhook_id}/deliveries", "GET"): Case(
+        lambda w: _fresh_webhook(w, "/deliveries"), 200, 404
+    ),
+    ("/api/webhooks/{webhook_id}/redeliver", "POST"): Case(_redelivery, 200, 404),
+    ("/api/webhooks/{webhook_id}/test", "POST"): Case(
+        lambda w: _fresh_webhook(w, "/test"), 200, 404
     ),
 }
 
