@@ -24,6 +24,7 @@ class WebhookOptions:
     allow_private: bool = False
     timeout: float = 10.0
     retry_scale: float = 1.0
+    lease: float = 30.0
 
 
 _OPTIONS = [
@@ -55,6 +56,13 @@ _OPTIONS = [
         hidden=True,  # tests compress the retry schedule and the day before disabling
         help="Multiply the webhook retry schedule and the disable-after-a-day window.",
     ),
+    click.option(
+        "--webhook-lease",
+        type=click.FloatRange(0.3, 3600),
+        default=30.0,
+        hidden=True,  # tests of a killed server shorten the wait before another takes over
+        help="Seconds a server's hold on a webhook subscription lasts unless renewed.",
+    ),
 ]
 
 
@@ -68,6 +76,7 @@ def webhook_options(function: Callable[..., Any]) -> Callable[..., Any]:
         webhook_timeout: float,
         no_webhooks: bool,
         webhook_retry_scale: float,
+        webhook_lease: float,
         **kwargs: Any,
     ) -> Any:
         kwargs["webhooks"] = WebhookOptions(
@@ -75,6 +84,7 @@ def webhook_options(function: Callable[..., Any]) -> Callable[..., Any]:
             allow_private=webhook_allow_private,
             timeout=webhook_timeout,
             retry_scale=webhook_retry_scale,
+            lease=webhook_lease,
         )
         return function(*args, **kwargs)
 

@@ -236,6 +236,7 @@ def _webhook_settings(options: WebhookOptions) -> WebhookSettings:
         allow_private=options.allow_private,
         timeout=options.timeout,
         retry_scale=options.retry_scale,
+        lease=options.lease,
     )
 
 
