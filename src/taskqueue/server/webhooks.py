@@ -47,7 +47,7 @@ async def create_webhook(request: Request) -> Response:
             403,
             "this API key is limited to some projects: a webhook it makes must name "
             f"{allowed} in project_id",
-            [{"loc": ["body", "project_id"], "msg": "outside the key's projects", "type": "scope"}],
+            [{"loc": ["project_id"], "msg": "outside the key's projects", "type": "scope"}],
         )
     store = store_of(request)
     now = store.clock()
@@ -161,7 +161,7 @@ async def redeliver(request: Request) -> Response:
             409,
             f"no event {body.event_id} this webhook may receive is stored (never written, "
             "pruned, or of another project)",
-            [{"loc": ["body", "event_id"], "msg": "no such event", "type": "not_found"}],
+            [{"loc": ["event_id"], "msg": "no such event", "type": "not_found"}],
         )
     return await _send_now(request, webhook_id, event)
 
