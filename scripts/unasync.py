@@ -1,6 +1,6 @@
 """Generate the sync client from the async one, or check that the generated files are current.
 
-python scripts/unasync.py          # write src/taskqueue/client/_sync_client.py and _sync_core.py
+python scripts/unasync.py          # write src/taskqueue/client/_sync_*.py from _async_*.py
 python scripts/unasync.py --check  # fail if one is stale, or if a rule no longer applies
 """
 
@@ -17,6 +17,7 @@ CLIENT = ROOT / "src/taskqueue/client"
 FILES: list[tuple[Path, Path]] = [
     (CLIENT / "_async_core.py", CLIENT / "_sync_core.py"),
     (CLIENT / "_async_events.py", CLIENT / "_sync_events.py"),
+    (CLIENT / "_async_webhooks.py", CLIENT / "_sync_webhooks.py"),
     (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
 ]
 
@@ -35,9 +36,15 @@ RULES: list[tuple[str, str]] = [
         r'^"""The async client.s event methods: .*"""',
         '"""The sync client\'s event methods, GENERATED from ``_async_events.py`` by unasync."""',
     ),
+    (
+        r'^"""The async client.s webhook methods: .*"""',
+        '"""The sync client\'s webhook methods, GENERATED from ``_async_webhooks.py``."""',
+    ),
     (r"\bfrom taskqueue\.client\._async_core\b", "from taskqueue.client._sync_core"),
     (r"\bfrom taskqueue\.client\._async_events\b", "from taskqueue.client._sync_events"),
+    (r"\bfrom taskqueue\.client\._async_webhooks\b", "from taskqueue.client._sync_webhooks"),
     (r"\bAsyncEventsMixin\b", "SyncEventsMixin"),
+    (r"\bAsyncWebhooksMixin\b", "SyncWebhooksMixin"),
     (r"\bAsyncClientCore\b", "SyncClientCore"),
     (r"^import asyncio\n", "import time\n"),  # for time.sleep (ruff merges a repeated import)
     (r"\bAsyncTaskQueueClient\b", "TaskQueueClient"),

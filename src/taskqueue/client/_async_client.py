@@ -13,6 +13,7 @@ from uuid import UUID
 
 from taskqueue.client._async_core import every_page, id_of
 from taskqueue.client._async_events import AsyncEventsMixin
+from taskqueue.client._async_webhooks import AsyncWebhooksMixin
 from taskqueue.client._base import (
     NOT_GIVEN,
     NotGiven,
@@ -57,7 +58,7 @@ __all__ = ["AsyncTaskQueueClient"]
 _WAIT_SLICE_S = 60.0
 
 
-class AsyncTaskQueueClient(AsyncEventsMixin):
+class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin):
     """Async client for the taskqueue API.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` (or

@@ -23,6 +23,7 @@ from taskqueue.client._base import (
 )
 from taskqueue.client._sync_core import every_page, id_of
 from taskqueue.client._sync_events import SyncEventsMixin
+from taskqueue.client._sync_webhooks import SyncWebhooksMixin
 from taskqueue.client._wire import TransportError, encode_url
 from taskqueue.errors import ProjectNotFoundError, TaskNotFoundError, TaskQueueTimeoutError
 from taskqueue.models import (
@@ -56,7 +57,7 @@ __all__ = ["TaskQueueClient"]
 _WAIT_SLICE_S = 60.0
 
 
-class TaskQueueClient(SyncEventsMixin):
+class TaskQueueClient(SyncEventsMixin, SyncWebhooksMixin):
     """Sync client for the taskqueue API: the async client's methods, blocking.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` (or
