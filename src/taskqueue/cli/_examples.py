@@ -45,6 +45,30 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "taskqueue events --type task.failed --limit 20 -o json",
         "taskqueue events -f --type task.completed,task.failed --after 1200",
     ),
+    "webhooks": (
+        "taskqueue webhooks create https://hooks.example.com/tq --events task.failed",
+        "taskqueue webhooks deliveries 4e1b2c",
+    ),
+    "webhooks create": (
+        "taskqueue webhooks create https://hooks.example.com/tq --events task.failed "
+        "--events task.completed --project etl",
+        "taskqueue webhooks create https://ops.example.com/in --events 'task.*' "
+        "--description pager -o json",
+    ),
+    "webhooks list": ("taskqueue webhooks list", "taskqueue webhooks list -o json"),
+    "webhooks get": ("taskqueue webhooks get 4e1b2c",),
+    "webhooks update": (
+        "taskqueue webhooks update 4e1b2c --events task.failed,task.cancelled",
+        "taskqueue webhooks update 4e1b2c --enable",
+    ),
+    "webhooks delete": ("taskqueue webhooks delete 4e1b2c --yes",),
+    "webhooks rotate-secret": ("taskqueue webhooks rotate-secret 4e1b2c --grace 12h",),
+    "webhooks deliveries": (
+        "taskqueue webhooks deliveries 4e1b2c",
+        "taskqueue webhooks deliveries 4e1b2c --limit 10 -o json",
+    ),
+    "webhooks redeliver": ("taskqueue webhooks redeliver 4e1b2c 1200",),
+    "webhooks test": ("taskqueue webhooks test 4e1b2c",),
     "keys": ("taskqueue keys create --admin --name ops", "taskqueue keys list"),
     "keys create": (
         "taskqueue keys create --name ci --scope write --project etl",

@@ -41,6 +41,7 @@ from taskqueue.cli.serve import (
 from taskqueue.cli.status import health, workers
 from taskqueue.cli.submit import submit
 from taskqueue.cli.tasks import tasks
+from taskqueue.cli.webhooks import webhooks
 
 if TYPE_CHECKING:
     from taskqueue.integrations.webhook_sender import WebhookSettings
@@ -225,6 +226,7 @@ main.add_command(health)
 main.add_command(config)
 main.add_command(workers)
 main.add_command(events)
+main.add_command(webhooks)
 tasks.add_command(watch)
 
 
