@@ -123,8 +123,9 @@ def free_port() -> int:
 class Server:
     """A ``taskqueue server`` subprocess on a fresh SQLite file in its own temp dir."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.workers = workers
+        self.args = args
         self.dir = Path(tempfile.mkdtemp(prefix="taskqueue-bench-"))
         self.db = self.dir / "bench.db"
         self.log_path = self.dir / "server.log"
@@ -146,6 +147,7 @@ class Server:
         ]
         if self.workers is not None:
             command += ["--workers", str(self.workers)]
+        command += self.args
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True

@@ -77,6 +77,18 @@ def received_ids(receiver: Receiver) -> list[int]:
     return [int(e["id"]) for e in receiver.events("*")]
 
 
+def arrived(
+    api: httpx.Client, hook_id: str, receiver: Receiver, expected: list[int], what: str
+) -> None:
+    """Wait until the receiver has ``expected`` (in order) and the server recorded it."""
+    wait_until(lambda: received_ids(receiver) == expected, 90, what)
+    wait_until(
+        lambda: api.get(f"/api/webhooks/{hook_id}").json()["position"] >= expected[-1],
+        90,
+        f"{what}, recorded",
+    )
+
+
 def test_every_event_arrives_signed_once_and_in_order(
     make_server: Callable[..., ServerProcess], receivers: Callable[..., Receiver]
 ) -> None:
@@ -91,7 +103,7 @@ def test_every_event_arrives_signed_once_and_in_order(
         tasks = run_tasks(api, 12)
         expected = task_events(api, tasks)
         assert len(expected) == 12 * 3  # created, started, completed
-        wait_until(lambda: received_ids(receiver) == expected, 60, "every event, in order")
+        arrived(api, hook["id"], receiver, expected, "every event, in order")
         log = deliveries(api, hook["id"])
         assert [d["event_id"] for d in log] == expected
         assert {(d["status"], d["response_code"], d["attempt"]) for d in log} == {
@@ -117,7 +129,7 @@ def test_a_failing_endpoint_is_retried_until_it_takes_the_event(
         api.put(f"/api/webhooks/{hook['id']}", json={"url": receiver.url, "enabled": True})
         [task] = run_tasks(api, 1)
         [completed] = task_events(api, [task], "task.completed")
-        wait_until(lambda: received_ids(receiver) == [completed], 60, "the retried delivery")
+        arrived(api, hook["id"], receiver, [completed], "the retried delivery")
         log = deliveries(api, hook["id"])
         assert [(d["attempt"], d["status"], d["response_code"]) for d in log] == [
             (1, "failed", 500),
@@ -242,7 +254,7 @@ def test_redelivery_sends_a_past_event_again_outside_the_order(
         api.put(f"/api/webhooks/{hook['id']}", json={"url": receiver.url, "enabled": True})
         [task] = run_tasks(api, 1)
         [completed] = task_events(api, [task], "task.completed")
-        wait_until(lambda: received_ids(receiver) == [completed], 60, "the delivery")
+        arrived(api, hook["id"], receiver, [completed], "the delivery")
         again = api.post(f"/api/webhooks/{hook['id']}/redeliver", json={"event_id": completed})
         assert again.status_code == 200, again.text
         # Same webhook-id: the receiver acknowledges it (200) and does not run it twice.
@@ -275,7 +287,7 @@ def test_a_hung_endpoint_delays_neither_tasks_nor_other_subscriptions(
             api.put(f"/api/webhooks/{hook['id']}", json={"url": receiver.url, "enabled": True})
             tasks = run_tasks(api, 5)
             expected = task_events(api, tasks)
-            wait_until(lambda: received_ids(receiver) == expected, 60, "the healthy subscription")
+            arrived(api, hook["id"], receiver, expected, "the healthy subscription")
             assert deliveries(api, stuck["id"]) == []  # its first delivery is still waiting
             assert api.get(f"/api/webhooks/{stuck['id']}").json()["position"] < expected[0]
 
@@ -299,5 +311,5 @@ def test_a_project_subscription_gets_only_its_projects_events(
         for task_id in ids:
             wait_status(api, task_id)
         expected = task_events(api, [ids[1], ids[3]])
-        wait_until(lambda: received_ids(receiver) == expected, 60, "the project's events")
+        arrived(api, hook["id"], receiver, expected, "the project's events")
         assert {e["project_id"] for e in receiver.events("*")} == {mine}

@@ -15,9 +15,9 @@ import pytest
 
 from tests.conftest import ServerProcess, free_port, wait_until
 from tests.integration.test_webhooks import (
+    arrived,
     client,
     deliveries,
-    received_ids,
     run_tasks,
     subscribe,
     task_events,
@@ -60,7 +60,7 @@ def test_kill_9_with_the_endpoint_down_loses_no_event(
     restarted = make_server(*FAST, db=server.db)
     receiver = receiver_at(port, hook["secret"])
     with client(restarted) as api:
-        wait_until(lambda: received_ids(receiver) == expected, 90, "every event, in order")
+        arrived(api, hook["id"], receiver, expected, "every event, in order")
         log = deliveries(api, hook["id"])
         counts = delivered_per_event(log)
         assert sorted(counts) == expected
@@ -82,7 +82,7 @@ def test_another_server_takes_over_from_one_killed(
         api.put(f"/api/webhooks/{hook['id']}", json={"url": receiver.url, "enabled": True})
         before = run_tasks(api, 5) + run_tasks(other, 5)
         expected = task_events(api, before)
-        wait_until(lambda: received_ids(receiver) == expected, 60, "the events of both")
+        arrived(api, hook["id"], receiver, expected, "the events of both")
         # One server at a time sends: each event went once.
         assert set(delivered_per_event(deliveries(api, hook["id"])).values()) == {1}
         holder = {first.process.pid: first, second.process.pid: second}
@@ -96,7 +96,7 @@ def test_another_server_takes_over_from_one_killed(
     with client(survivor) as api:
         after = run_tasks(api, 5)
         expected = task_events(api, before + after)
-        wait_until(lambda: received_ids(receiver) == expected, 60, "the events after the kill")
+        arrived(api, hook["id"], receiver, expected, "the events after the kill")
         counts = delivered_per_event(deliveries(api, hook["id"]))
         assert sorted(counts) == expected
         assert sum(1 for n in counts.values() if n > 1) <= 1  # at most the one in flight

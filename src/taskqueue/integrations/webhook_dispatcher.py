@@ -192,22 +192,33 @@ class WebhookDispatcher:
             if skip > position:
                 await self.store.webhooks.skip_to(webhook_id, self.owner, skip)
             return LOOK_INTERVAL_S if len(events) < BATCH else 0.0
+        # Each event is sent once the one before it was delivered; its record is written
+        # while the next one is on its way (a crash in between repeats only the unrecorded).
+        recording: list[asyncio.Future[bool]] = []
         for event in wanted:
             if self._stopping.is_set():
-                return None
-            outcome = await self._deliver(subscription, event)
-            if outcome == "lost":
-                return None  # another dispatcher holds it now
-            if outcome == "failed":
-                return 0.0  # the next step waits for the retry
+                break
+            outcome, record = await self._deliver(subscription, event)
+            recording.append(record)
+            if outcome != "delivered":
+                break
             subscription.update(failures=0, failing_since=None)
-        return 0.0
+        recorded = await asyncio.gather(*recording, return_exceptions=True)
+        for result in recorded:
+            if isinstance(result, BaseException):
+                raise result
+        held = all(recorded)
+        if not held or self._stopping.is_set():
+            return None  # another dispatcher holds it now, or this one is stopping
+        return 0.0  # after a failure, the next step waits for the retry
 
-    async def _deliver(self, subscription: dict[str, Any], event: dict[str, Any]) -> str:
-        """Send one event and record the outcome: ``delivered``, ``failed`` or ``lost``.
+    async def _deliver(
+        self, subscription: dict[str, Any], event: dict[str, Any]
+    ) -> tuple[str, asyncio.Future[bool]]:
+        """Send one event: ``delivered`` or ``failed``, and the write recording it.
 
-        ``lost``: the lease passed to another dispatcher meanwhile (it was sent; the other
-        dispatcher may send it again).
+        The write answers False when the lease passed to another dispatcher meanwhile (the
+        event was sent; the other dispatcher may send it again).
         """
         sent = await self._sender.send(subscription, event)
         self.sent += 1
@@ -215,15 +226,17 @@ class WebhookDispatcher:
         attempt = subscription["failures"] + 1
         delivery = new_delivery(subscription, event, sent, attempt, now)
         if sent.delivered:
-            recorded = await self.store.webhooks.delivered(delivery, self.owner)
-            return "delivered" if recorded else "lost"
+            return "delivered", asyncio.ensure_future(
+                self.store.webhooks.delivered(delivery, self.owner)
+            )
         failure = self._failure(subscription, sent, now)
         if failure.disable is not None:
             log.warning(
                 "webhook dispatcher: disabled webhook %s: %s", subscription["id"], failure.disable
             )
-        recorded = await self.store.webhooks.failed(delivery, failure, self.owner)
-        return "failed" if recorded else "lost"
+        return "failed", asyncio.ensure_future(
+            self.store.webhooks.failed(delivery, failure, self.owner)
+        )
 
     def _failure(self, subscription: dict[str, Any], sent: Sent, now: int) -> Failure:
         """What a failed attempt leads to: the retry's time, or disabling and why."""
