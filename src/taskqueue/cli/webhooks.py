@@ -242,7 +242,9 @@ def create_webhook(
 def list_webhooks(ctx: CliContext, limit: int, offset: int) -> None:
     """List subscriptions, oldest first."""
     page = ctx.client.list_webhooks(limit=limit, offset=offset)
-    ctx.emit(page, lambda: webhook_table(page.webhooks) if page.webhooks else "no webhooks")
+    ctx.emit(
+        page.webhooks, lambda: webhook_table(page.webhooks) if page.webhooks else "no webhooks"
+    )
     shown = len(page.webhooks)
     if ctx.output == "table" and shown and shown < page.total:
         click.echo(f"showing {offset + 1}-{offset + shown} of {page.total}", err=True)
@@ -329,7 +331,10 @@ def list_deliveries(ctx: CliContext, webhook: str, limit: int, offset: int) -> N
         page = ctx.client.list_webhook_deliveries(
             _webhook_id(ctx, webhook), limit=limit, offset=offset
         )
-    ctx.emit(page, lambda: delivery_table(page.deliveries) if page.deliveries else "no deliveries")
+    ctx.emit(
+        page.deliveries,
+        lambda: delivery_table(page.deliveries) if page.deliveries else "no deliveries",
+    )
     shown = len(page.deliveries)
     if ctx.output == "table" and shown and shown < page.total:
         click.echo(f"showing {offset + 1}-{offset + shown} of {page.total}, newest first", err=True)
