@@ -176,7 +176,9 @@ class _AttemptReporter:
         client = self.ctx.client
         current = client.get_task(self.task.id)
         total = current.retry_attempts + 1
-        for attempt in client.get_attempts(self.task.id):
+        attempts = client.get_attempts(self.task.id)
+        started = {attempt.number: attempt.started_at for attempt in attempts}
+        for attempt in attempts:
             self.latest = max(self.latest, attempt.number)
             if attempt.number > 1 and (attempt.number, "started") not in self.said:
                 self._say(attempt.number, "started", f"attempt {attempt.number}/{total} started")
@@ -185,7 +187,12 @@ class _AttemptReporter:
             )
             if attempt.status is TaskStatus.FAILED and retried:
                 wait = ""
-                if attempt.number == current.attempt and current.run_at is not None:
+                next_start = started.get(attempt.number + 1)
+                if next_start is not None and attempt.finished_at is not None:
+                    # The retry has started already: the wait it had.
+                    left = (next_start - attempt.finished_at).total_seconds()
+                    wait = f" in {max(left, 0):.0f}s"
+                elif attempt.number == current.attempt and current.run_at is not None:
                     left = (current.run_at - datetime.now(timezone.utc)).total_seconds()
                     wait = f" in {max(left, 0):.0f}s"
                 line = f"attempt {attempt.number}/{total} failed ({_how(attempt)}), retrying{wait}"
