@@ -34,6 +34,14 @@ class Receiver:
             return []
         return [json.loads(line) for line in self.out.read_text().splitlines() if line]
 
+    def handled(self, event_id: int) -> list[str]:
+        """The handlers that ran for the event ``event_id``, in order (``!`` if one failed)."""
+        return [
+            line["handler"] + ("" if line["ok"] else "!")
+            for line in self.lines()
+            if line["event"]["id"] == event_id
+        ]
+
     def events(self, handler: str = "*") -> list[dict[str, Any]]:
         """The events ``handler`` ran for, in the order they arrived (``*``: every event)."""
         return [line["event"] for line in self.lines() if line["handler"] == handler]

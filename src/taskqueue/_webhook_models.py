@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from taskqueue._fields import Omittable, StrictInteger, StrictNumber, Text, WireUUID
 from taskqueue._requests import _Input
+from taskqueue._responses import OutputModel as _Output
 from taskqueue.events import EVENT_TYPES
 
 __all__ = [
@@ -146,15 +146,6 @@ class WebhookRedeliver(_Input):
     """Body of ``POST /api/webhooks/{id}/redeliver``: the event to send again, now."""
 
     event_id: Annotated[int, Field(ge=1, le=2**63 - 1), StrictInteger]
-
-
-class _Output(BaseModel):
-    model_config: ClassVar[ConfigDict] = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="ignore",
-        json_schema_serialization_defaults_required=True,
-    )
 
 
 class Webhook(_Output):

@@ -8,11 +8,10 @@ Input models forbid unknown fields so a typo is an error, not a silently ignored
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from taskqueue._enums import (
     QUEUE_RE,
@@ -39,6 +38,7 @@ from taskqueue._requests import (
     TaskUpdate,
     TaskUpdateItem,
 )
+from taskqueue._responses import OutputModel as _Output
 
 __all__ = [
     "MAX_JSON_FIELD_BYTES",
@@ -92,20 +92,6 @@ __all__ = [
     "WorkerList",
     "WorkerStatus",
 ]
-
-
-class _Output(BaseModel):
-    """Base of response bodies: lenient on input so newer servers do not break older SDKs.
-
-    Their JSON Schema lists every field as required: the server always sends each one.
-    """
-
-    model_config: ClassVar[ConfigDict] = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="ignore",
-        json_schema_serialization_defaults_required=True,
-    )
 
 
 # --------------------------------------------------------------------------------------------

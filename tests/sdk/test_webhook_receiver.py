@@ -10,13 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,8 +31,8 @@ from taskqueue.webhooks import (
     sign,
 )
 from tests.conftest import free_port
+from tests.receivers import Receiver, start_receiver
 
-RECEIVER = Path(__file__).resolve().parents[1] / "webhook_receiver.py"
 SECRET = generate_secret()
 _ids = iter(range(1, 1_000_000))
 
@@ -449,69 +445,27 @@ def test_a_receiver_needs_sound_settings() -> None:
 # -- served by uvicorn in a subprocess ----------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A ``tests/webhook_receiver.py`` subprocess and what its handlers wrote."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    out: Path
-    log: Path
-
-    def lines(self) -> list[dict[str, Any]]:
-        if not self.out.exists():
-            return []
-        return [json.loads(line) for line in self.out.read_text().splitlines()]
-
-    def handled(self, event_id: int) -> list[str]:
-        """The handlers that ran for the event ``event_id``, in order (``!`` if one failed)."""
-        return [
-            line["handler"] + ("" if line["ok"] else "!")
-            for line in self.lines()
-            if line["event"]["id"] == event_id
-        ]
-
-
 @pytest.fixture(scope="module")
-def start_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def receivers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     started: list[Receiver] = []
 
     def start(*args: str) -> Receiver:
-        root = tmp_path_factory.mktemp("receiver")
-        port = free_port()
-        out, log = root / "received.jsonl", root / "receiver.log"
-        with log.open("wb") as handle:
-            process = subprocess.Popen(
-                [sys.executable, str(RECEIVER), "--port", str(port), "--out", str(out), *args],
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-        receiver = Receiver(process, f"http://127.0.0.1:{port}", out, log)
+        receiver = start_receiver(tmp_path_factory.mktemp("receiver"), free_port(), *args)
         started.append(receiver)
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the receiver did not start:\n" + log.read_text()
-            try:
-                if httpx.get(receiver.url, timeout=1).status_code == 405:
-                    return receiver
-            except httpx.TransportError:
-                time.sleep(0.05)
+        return receiver
 
     yield start
     for receiver in started:
-        if receiver.process.poll() is None:
-            receiver.process.send_signal(signal.SIGTERM)
-            receiver.process.wait(10)
+        receiver.stop()
 
 
 OLD, NEW = generate_secret(), generate_secret()
 
 
 @pytest.fixture(scope="module")
-def receiver(start_receiver: Any) -> Receiver:
+def receiver(receivers: Any) -> Receiver:
     """A receiver that knows two secrets, as during a rotation."""
-    served: Receiver = start_receiver("--secret", OLD, "--secret", NEW)
+    served: Receiver = receivers("--secret", OLD, "--secret", NEW)
     return served
 
 
@@ -600,8 +554,8 @@ def test_the_served_receiver_answers_only_post_and_limits_the_body(receiver: Rec
     assert big.status_code == 413
 
 
-def test_a_failed_delivery_is_retried_until_it_is_handled(start_receiver: Any) -> None:
-    flaky: Receiver = start_receiver("--secret", SECRET, "--fail-first", "2")
+def test_a_failed_delivery_is_retried_until_it_is_handled(receivers: Any) -> None:
+    flaky: Receiver = receivers("--secret", SECRET, "--fail-first", "2")
     envelope = event("task.failed")
     statuses = [deliver(flaky, envelope, msg_id="msg_flaky").status_code for _ in range(4)]
     assert statuses == [500, 500, 204, 200]
@@ -609,16 +563,16 @@ def test_a_failed_delivery_is_retried_until_it_is_handled(start_receiver: Any) -
     assert flaky.handled(envelope["id"]) == ["gate!", "gate!", "failed", "task.*", "*"]
 
 
-def test_a_forced_status_is_answered_after_the_handlers_ran(start_receiver: Any) -> None:
-    gone: Receiver = start_receiver("--secret", SECRET, "--status", "410")
+def test_a_forced_status_is_answered_after_the_handlers_ran(receivers: Any) -> None:
+    gone: Receiver = receivers("--secret", SECRET, "--status", "410")
     envelope = event()
     assert deliver(gone, envelope).status_code == 410
     assert deliver(gone, event(), generate_secret()).status_code == 401  # refusals stay
     assert gone.handled(envelope["id"]) == ["completed", "task.*", "*"]
 
 
-def test_the_receiver_stops_cleanly_on_sigterm(start_receiver: Any) -> None:
-    served: Receiver = start_receiver("--secret", SECRET)
+def test_the_receiver_stops_cleanly_on_sigterm(receivers: Any) -> None:
+    served: Receiver = receivers("--secret", SECRET)
     served.process.send_signal(signal.SIGTERM)
     # uvicorn shuts down (the lifespan too), then dies of the signal it caught, as it should.
     assert served.process.wait(10) in (0, -signal.SIGTERM)

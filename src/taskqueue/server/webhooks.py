@@ -175,10 +175,8 @@ async def test_webhook(request: Request) -> Response:
     return await _send_now(request, webhook_id, event)
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
 #: The webhook routes, added to the API's endpoints.
-WEBHOOK_ENDPOINTS: dict[str, dict[str, Endpoint]] = {
+WEBHOOK_ENDPOINTS: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
     "/api/webhooks": {"GET": list_webhooks, "POST": create_webhook},
     "/api/webhooks/{webhook_id}": {
         "GET": get_webhook,

@@ -167,7 +167,7 @@ def update_webhook(
     if "url" in given and changes.url is not None:
         values["url"] = changes.url
     if "event_types" in given and changes.event_types is not None:
-        values["event_types"] = dumps(changes.event_types)
+        values["event_types"] = dumps(sorted(set(changes.event_types)))
     if "description" in given:
         values["description"] = changes.description
     if "enabled" in given and changes.enabled is not None:
