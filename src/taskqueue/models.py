@@ -59,6 +59,8 @@ __all__ = [
     "Health",
     "KeyCreate",
     "KeyRotate",
+    "LanguageInfo",
+    "LanguageList",
     "LogChunk",
     "LogEvent",
     "LogPage",
@@ -323,6 +325,25 @@ class WorkerList(_Output):
     """Answer of ``GET /api/workers``."""
 
     workers: list[Worker]
+    total: int
+
+
+class LanguageInfo(_Output):
+    """A language code tasks may be written in, and who offers it (``GET /api/languages``)."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    extensions: list[str] = Field(default_factory=list)
+    #: The toolchain versions live workers reported (empty: no live worker offers it).
+    versions: list[str] = Field(default_factory=list)
+    #: How many live workers offer it.
+    workers: int = 0
+
+
+class LanguageList(_Output):
+    """Answer of ``GET /api/languages``: every language of the table, offered or not."""
+
+    languages: list[LanguageInfo]
     total: int
 
 

@@ -99,7 +99,9 @@ def new_task_row(
     return {
         "id": task_id,
         "name": item.name,
-        "command": item.command,
+        "command": item.command or "",
+        "language": item.language,
+        "code": item.code,
         "description": item.description,
         "technical_specs": item.technical_specs,
         "acceptance_criteria": dumps(item.acceptance_criteria),
