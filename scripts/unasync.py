@@ -17,6 +17,7 @@ CLIENT = ROOT / "src/taskqueue/client"
 FILES: list[tuple[Path, Path]] = [
     (CLIENT / "_async_core.py", CLIENT / "_sync_core.py"),
     (CLIENT / "_async_events.py", CLIENT / "_sync_events.py"),
+    (CLIENT / "_async_code.py", CLIENT / "_sync_code.py"),
     (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
 ]
 
@@ -35,7 +36,13 @@ RULES: list[tuple[str, str]] = [
         r'^"""The async client.s event methods: .*"""',
         '"""The sync client\'s event methods, GENERATED from ``_async_events.py`` by unasync."""',
     ),
+    (
+        r'^"""The async client.s code methods \(seed 004.s flow\): .*"""',
+        '"""The sync client\'s code methods, GENERATED from ``_async_code.py`` by unasync."""',
+    ),
     (r"\bfrom taskqueue\.client\._async_core\b", "from taskqueue.client._sync_core"),
+    (r"\bfrom taskqueue\.client\._async_code\b", "from taskqueue.client._sync_code"),
+    (r"\bAsyncCodeMixin\b", "SyncCodeMixin"),
     (r"\bfrom taskqueue\.client\._async_events\b", "from taskqueue.client._sync_events"),
     (r"\bAsyncEventsMixin\b", "SyncEventsMixin"),
     (r"\bAsyncClientCore\b", "SyncClientCore"),
