@@ -25,6 +25,7 @@ from taskqueue.cli._nats import nats_option
 from taskqueue.cli._options import api_key_of, client_options
 from taskqueue.cli.config import config
 from taskqueue.cli.events import events, watch
+from taskqueue.cli.exec_code import exec_code
 from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
 from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
@@ -239,6 +240,7 @@ main.add_command(tasks)
 main.add_command(projects)
 main.add_command(keys)
 main.add_command(run)
+main.add_command(exec_code)
 main.add_command(submit)
 main.add_command(health)
 main.add_command(config)
