@@ -114,7 +114,13 @@ def test_a_language_no_live_worker_offers_is_refused_naming_those_available(
         assert unknown.status_code == 422, unknown.text
         assert "cobol" in unknown.text
         assert "python3" in unknown.text
-        assert api.post("/api/tasks", json={"name": "ok", "language": "sh", "code": "true"})
+        # On a queue no worker serves, so that it stays Pending (editable).
+        body = {"name": "ok", "language": "sh", "code": "true", "queue": "nobody"}
+        made = api.post("/api/tasks", json=body)
+        assert made.status_code == 201, made.text
+        changed = api.put(f"/api/tasks/{made.json()['id']}", json={"command": "true"})
+        assert changed.status_code == 409, changed.text  # a conflict with what is stored
+        assert changed.json()["error"]["details"][0]["loc"] == ["command"]
         assert _languages(api)["python3"]["workers"] == 0
 
 
