@@ -18,6 +18,7 @@ FILES: list[tuple[Path, Path]] = [
     (CLIENT / "_async_core.py", CLIENT / "_sync_core.py"),
     (CLIENT / "_async_events.py", CLIENT / "_sync_events.py"),
     (CLIENT / "_async_webhooks.py", CLIENT / "_sync_webhooks.py"),
+    (CLIENT / "_async_code.py", CLIENT / "_sync_code.py"),
     (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
 ]
 
@@ -40,7 +41,13 @@ RULES: list[tuple[str, str]] = [
         r'^"""The async client.s webhook methods: .*"""',
         '"""The sync client\'s webhook methods, GENERATED from ``_async_webhooks.py``."""',
     ),
+    (
+        r'^"""The async client.s code methods \(seed 004.s flow\): .*"""',
+        '"""The sync client\'s code methods, GENERATED from ``_async_code.py`` by unasync."""',
+    ),
     (r"\bfrom taskqueue\.client\._async_core\b", "from taskqueue.client._sync_core"),
+    (r"\bfrom taskqueue\.client\._async_code\b", "from taskqueue.client._sync_code"),
+    (r"\bAsyncCodeMixin\b", "SyncCodeMixin"),
     (r"\bfrom taskqueue\.client\._async_events\b", "from taskqueue.client._sync_events"),
     (r"\bfrom taskqueue\.client\._async_webhooks\b", "from taskqueue.client._sync_webhooks"),
     (r"\bAsyncEventsMixin\b", "SyncEventsMixin"),

@@ -32,11 +32,14 @@ from taskqueue.errors import (
 )
 from taskqueue.errors import ConnectionError as ConnectionError
 from taskqueue.errors import TimeoutError as TimeoutError
+from taskqueue.languages import detect_language
 from taskqueue.models import (
     Attempt,
     BatchTaskUpdate,
+    CodeResult,
     FailureReason,
     Health,
+    LanguageInfo,
     LogChunk,
     LogPage,
     NewWebhook,
@@ -69,10 +72,12 @@ __all__ = [
     "AuthenticationError",
     "AuthorizationError",
     "BatchTaskUpdate",
+    "CodeResult",
     "ConflictError",
     "FailureReason",
     "Health",
     "InvalidSignatureError",
+    "LanguageInfo",
     "LogChunk",
     "LogPage",
     "MalformedWebhookError",
@@ -112,4 +117,5 @@ __all__ = [
     "WorkerList",
     "WorkerStatus",
     "__version__",
+    "detect_language",
 ]

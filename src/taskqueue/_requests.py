@@ -41,6 +41,7 @@ from taskqueue._fields import (
     UTCDateTime,
     WireUUID,
 )
+from taskqueue.languages import LANGUAGES, canonical_language
 
 __all__ = [
     "BatchTaskCreate",
@@ -222,6 +223,8 @@ Dependency = Annotated[
 
 TaskName = Annotated[Text, Field(min_length=1, max_length=255)]
 Command = Annotated[Text, Field(min_length=1, max_length=65_536)]
+LanguageName = Annotated[Text, Field(min_length=1, max_length=50)]
+Code = Annotated[Text, Field(min_length=1, max_length=1_000_000)]
 TechnicalSpecs = Annotated[Text, Field(max_length=100_000)]
 Criteria = Annotated[list[Annotated[Text, Field(max_length=10_000)]], Field(max_length=100)]
 Timeout = Annotated[int, Field(ge=1, le=7 * 24 * 3600), StrictInteger]
@@ -237,11 +240,38 @@ def _runnable_type(value: TaskType) -> TaskType:
     return value
 
 
+#: A task runs a ``command``, or ``code`` in a ``language``: exactly one of the two.
+_BODY_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["command"], "not": {"anyOf": [{"required": ["language"]},
+                                                     {"required": ["code"]}]}},
+        {"required": ["language", "code"], "not": {"required": ["command"]}},
+    ]
+}  # fmt: skip
+
+
+_COMMAND_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 65_536}
+_CODE_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 1_000_000}
+_LANGUAGE_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "enum": sorted({name for lang in LANGUAGES for name in (lang.name, *lang.aliases)}),
+    "description": "The language of code (a name or alias of GET /api/languages).",
+}
+
+
 class TaskCreate(_Input):
-    """Body of ``POST /api/tasks`` (see :class:`BatchTaskItem` for the items of a batch)."""
+    """Body of ``POST /api/tasks`` (see :class:`BatchTaskItem` for the items of a batch).
+
+    A task runs either ``command`` (a shell command) or ``code`` written in ``language`` (a
+    name or alias of :data:`taskqueue.languages.LANGUAGES`, stored under its table name).
+    """
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(json_schema_extra=_BODY_SCHEMA)
 
     name: TaskName
-    command: Command
+    command: Annotated[Command | None, WithJsonSchema(_COMMAND_SCHEMA)] = None
+    language: Annotated[LanguageName | None, WithJsonSchema(_LANGUAGE_SCHEMA)] = None
+    code: Annotated[Code | None, WithJsonSchema(_CODE_SCHEMA)] = None
     project_id: WireUUID | None = None
     description: Description = ""
     technical_specs: TechnicalSpecs | None = None
@@ -274,6 +304,39 @@ class TaskCreate(_Input):
         if cls is TaskCreate:
             raise ValueError("only items of POST /api/tasks/batch have refs")
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = canonical_language(value)
+        if name is None:
+            known = ", ".join(language.name for language in LANGUAGES)
+            raise ValueError(f"unknown language {value!r}; known languages: {known}")
+        return name
+
+    @model_validator(mode="after")
+    def _command_or_code(self) -> TaskCreate:
+        has_code = self.language is not None or self.code is not None
+        if self.command is not None and not has_code:
+            return self
+        if self.command is not None:
+            loc, msg = "command", "give either command, or language and code, not both"
+        elif self.language is None or self.code is None:
+            loc = "code" if self.code is None and self.language is not None else "language"
+            msg = (
+                "a code task needs both language and code"
+                if has_code
+                else ("give command, or language and code")
+            )
+            loc = loc if has_code else "command"
+        else:
+            return self
+        error = PydanticCustomError("task_body", msg)
+        raise ValidationError.from_exception_data(
+            type(self).__name__, [InitErrorDetails(type=error, loc=(loc,), input=None)]
+        )
 
 
 class BatchTaskItem(TaskCreate):

@@ -52,6 +52,7 @@ __all__ = [
     "BatchTaskCreate",
     "BatchTaskItem",
     "BatchTaskUpdate",
+    "CodeResult",
     "DependencyRef",
     "ErrorBody",
     "ErrorInfo",
@@ -59,6 +60,8 @@ __all__ = [
     "Health",
     "KeyCreate",
     "KeyRotate",
+    "LanguageInfo",
+    "LanguageList",
     "LogChunk",
     "LogEvent",
     "LogPage",
@@ -319,6 +322,53 @@ class WorkerList(_Output):
 
     workers: list[Worker]
     total: int
+
+
+class LanguageInfo(_Output):
+    """A language code tasks may be written in, and who offers it (``GET /api/languages``)."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    extensions: list[str] = Field(default_factory=list)
+    #: The toolchain versions live workers reported (empty: no live worker offers it).
+    versions: list[str] = Field(default_factory=list)
+    #: How many live workers offer it.
+    workers: int = 0
+
+
+class LanguageList(_Output):
+    """Answer of ``GET /api/languages``: every language of the table, offered or not."""
+
+    languages: list[LanguageInfo]
+    total: int
+
+
+class CodeResult(_Output):
+    """How a code task ended (seed 004's result of ``execute_code``): its output and exit code.
+
+    ``stdout`` and ``stderr`` are the output stored of the last attempt (up to the worker's
+    output limit, truncated in the middle beyond it).
+    """
+
+    job_id: UUID
+    language: str
+    status: TaskStatus
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    failure_reason: FailureReason | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """How long the code ran, in seconds."""
+        return None if self.duration_ms is None else self.duration_ms / 1000
+
+    @property
+    def success(self) -> bool:
+        """Whether it exited 0."""
+        return self.status is TaskStatus.COMPLETED
 
 
 class ErrorInfo(_Output):

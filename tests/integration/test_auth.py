@@ -181,6 +181,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("/api/tasks/{task_id}/logs", "GET"): Case(lambda w: _fresh_task(w, "/logs"), 200, 404),
     ("/api/tasks/{task_id}/attempts", "GET"): Case(lambda w: _fresh_task(w, "/attempts"), 200, 404),
     ("/api/workers", "GET"): Case(lambda w: Target("/api/workers"), 200, 200),
+    ("/api/languages", "GET"): Case(lambda w: Target("/api/languages"), 200, 200),
     ("/api/events", "GET"): Case(
         lambda w: Target("/api/events", params={"format": "json"}), 200, 200
     ),

@@ -88,6 +88,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "taskqueue run -- ls -la",
         "taskqueue run --retry-attempts 3 --timeout 60 'make test | tee log'",
     ),
+    "exec": (
+        "taskqueue exec script.py",
+        "taskqueue exec --language ruby -e 'puts 1'",
+        "taskqueue exec -l python3 --input '{\"n\": 2}' job.txt",
+    ),
     "submit": ("taskqueue submit pipeline.yaml", "taskqueue submit tasks.jsonl --no-wait"),
     "health": ("taskqueue health", "taskqueue health -o json"),
     "config": ("taskqueue config show", "taskqueue config set base_url http://127.0.0.1:8080"),
@@ -105,6 +110,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "worker": (
         "taskqueue worker --db postgresql://tq@db.internal/tq",
         "taskqueue worker --db ./taskqueue.db --concurrency 4 --queue builds",
+        "taskqueue worker --db ./taskqueue.db --languages python3,bash",
     ),
     "db": ("taskqueue db upgrade --db ./taskqueue.db",),
     "db upgrade": ("taskqueue db upgrade --db postgresql://tq@db.internal/tq",),

@@ -26,6 +26,7 @@ from taskqueue.cli._options import api_key_of, client_options
 from taskqueue.cli._webhooks_options import WebhookOptions, webhook_options
 from taskqueue.cli.config import config
 from taskqueue.cli.events import events, watch
+from taskqueue.cli.exec_code import exec_code
 from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
 from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
@@ -100,9 +101,30 @@ def _positive_seconds(ctx: click.Context, param: click.Parameter, value: str) ->
     return seconds
 
 
+def _check_languages(value: str | None) -> list[str] | None:
+    """``--languages``: known names or aliases, comma-separated; None when not given."""
+    if value is None:
+        return None
+    from taskqueue.languages import LANGUAGES, canonical_language
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    for name in names:
+        if canonical_language(name) is None:
+            known = ", ".join(language.name for language in LANGUAGES)
+            raise click.BadParameter(f"unknown language {name!r}; known languages: {known}")
+    return names
+
+
 def _worker_options(function: Any) -> Any:
     """The options ``server`` and ``worker`` share: leases, draining, beats and logging."""
     options = [
+        click.option(
+            "--languages",
+            default=None,
+            callback=lambda _ctx, _param, value: _check_languages(value),
+            help='Languages offered for code tasks, comma-separated (e.g. python3,bash; "" '
+            "for none); default: every one whose toolchain this machine has.",
+        ),
         click.option(
             "--lease-seconds",
             default=30.0,
@@ -221,6 +243,7 @@ main.add_command(tasks)
 main.add_command(projects)
 main.add_command(keys)
 main.add_command(run)
+main.add_command(exec_code)
 main.add_command(submit)
 main.add_command(health)
 main.add_command(config)
@@ -290,6 +313,7 @@ def server(
     secret_file: Path | None,
     failed_auth_burst: int,
     run_as: RunAs | None,
+    languages: list[str] | None,
     lease_seconds: float,
     drain_timeout: float,
     retention_hours: float,
@@ -319,6 +343,7 @@ def server(
     if workers > 0:
         embedded = WorkerSettings(
             run_as=run_as,
+            languages=languages,
             concurrency=workers,
             lease_seconds=lease_seconds,
             drain_timeout=drain_timeout,
@@ -382,6 +407,7 @@ def worker(
     concurrency: int,
     queues: tuple[str, ...],
     run_as: RunAs | None,
+    languages: list[str] | None,
     lease_seconds: float,
     drain_timeout: float,
     retention_hours: float,
@@ -401,6 +427,7 @@ def worker(
 
     settings = WorkerSettings(
         run_as=run_as,
+        languages=languages,
         concurrency=concurrency,
         queues=queues,
         lease_seconds=lease_seconds,

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from taskqueue.client._async_code import AsyncCodeMixin
 from taskqueue.client._async_core import every_page, id_of
 from taskqueue.client._async_events import AsyncEventsMixin
 from taskqueue.client._async_webhooks import AsyncWebhooksMixin
@@ -58,7 +59,7 @@ __all__ = ["AsyncTaskQueueClient"]
 _WAIT_SLICE_S = 60.0
 
 
-class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin):
+class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin, AsyncCodeMixin):
     """Async client for the taskqueue API.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` (or

@@ -21,6 +21,7 @@ from taskqueue.client._base import (
     parse_model,
     validate_input,
 )
+from taskqueue.client._sync_code import SyncCodeMixin
 from taskqueue.client._sync_core import every_page, id_of
 from taskqueue.client._sync_events import SyncEventsMixin
 from taskqueue.client._sync_webhooks import SyncWebhooksMixin
@@ -57,7 +58,7 @@ __all__ = ["TaskQueueClient"]
 _WAIT_SLICE_S = 60.0
 
 
-class TaskQueueClient(SyncEventsMixin, SyncWebhooksMixin):
+class TaskQueueClient(SyncEventsMixin, SyncWebhooksMixin, SyncCodeMixin):
     """Sync client for the taskqueue API: the async client's methods, blocking.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` (or

@@ -27,6 +27,7 @@ from taskqueue.models import (
     Health,
     KeyCreate,
     KeyRotate,
+    LanguageList,
     LogEvent,
     LogPage,
     NewApiKey,
@@ -242,6 +243,11 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     "/api/workers": {
         "GET": Operation("listWorkers", "Worker processes registered on the database, active or "
                          "stale", response=WorkerList, tags=("workers",)),
+    },
+    "/api/languages": {
+        "GET": Operation("listLanguages", "Languages code tasks may be written in: aliases, "
+                         "extensions, and the versions and number of live workers offering "
+                         "each", response=LanguageList, tags=("workers",)),
     },
     "/api/projects": {
         "GET": Operation("listProjects", "List projects", response=ProjectList, query=Paging,

@@ -32,6 +32,7 @@ from taskqueue.server.auth import Scope, authorize, principal_of, projects_of
 from taskqueue.server.errors import ApiError
 from taskqueue.server.events import EVENT_ENDPOINTS, EVENT_SCOPES
 from taskqueue.server.keys import KEY_ENDPOINTS, KEY_SCOPES
+from taskqueue.server.languages import LANGUAGE_ENDPOINTS, LANGUAGE_SCOPES, check_languages
 from taskqueue.server.params import (
     CascadeQuery,
     LogsQuery,
@@ -119,6 +120,7 @@ async def create_task(request: Request) -> Response:
     no_query(request)
     item = await parse_body(request, TaskCreate)
     key = idempotency(request, item)
+    await check_languages(request, [item], batch=False)
     store = store_of(request)
     projects = projects_of(request)
     tasks = await store.create_tasks([item], key, projects=projects)
@@ -132,6 +134,7 @@ async def create_batch(request: Request) -> Response:
     no_query(request)
     batch = await parse_body(request, BatchTaskCreate)
     key = idempotency(request, batch)
+    await check_languages(request, batch.tasks, batch=True)
     store = store_of(request)
     tasks = await store.create_tasks(batch.tasks, key, batch=True, projects=projects_of(request))
     if key is not None:
@@ -440,6 +443,7 @@ ENDPOINTS: dict[str, dict[str, Endpoint]] = {
 ENDPOINTS.update(KEY_ENDPOINTS)
 ENDPOINTS.update(EVENT_ENDPOINTS)
 ENDPOINTS.update(WEBHOOK_ENDPOINTS)
+ENDPOINTS.update(LANGUAGE_ENDPOINTS)
 
 _R, _W, _A = Scope.READ, Scope.WRITE, Scope.ADMIN
 #: The scope each method of each path needs (every one of :data:`ENDPOINTS` must have one).
@@ -460,6 +464,7 @@ SCOPES: dict[str, dict[str, Scope]] = {
     **KEY_SCOPES,
     **EVENT_SCOPES,
     **WEBHOOK_SCOPES,
+    **LANGUAGE_SCOPES,
 }
 
 routes: list[Route] = [

@@ -240,6 +240,8 @@ workers: Table = Table(
     Column("started_at", _TIME, nullable=False),
     Column("last_seen", _TIME, nullable=False, index=True),
     Column("running", Integer, nullable=False),
+    # The languages the worker runs code in, as JSON: {"python3": "Python 3.11.2", ...}.
+    Column("languages", Text),
 )
 
 #: Facts about the database itself, one row each; ``deployment_id`` names this deployment in

@@ -311,20 +311,32 @@ class Store:
     # ------------------------------------------------------------------ workers
 
     async def claim(
-        self, worker_id: str, queues: Sequence[str], limit: int, lease_s: float
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        limit: int,
+        lease_s: float,
+        languages: Sequence[str] = (),
     ) -> list[Claimed]:
-        """Take up to ``limit`` runnable tasks under a fresh lease."""
+        """Take up to ``limit`` runnable tasks under a fresh lease.
+
+        Code tasks are taken only in the ``languages`` the worker offers.
+        """
         now = self.clock()
         lease_us = int(lease_s * 1_000_000)
         return await self._write(
-            lambda c, fx: transitions.claim(c, fx, worker_id, queues, limit, lease_us, now),
+            lambda c, fx: transitions.claim(
+                c, fx, worker_id, queues, limit, lease_us, now, languages
+            ),
             durable=False,
         )
 
-    async def has_runnable(self, queues: Sequence[str]) -> bool:
-        """Whether a task of ``queues`` could be claimed now (a cheap read)."""
+    async def has_runnable(self, queues: Sequence[str], languages: Sequence[str] = ()) -> bool:
+        """Whether a task of ``queues`` (and ``languages``) could be claimed now (a cheap read)."""
         now = self.clock()
-        return await self.db.read(lambda c: transitions.has_runnable(c, list(queues), now))
+        return await self.db.read(
+            lambda c: transitions.has_runnable(c, list(queues), now, languages)
+        )
 
     async def has_expired_leases(self) -> bool:
         """Whether some running task's lease has expired (a cheap read)."""
@@ -454,6 +466,12 @@ class Store:
         now = self.clock()
         stale_us = int(stale_after_s * 1_000_000)
         return await self.db.read(lambda c: workers.list_workers(c, now, stale_us))
+
+    async def offered_languages(self, stale_after_s: float) -> dict[str, dict[str, Any]]:
+        """The languages live workers offer: versions seen and how many workers offer each."""
+        now = self.clock()
+        stale_us = int(stale_after_s * 1_000_000)
+        return await self.db.read(lambda c: workers.offered_languages(c, now, stale_us))
 
     async def prune(self, retention_s: float | None) -> dict[str, int]:
         """Delete what is past its retention, in small batches (see :func:`housekeeping.prune`)."""

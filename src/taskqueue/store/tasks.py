@@ -99,7 +99,9 @@ def new_task_row(
     return {
         "id": task_id,
         "name": item.name,
-        "command": item.command,
+        "command": item.command or "",
+        "language": item.language,
+        "code": item.code,
         "description": item.description,
         "technical_specs": item.technical_specs,
         "acceptance_criteria": dumps(item.acceptance_criteria),
@@ -171,6 +173,17 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
     refusal = edit_refusal(TaskStatus(row["status"]), given)
     if refusal is not None:
         raise Conflict(refusal)
+    if "command" in given and row["language"] is not None:
+        raise InvalidInput(
+            "a code task has no command to change",
+            [
+                {
+                    "loc": ["command"],
+                    "msg": "this task runs code, not a command",
+                    "type": "value_error",
+                }
+            ],
+        )
     values: dict[str, Any] = {}
     for name, value in given.items():
         if value is None and name in _NOT_NULL:

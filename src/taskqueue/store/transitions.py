@@ -134,6 +134,9 @@ class Claimed:
     input: Any
     lease_token: str
     project_id: str | None
+    #: A code task's language and code (its ``command`` is then empty).
+    language: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,8 +233,17 @@ def create(tx: Tx, fx: Effects, rows: list[dict[str, Any]], now: int) -> None:
 
 _PICK = (
     f"SELECT seq FROM tasks WHERE {RUNNABLE_SQL} AND queue IN ({{queues}}) AND run_at <= ?"
-    " ORDER BY priority_rank DESC, run_at, seq LIMIT ?"
+    " AND {languages} ORDER BY priority_rank DESC, run_at, seq LIMIT ?"
 )
+
+
+def _language_condition(languages: Sequence[str]) -> str:
+    """Code tasks only of the languages a worker offers; commands always."""
+    if not languages:
+        return "language IS NULL"
+    return f"(language IS NULL OR language IN ({marks(languages)}))"
+
+
 # The pick's runnable rows are exactly the claim's sources (a test checks it), so the claim
 # needs no second status guard.
 
@@ -244,14 +256,17 @@ def claim(
     limit: int,
     lease_us: int,
     now: int,
+    languages: Sequence[str] = (),
 ) -> list[Claimed]:
     """Pending → Running: take up to ``limit`` runnable tasks under a fresh lease.
 
     Highest priority first, then first in first out. One statement: the sub-select walks the
-    partial index of runnable tasks in claim order.
+    partial index of runnable tasks in claim order. A code task is taken only by a worker
+    offering its ``languages``.
     """
     token = new_token()
-    chosen = tx.dialect.claim_pick(_PICK.format(queues=marks(queues)))
+    pick = _PICK.format(queues=marks(queues), languages=_language_condition(languages))
+    chosen = tx.dialect.claim_pick(pick)
     statement = _update(
         Transition.CLAIM,
         "lease_token = ?, lease_expires_at = ?, worker_id = ?, attempt = attempt + 1,"
@@ -261,8 +276,8 @@ def claim(
     )
     rows = tx.execute(
         f"{statement} RETURNING id, name, command, environment, working_directory, timeout,"
-        " attempt, input, project_id, priority_rank, run_at, seq",
-        (token, now + lease_us, worker_id, now, now, *queues, now, limit),
+        " attempt, input, project_id, priority_rank, run_at, seq, language, code",
+        (token, now + lease_us, worker_id, now, now, *queues, now, *languages, limit),
     ).fetchall()
     if not rows:
         return []
@@ -308,18 +323,21 @@ def claim(
             input=loads(r["input"]),
             lease_token=token,
             project_id=r["project_id"],
+            language=r["language"],
+            code=r["code"],
         )
         for r in rows
     ]
 
 
-def has_runnable(tx: Tx, queues: list[str], now: int) -> bool:
+def has_runnable(tx: Tx, queues: list[str], now: int, languages: Sequence[str] = ()) -> bool:
     """Whether any task of ``queues`` could be claimed now (a read over the claim's index)."""
     return (
         tx.execute(
             f"SELECT 1 FROM tasks WHERE {RUNNABLE_SQL}"
-            f" AND queue IN ({marks(queues)}) AND run_at <= ? LIMIT 1",
-            (*queues, now),
+            f" AND queue IN ({marks(queues)}) AND run_at <= ?"
+            f" AND {_language_condition(languages)} LIMIT 1",
+            (*queues, now, *languages),
         ).fetchone()
         is not None
     )

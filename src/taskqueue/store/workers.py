@@ -7,15 +7,22 @@ listed, its ``last_seen`` growing old, until housekeeping forgets it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskqueue.store.codec import dumps, from_us, loads
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
 
-__all__ = ["WorkerInfo", "deregister_worker", "list_workers", "register_worker", "touch_worker"]
+__all__ = [
+    "WorkerInfo",
+    "deregister_worker",
+    "list_workers",
+    "offered_languages",
+    "register_worker",
+    "touch_worker",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class WorkerInfo:
     concurrency: int
     queues: Sequence[str]
     version: str
+    #: The languages it runs code in, each with the version its toolchain reported.
+    languages: Mapping[str, str] = field(default_factory=dict)
 
 
 def register_worker(conn: Tx, fx: Effects, info: WorkerInfo, now: int) -> None:
@@ -35,8 +44,9 @@ def register_worker(conn: Tx, fx: Effects, info: WorkerInfo, now: int) -> None:
     del fx
     conn.execute(
         "INSERT INTO workers (id, host, pid, concurrency, queues, version, started_at,"
-        " last_seen, running) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
-        " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+        " last_seen, running, languages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+        " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,"
+        " languages = excluded.languages",
         (
             info.id,
             info.host,
@@ -46,6 +56,7 @@ def register_worker(conn: Tx, fx: Effects, info: WorkerInfo, now: int) -> None:
             info.version,
             now,
             now,
+            dumps(dict(info.languages)),
         ),
     )
 
@@ -87,3 +98,19 @@ def list_workers(conn: Tx, now: int, stale_after_us: int) -> list[dict[str, Any]
         }
         for r in rows
     ]
+
+
+def offered_languages(conn: Tx, now: int, stale_after_us: int) -> dict[str, dict[str, Any]]:
+    """What live workers offer: per language, the versions they reported and how many offer it."""
+    rows = conn.execute(
+        "SELECT languages FROM workers WHERE last_seen >= ? AND languages IS NOT NULL",
+        (now - stale_after_us,),
+    ).fetchall()
+    offered: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for name, version in (loads(row["languages"]) or {}).items():
+            entry = offered.setdefault(name, {"versions": [], "workers": 0})
+            entry["workers"] += 1
+            if version not in entry["versions"]:
+                entry["versions"].append(version)
+    return offered

@@ -45,3 +45,6 @@ class WorkerSettings:
     presence_interval: float = 5.0
     #: The unprivileged user commands run as (the worker runs as root); None: as the worker.
     run_as: RunAs | None = None
+    #: The languages offered for code tasks (names or aliases); None: every one found. Either
+    #: way only those whose toolchain answers the worker's probe at start are offered.
+    languages: Sequence[str] | None = None

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from taskqueue._version import __version__
 from taskqueue.store import Store, WorkerInfo
@@ -59,8 +59,11 @@ class Upkeep:
         leases: Callable[[], list[tuple[str, str]]],
         lose: Callable[[str, str], None],
         busy: Callable[[], int],
+        languages: Mapping[str, str] | None = None,
     ) -> None:
         self.store: Store = store
+        #: The languages (and versions) the worker registers as offered.
+        self.languages: Mapping[str, str] = languages or {}
         self.settings: WorkerSettings = settings
         self.leases: Callable[[], list[tuple[str, str]]] = leases
         self.lose: Callable[[str, str], None] = lose
@@ -140,6 +143,7 @@ class Upkeep:
             concurrency=self.settings.concurrency,
             queues=self.settings.queues,
             version=__version__,
+            languages=self.languages,
         )
 
     async def register(self) -> None:

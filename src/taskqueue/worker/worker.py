@@ -37,6 +37,7 @@ from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
 from taskqueue.worker.settings import WorkerSettings
+from taskqueue.worker.toolchains import code_command, probe_languages, remove_code
 from taskqueue.worker.upkeep import QuietLog, Upkeep
 
 __all__ = ["Worker", "WorkerSettings"]
@@ -94,6 +95,8 @@ class Worker:
         self._base_env = {k: v for k, v in os.environ.items() if not is_private(k)}
         if self.settings.run_as is not None:
             self._base_env = self.settings.run_as.environment(self._base_env)
+        #: The languages this worker runs code tasks in, with their versions (probed here).
+        self.languages: dict[str, str] = probe_languages(self.settings.languages)
         self._started = str(process_start(os.getpid()) or 0)
         self._deployment = ""  # this database's deployment id, learnt when the worker runs
         # One thread follows each running command (see taskqueue.worker.process).
@@ -103,7 +106,12 @@ class Worker:
         store.on_stop_running(self._on_revoked)
         self._quiet = QuietLog()
         self._upkeep = Upkeep(
-            store, self.settings, leases=self._leases, lose=self._lose, busy=lambda: self._active
+            store,
+            self.settings,
+            leases=self._leases,
+            lose=self._lose,
+            busy=lambda: self._active,
+            languages=self.languages,
         )
 
     @property
@@ -160,7 +168,11 @@ class Worker:
                 work.clear()
                 try:
                     claimed = await self.store.claim(
-                        self.worker_id, settings.queues, wanted, settings.lease_seconds
+                        self.worker_id,
+                        settings.queues,
+                        wanted,
+                        settings.lease_seconds,
+                        list(self.languages),
                     )
                 except Exception as exc:
                     self._quiet.warn("claim", "claim failed, retrying: %s", exc)
@@ -194,7 +206,7 @@ class Worker:
                     return
                 # Poll: work made runnable by another process, or a retry that came due.
                 try:
-                    if await self.store.has_runnable(self.settings.queues):
+                    if await self.store.has_runnable(self.settings.queues, list(self.languages)):
                         return
                 except Exception as exc:  # a locked or unreadable file: keep polling
                     self._quiet.warn("poll", "checking for work failed: %s", exc)
@@ -365,10 +377,13 @@ class Worker:
             OutputCapture("stdout", settings.output_limit, sink),
             OutputCapture("stderr", settings.output_limit, sink),
         )
+        command, code_dir = claimed.command, None
         started = time.monotonic()
         try:
+            if claimed.language is not None:
+                command, code_dir = code_command(claimed.language, claimed.code or "", run_as)
             result = run_command(
-                claimed.command,
+                command,
                 self._environment(claimed, input_path, output_path),
                 stdin_path,
                 captures,
@@ -383,6 +398,8 @@ class Worker:
                 output_path, owner=None if run_as is None else run_as.uid
             )
         finally:
+            if code_dir is not None:
+                remove_code(code_dir)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(output_path)
             if input_path != str(self._null_input):
