@@ -183,6 +183,7 @@ class WebhookDispatcher:
         events = await self.store.events.read(
             position,
             BATCH,
+            sequence=False,  # bounds() just did
             projects=None if project is None else frozenset({project}),
             types=subscription["event_types"],
         )

@@ -75,14 +75,18 @@ class EventLog:
         numbered: int = await self._write(outbox.sequence_events)
         return numbered
 
-    async def read(self, after: int, limit: int, **filters: Any) -> list[dict[str, Any]]:
+    async def read(
+        self, after: int, limit: int, *, sequence: bool = True, **filters: Any
+    ) -> list[dict[str, Any]]:
         """Up to ``limit`` events after position ``after`` that pass the filters, oldest first.
 
         ``filters`` are :func:`outbox.read_events`'s (``projects``, ``project_id``,
         ``task_id``, ``types``, ``queue``, ``with_queue``). Numbers the events committed since
-        the last read first, so what it returns is final.
+        the last read first, so what it returns is final (``sequence=False``: the caller just
+        did, with :meth:`bounds`).
         """
-        await self.sequence()
+        if sequence:
+            await self.sequence()
         return await self.db.read(lambda c: outbox.read_events(c, after, limit, **filters))
 
     async def bounds(self) -> tuple[int | None, int | None]:
