@@ -41,6 +41,7 @@ from taskqueue._fields import (
     UTCDateTime,
     WireUUID,
 )
+from taskqueue._limits import TaskLimits
 from taskqueue.languages import LANGUAGES, canonical_language
 
 __all__ = [
@@ -294,6 +295,8 @@ class TaskCreate(_Input):
     queue: Queue = "default"
     run_at: UTCDateTime | None = None
     input: JSONValue = None
+    #: Resource limits of its command (see :mod:`taskqueue._limits`); None: the operator's.
+    limits: TaskLimits | None = None
     ai_reviews_required: Annotated[int, Field(ge=0, le=100), StrictInteger] = 3
     #: Only items of a batch have refs (:class:`BatchTaskItem`); always None here.
     ref: SkipJsonSchema[Ref | None] = None

@@ -220,6 +220,8 @@ class Task(_Output):
     version: int | None = None
     language: str | None = None
     code: str | None = None
+    #: The limits the task asked for (those left out are not listed); None: none asked.
+    limits: dict[str, int | bool] | None = None
     idempotency_key: str | None = None
 
     @property

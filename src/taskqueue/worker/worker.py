@@ -32,7 +32,14 @@ from pathlib import Path
 
 from taskqueue.models import FailureReason
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
-from taskqueue.worker.attempt import attempt_files, is_private, outcome_of, write_input
+from taskqueue.worker.attempt import (
+    attempt_files,
+    is_private,
+    outcome_of,
+    private_tmpdir,
+    write_input,
+)
+from taskqueue.worker.limits import NetworkUnavailable, limits_prelude, network_prefix
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
@@ -365,8 +372,13 @@ class Worker:
                 error=f"working_directory {cwd!r} is not a directory",
                 reason=FailureReason.SPAWN_ERROR,
             )
-        input_path, stdin_path, output_path = self._attempt_paths(claimed)
+        limits = settings.limits.effective(claimed.limits)
         run_as = settings.run_as
+        try:
+            prefix = network_prefix(limits, run_as)
+        except NetworkUnavailable as exc:
+            return Outcome(False, error=str(exc), reason=FailureReason.ISOLATION_UNAVAILABLE)
+        input_path, stdin_path, output_path = self._attempt_paths(claimed)
         if cwd is None and run_as is not None:
             cwd = run_as.start_directory  # never the worker's own directory
 
@@ -378,26 +390,33 @@ class Worker:
             OutputCapture("stderr", settings.output_limit, sink),
         )
         command, code_dir = claimed.command, None
+        tmpdir = private_tmpdir(self._files, f"{claimed.id}-{claimed.attempt}", run_as)
+        env = self._environment(claimed, input_path, output_path)
+        env["TMPDIR"] = env["TMP"] = env["TEMP"] = str(tmpdir)
         started = time.monotonic()
         try:
             if claimed.language is not None:
                 command, code_dir = code_command(claimed.language, claimed.code or "", run_as)
             result = run_command(
                 command,
-                self._environment(claimed, input_path, output_path),
+                env,
                 stdin_path,
                 captures,
                 cwd=cwd,
                 timeout=claimed.timeout,
                 grace=settings.kill_grace_seconds,
                 should_stop=run.halt.is_set,
-                run_as=run_as,
+                # With a network namespace, the prefix drops to the user after making it.
+                run_as=None if prefix else run_as,
+                prelude=limits_prelude(limits),
+                prefix=prefix,
             )
             duration_ms = int((time.monotonic() - started) * 1000)
             output, output_error = read_result(
                 output_path, owner=None if run_as is None else run_as.uid
             )
         finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
             if code_dir is not None:
                 remove_code(code_dir)
             with contextlib.suppress(FileNotFoundError):
@@ -405,7 +424,9 @@ class Worker:
             if input_path != str(self._null_input):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(input_path)
-        return outcome_of(result, claimed.timeout, output, output_error, captures, duration_ms)
+        return outcome_of(
+            result, claimed.timeout, output, output_error, captures, duration_ms, limits
+        )
 
     # ------------------------------------------------------------------ output
 
