@@ -23,6 +23,7 @@ from taskqueue._enums import (
     WorkerStatus,
 )
 from taskqueue._fields import MAX_JSON_FIELD_BYTES, RESERVED_ENVIRONMENT
+from taskqueue._limits import TaskLimits
 from taskqueue._requests import (
     BatchTaskCreate,
     BatchTaskItem,
@@ -76,6 +77,7 @@ __all__ = [
     "TaskCreate",
     "TaskFilters",
     "TaskIdRef",
+    "TaskLimits",
     "TaskList",
     "TaskPriority",
     "TaskResult",

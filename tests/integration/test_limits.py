@@ -148,6 +148,13 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(
         assert (done["status"], done["failure_reason"]) == ("Failed", "process_limit"), done
         assert "Resource temporarily unavailable" in output_of(api, done["id"])
         assert_still_works(api)
+        # Above the hard limit the worker was started with, nobody may not raise it: the
+        # command does not run without its limit.
+        done = run(api, command="echo ran", limits={"open_files": 1_048_576})
+        assert (done["status"], done["result"]["exit_code"]) == ("Failed", 126), done
+        output = output_of(api, done["id"])
+        assert "limits cannot be applied" in output
+        assert "ran" not in output.split()
 
 
 @pytest.mark.skipif(not ROOT or shutil.which("unshare") is None, reason="needs root + unshare")
@@ -172,6 +179,19 @@ def test_network_false_under_run_as_runs_as_the_user(
         done = run(api, command="id -un; ip -o link 2>/dev/null | wc -l", limits={"network": False})
         assert done["status"] == "Completed", done
         assert output_of(api, done["id"]).split()[0] == "nobody"
+
+
+def test_network_false_is_refused_by_a_worker_that_cannot_isolate(
+    make_server: Callable[..., ServerProcess], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no unshare to be found
+    server = make_server("--workers", "1")
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        done = run(api, command="echo ran", limits={"network": False})
+        assert (done["status"], done["failure_reason"]) == ("Failed", "isolation_unavailable")
+        assert "network: false needs util-linux's unshare" in done["status_reason"]
+        assert output_of(api, done["id"]) == ""  # it never ran
+        assert_still_works(api)
 
 
 @pytest.mark.parametrize(
