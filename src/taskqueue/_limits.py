@@ -10,12 +10,12 @@ device). A limit left out falls to the operator's default, if any (see
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from pydantic.alias_generators import to_camel
+from pydantic import Field, StrictBool
 
 from taskqueue._fields import StrictInteger
+from taskqueue._input import _Input
 
 __all__ = ["LIMIT_NAMES", "LimitPolicy", "TaskLimits", "parse_limit"]
 
@@ -66,12 +66,8 @@ OpenFiles = Annotated[
 ]
 
 
-class TaskLimits(BaseModel):
+class TaskLimits(_Input):
     """The limits a task's command runs within; a field left out is not limited by the task."""
-
-    model_config: ClassVar[ConfigDict] = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid"
-    )
 
     cpu_seconds: CpuSeconds | None = None
     memory_bytes: MemoryBytes | None = None
@@ -81,9 +77,9 @@ class TaskLimits(BaseModel):
     network: Annotated[
         StrictBool,
         Field(
-            description="false: the command runs in a network namespace of its own (loopback"
-            " only); refused by a worker that cannot make one. true or left out: the host's"
-            " network."
+            description="false: the command runs in a network namespace of its own, with no"
+            " network at all (its loopback is down); refused by a worker that cannot make one."
+            " true or left out: the host's network."
         ),
     ] = True
 
