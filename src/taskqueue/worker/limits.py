@@ -30,13 +30,17 @@ import re
 import shutil
 import signal
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from taskqueue._enums import FailureReason
+from taskqueue._limits import LimitPolicy
 from taskqueue.security import RunAs
 
 __all__ = [
+    "Confinement",
     "NetworkUnavailable",
+    "confine",
     "limit_failure",
     "limits_prelude",
     "network_prefix",
@@ -135,6 +139,32 @@ def network_prefix(limits: Mapping[str, Any], run_as: RunAs | None) -> list[str]
         f"--groups={groups}" if groups else "--clear-groups",
         "--",
     ]
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """How one attempt's command is confined: its limits, and how they are applied."""
+
+    #: The limits it runs with (the task's, the worker's defaults, within its maxima).
+    limits: dict[str, Any]
+    #: The ``ulimit`` commands of its first shell (see :func:`limits_prelude`).
+    prelude: str
+    #: What its argv starts with (see :func:`network_prefix`).
+    prefix: list[str]
+    #: The user it is spawned as: none when the prefix drops to the user itself.
+    spawn_as: RunAs | None
+
+
+def confine(
+    policy: LimitPolicy, asked: Mapping[str, Any] | None, run_as: RunAs | None
+) -> Confinement:
+    """The confinement of a command whose task asked for ``asked``, on a worker with ``policy``.
+
+    Raises :class:`NetworkUnavailable` when the worker cannot give what the task asks.
+    """
+    limits = policy.effective(dict(asked) if asked is not None else None)
+    prefix = network_prefix(limits, run_as)
+    return Confinement(limits, limits_prelude(limits), prefix, None if prefix else run_as)
 
 
 def limit_failure(

@@ -39,7 +39,7 @@ from taskqueue.worker.attempt import (
     private_tmpdir,
     write_input,
 )
-from taskqueue.worker.limits import NetworkUnavailable, limits_prelude, network_prefix
+from taskqueue.worker.limits import NetworkUnavailable, confine
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
@@ -335,9 +335,12 @@ class Worker:
             self._start_ready()
         self._slot_freed.set()
 
-    def _environment(self, claimed: Claimed, input_path: str, output_path: str) -> dict[str, str]:
+    def _environment(
+        self, claimed: Claimed, input_path: str, output_path: str, tmpdir: str
+    ) -> dict[str, str]:
         env = dict(self._base_env)
-        env.update(claimed.environment)
+        env["TMPDIR"] = env["TMP"] = env["TEMP"] = tmpdir  # the attempt's own, removed after
+        env.update(claimed.environment)  # a task that names its own temp dir keeps it
         env["TASKQUEUE_TASK_ID"] = claimed.id
         env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
         env["TASKQUEUE_WORKER_ID"] = self.worker_id
@@ -372,10 +375,9 @@ class Worker:
                 error=f"working_directory {cwd!r} is not a directory",
                 reason=FailureReason.SPAWN_ERROR,
             )
-        limits = settings.limits.effective(claimed.limits)
         run_as = settings.run_as
         try:
-            prefix = network_prefix(limits, run_as)
+            confined = confine(settings.limits, claimed.limits, run_as)
         except NetworkUnavailable as exc:
             return Outcome(False, error=str(exc), reason=FailureReason.ISOLATION_UNAVAILABLE)
         input_path, stdin_path, output_path = self._attempt_paths(claimed)
@@ -391,8 +393,7 @@ class Worker:
         )
         command, code_dir = claimed.command, None
         tmpdir = private_tmpdir(self._files, f"{claimed.id}-{claimed.attempt}", run_as)
-        env = self._environment(claimed, input_path, output_path)
-        env["TMPDIR"] = env["TMP"] = env["TEMP"] = str(tmpdir)
+        env = self._environment(claimed, input_path, output_path, str(tmpdir))
         started = time.monotonic()
         try:
             if claimed.language is not None:
@@ -406,10 +407,9 @@ class Worker:
                 timeout=claimed.timeout,
                 grace=settings.kill_grace_seconds,
                 should_stop=run.halt.is_set,
-                # With a network namespace, the prefix drops to the user after making it.
-                run_as=None if prefix else run_as,
-                prelude=limits_prelude(limits),
-                prefix=prefix,
+                run_as=confined.spawn_as,
+                prelude=confined.prelude,
+                prefix=confined.prefix,
             )
             duration_ms = int((time.monotonic() - started) * 1000)
             output, output_error = read_result(
@@ -425,7 +425,7 @@ class Worker:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(input_path)
         return outcome_of(
-            result, claimed.timeout, output, output_error, captures, duration_ms, limits
+            result, claimed.timeout, output, output_error, captures, duration_ms, confined.limits
         )
 
     # ------------------------------------------------------------------ output
