@@ -60,6 +60,15 @@ def exit_code_of(task: Task) -> int:
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE")
 @click.option("--cwd", default=None, help="Working directory on the worker.")
 @click.option("--queue", default=None)
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A limit of the command (repeat): cpu_seconds, memory_bytes, file_size_bytes,"
+    " processes, open_files; bytes may end in K, M, G.",
+)
+@click.option("--no-network", is_flag=True, help="Run the command without any network.")
 @click.option("--detach", "-d", is_flag=True, help="Print the task id and return at once.")
 @client_command
 def run(
@@ -74,6 +83,8 @@ def run(
     env: tuple[str, ...],
     cwd: str | None,
     queue: str | None,
+    limits: tuple[str, ...],
+    no_network: bool,
     detach: bool,
 ) -> None:
     """Run COMMAND as a task: stream its output, exit with its exit code.
@@ -93,6 +104,8 @@ def run(
     }
     if env:
         fields["environment"] = parse_env(env)
+    if limits or no_network:
+        fields["limits"] = _limits(limits, no_network)
     task = client.create_task(
         name or line[:255],
         line,
@@ -111,6 +124,20 @@ def run(
         reason = done.status_reason or (done.result.error if done.result else None)
         click.echo(f"task {done.id} {done.status.value}{': ' + reason if reason else ''}", err=True)
     raise SystemExit(exit_code_of(done))
+
+
+def _limits(given: tuple[str, ...], no_network: bool) -> dict[str, Any]:
+    """``--limit NAME=VALUE`` options and ``--no-network`` as the task's ``limits``."""
+    from taskqueue._limits import parse_limit
+
+    limits: dict[str, Any] = {"network": False} if no_network else {}
+    for text in given:
+        try:
+            name, value = parse_limit(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--limit") from None
+        limits[name] = value
+    return limits
 
 
 class _Stopped(Exception):
