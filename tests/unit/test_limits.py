@@ -73,6 +73,13 @@ def test_the_prelude_sets_soft_before_hard_and_converts_units() -> None:
         ({"cpu_seconds": 2}, -signal.SIGKILL, 0.1, "", None),
         ({"file_size_bytes": 512}, -signal.SIGXFSZ, 0, "", FailureReason.FILE_SIZE_LIMIT),
         ({}, -signal.SIGXFSZ, 0, "", None),
+        (
+            {"file_size_bytes": 512},
+            1,
+            0,
+            "OSError: [Errno 27] File too large",
+            FailureReason.FILE_SIZE_LIMIT,
+        ),
         ({"memory_bytes": 2**24}, 1, 0, "MemoryError\n", FailureReason.MEMORY_LIMIT),
         ({}, 1, 0, "MemoryError\n", None),
         ({"processes": 4}, 2, 0, "sh: 1: Cannot fork\n", FailureReason.PROCESS_LIMIT),

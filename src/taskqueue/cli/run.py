@@ -15,6 +15,7 @@ from taskqueue.cli._context import (
     client_command,
 )
 from taskqueue.cli._ids import resolve_project
+from taskqueue.cli._limit_options import limit_options, limits_of
 from taskqueue.cli.tasks import (
     PRIORITIES,
     _canonical,
@@ -60,15 +61,7 @@ def exit_code_of(task: Task) -> int:
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE")
 @click.option("--cwd", default=None, help="Working directory on the worker.")
 @click.option("--queue", default=None)
-@click.option(
-    "--limit",
-    "limits",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A limit of the command (repeat): cpu_seconds, memory_bytes, file_size_bytes,"
-    " processes, open_files; bytes may end in K, M, G.",
-)
-@click.option("--no-network", is_flag=True, help="Run the command without any network.")
+@limit_options
 @click.option("--detach", "-d", is_flag=True, help="Print the task id and return at once.")
 @client_command
 def run(
@@ -104,8 +97,7 @@ def run(
     }
     if env:
         fields["environment"] = parse_env(env)
-    if limits or no_network:
-        fields["limits"] = _limits(limits, no_network)
+    fields["limits"] = limits_of(limits, no_network)
     task = client.create_task(
         name or line[:255],
         line,
@@ -124,20 +116,6 @@ def run(
         reason = done.status_reason or (done.result.error if done.result else None)
         click.echo(f"task {done.id} {done.status.value}{': ' + reason if reason else ''}", err=True)
     raise SystemExit(exit_code_of(done))
-
-
-def _limits(given: tuple[str, ...], no_network: bool) -> dict[str, Any]:
-    """``--limit NAME=VALUE`` options and ``--no-network`` as the task's ``limits``."""
-    from taskqueue._limits import parse_limit
-
-    limits: dict[str, Any] = {"network": False} if no_network else {}
-    for text in given:
-        try:
-            name, value = parse_limit(text)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--limit") from None
-        limits[name] = value
-    return limits
 
 
 class _Stopped(Exception):

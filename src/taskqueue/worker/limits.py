@@ -14,7 +14,8 @@ A failure is put down to a limit from what the kernel says and the command print
 
 * SIGXCPU (or SIGKILL after using the CPU seconds, or an exit of 128 + SIGXCPU from a shell
   in between) → ``cpu_limit``; the CPU time comes from ``wait4``;
-* SIGXFSZ (or an exit of 128 + SIGXFSZ) → ``file_size_limit``;
+* SIGXFSZ (or an exit of 128 + SIGXFSZ), or a non-zero exit whose stderr ends with EFBIG
+  ("File too large": a program that ignores SIGXFSZ, as Python does) → ``file_size_limit``;
 * a non-zero exit whose stderr ends with an allocation failure (MemoryError, "Cannot allocate
   memory", ``std::bad_alloc``, "out of memory") → ``memory_limit``: RLIMIT_AS makes
   allocations fail, it sends no signal, so the program's own report is the only evidence;
@@ -55,6 +56,7 @@ _FORK_WORDS = re.compile(
     r"|retry: No child processes",
 )
 _FILES_WORDS = re.compile(r"Too many open files|EMFILE")
+_SIZE_WORDS = re.compile(r"File too large|EFBIG")
 
 
 class NetworkUnavailable(RuntimeError):
@@ -178,7 +180,8 @@ def limit_failure(
     if cpu is not None and (xcpu or (exit_code == -signal.SIGKILL and cpu_seconds >= cpu)):
         return FailureReason.CPU_LIMIT, f"stopped by its CPU limit of {cpu}s"
     size = limits.get("file_size_bytes")
-    if size is not None and exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+    xfsz = exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ)
+    if size is not None and (xfsz or _SIZE_WORDS.search(stderr_tail)):
         return FailureReason.FILE_SIZE_LIMIT, f"stopped by its file-size limit of {size} bytes"
     memory = limits.get("memory_bytes")
     if memory is not None and _MEMORY_WORDS.search(stderr_tail):
