@@ -60,6 +60,12 @@ class FailureReason(_Value):
     HANDED_BACK = "handed_back"  # the worker shut down and gave the attempt back
     CANCELLED = "cancelled"  # cancelled by request
     DEPENDENCY_FAILED = "dependency_failed"  # a dependency ended Failed or Cancelled
+    CPU_LIMIT = "cpu_limit"  # the command used up its CPU seconds (SIGXCPU, or past them)
+    MEMORY_LIMIT = "memory_limit"  # an allocation failed against its address-space limit
+    FILE_SIZE_LIMIT = "file_size_limit"  # it wrote past its file-size limit (SIGXFSZ)
+    PROCESS_LIMIT = "process_limit"  # it could not start a process past its process limit
+    OPEN_FILES_LIMIT = "open_files_limit"  # it could not open a file past its open-files limit
+    ISOLATION_UNAVAILABLE = "isolation_unavailable"  # the worker cannot isolate as asked
 
 
 class TaskPriority(_Value):

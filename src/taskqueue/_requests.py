@@ -13,7 +13,6 @@ from uuid import UUID
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -22,7 +21,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -41,6 +39,8 @@ from taskqueue._fields import (
     UTCDateTime,
     WireUUID,
 )
+from taskqueue._input import _Input
+from taskqueue._limits import TaskLimits
 from taskqueue.languages import LANGUAGES, canonical_language
 
 __all__ = [
@@ -59,43 +59,6 @@ __all__ = [
     "TaskUpdate",
     "TaskUpdateItem",
 ]
-
-
-def _twice(model: str, name: str, alias: str, value: Any) -> ValidationError:
-    error = PydanticCustomError(
-        "duplicate_field",
-        "{name} is given twice, as {name} and as {alias}; give one spelling",
-        {"name": name, "alias": alias},
-    )
-    return ValidationError.from_exception_data(
-        model, [InitErrorDetails(type=error, loc=(alias,), input=value)]
-    )
-
-
-class _Input(BaseModel):
-    """Base of request bodies: camelCase accepted, unknown fields refused.
-
-    A field given in both spellings (``retry_attempts`` and ``retryAttempts``) is refused: which
-    one to keep would be a guess.
-    """
-
-    model_config: ClassVar[ConfigDict] = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        str_max_length=1_000_000,
-        allow_inf_nan=False,
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_spelling(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name, field in cls.model_fields.items():
-                alias = field.alias
-                if alias is not None and alias != name and name in data and alias in data:
-                    raise _twice(cls.__name__, name, alias, data[alias])
-        return data
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,6 +257,8 @@ class TaskCreate(_Input):
     queue: Queue = "default"
     run_at: UTCDateTime | None = None
     input: JSONValue = None
+    #: Resource limits of its command (see :mod:`taskqueue._limits`); None: the operator's.
+    limits: TaskLimits | None = None
     ai_reviews_required: Annotated[int, Field(ge=0, le=100), StrictInteger] = 3
     #: Only items of a batch have refs (:class:`BatchTaskItem`); always None here.
     ref: SkipJsonSchema[Ref | None] = None

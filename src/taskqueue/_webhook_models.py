@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from taskqueue._fields import Omittable, StrictInteger, StrictNumber, Text, WireUUID
-from taskqueue._requests import _Input
+from taskqueue._input import _Input
 from taskqueue._responses import OutputModel as _Output
 from taskqueue.events import EVENT_TYPES
 

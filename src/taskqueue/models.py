@@ -23,6 +23,7 @@ from taskqueue._enums import (
     WorkerStatus,
 )
 from taskqueue._fields import MAX_JSON_FIELD_BYTES, RESERVED_ENVIRONMENT
+from taskqueue._limits import TaskLimits
 from taskqueue._requests import (
     BatchTaskCreate,
     BatchTaskItem,
@@ -76,6 +77,7 @@ __all__ = [
     "TaskCreate",
     "TaskFilters",
     "TaskIdRef",
+    "TaskLimits",
     "TaskList",
     "TaskPriority",
     "TaskResult",
@@ -220,6 +222,8 @@ class Task(_Output):
     version: int | None = None
     language: str | None = None
     code: str | None = None
+    #: The limits the task asked for (those left out are not listed); None: none asked.
+    limits: dict[str, int | bool] | None = None
     idempotency_key: str | None = None
 
     @property

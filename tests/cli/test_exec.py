@@ -44,3 +44,13 @@ def test_a_language_that_cannot_be_told_or_is_not_offered_is_one_clear_error(
     unoffered = tq("exec", "-l", "ruby", "-e", "puts 1", url=live.url)
     assert unoffered.returncode != 0
     assert_one_clear_error(unoffered.stderr, "no live worker offers ruby", "python3")
+
+
+def test_limits_apply_to_code_run_with_exec(live: ServerProcess) -> None:
+    code = "f = open('big', 'wb')\nfor _ in range(100): f.write(bytes(65536))"
+    result = tq(
+        "exec", "-l", "python3", "-e", f"import os; os.chdir(os.environ['TMPDIR'])\n{code}",
+        "--limit", "file_size_bytes=64K", "-o", "json", url=live.url,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert '"failure_reason": "file_size_limit"' in result.stdout, result.stdout + result.stderr

@@ -250,3 +250,20 @@ def test_ctrl_c_or_a_stop_signal_cancels_the_task(
     assert "Traceback" not in err
     task = newest(api, f"run-{signum.name}")
     assert wait_status(api, task["id"], timeout=15)["status"] == "Cancelled"
+
+
+def test_limits_reach_the_task_and_a_cpu_spin_is_stopped(
+    live: ServerProcess, api: httpx.Client
+) -> None:
+    result = tq(
+        "run", "--name", "run-limited", "--limit", "cpu_seconds=1", "--limit",
+        "memory_bytes=1G", "--", "sh", "-c", "while :; do :; done", url=live.url,
+    )  # fmt: skip
+    task = newest(api, "run-limited")
+    assert task["limits"] == {"cpu_seconds": 1, "memory_bytes": 2**30}
+    assert task["failure_reason"] == "cpu_limit"
+    assert "CPU limit of 1s" in result.stderr, result.stderr
+    assert result.returncode != 0
+    refused = tq("run", "--limit", "disk=1", "--", "true", url=live.url)
+    assert refused.returncode == 2
+    assert "--limit" in refused.stderr

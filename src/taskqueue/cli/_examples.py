@@ -87,6 +87,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "run": (
         "taskqueue run -- ls -la",
         "taskqueue run --retry-attempts 3 --timeout 60 'make test | tee log'",
+        "taskqueue run --limit cpu_seconds=60 --limit memory_bytes=1G --no-network -- make test",
     ),
     "exec": (
         "taskqueue exec script.py",

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from taskqueue.cli._context import EXIT_USAGE, CliContext, client_command
+from taskqueue.cli._limit_options import limit_options, limits_of
 from taskqueue.cli.run import _follow_to_the_end, exit_code_of
 from taskqueue.cli.tasks import parse_env
 from taskqueue.languages import LANGUAGES, canonical_language, detect_language
@@ -57,6 +58,7 @@ def _language(ctx: CliContext, given: str | None, filename: str | None) -> str:
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE")
 @click.option("--queue", default="default", show_default=True)
 @click.option("--name", default=None, help="Task name (default: the file, or the language).")
+@limit_options
 @click.option("--detach", "-d", is_flag=True, help="Print the task id and return at once.")
 @client_command
 def exec_code(
@@ -70,6 +72,8 @@ def exec_code(
     env: tuple[str, ...],
     queue: str,
     name: str | None,
+    limits: tuple[str, ...],
+    no_network: bool,
     detach: bool,
 ) -> None:
     """Run SCRIPT (or -e CODE) on a worker offering its language; stream its output.
@@ -87,6 +91,9 @@ def exec_code(
             ctx.fail(f"--input is not JSON: {exc}", EXIT_USAGE)
     if env:
         fields["environment"] = parse_env(env)
+    asked = limits_of(limits, no_network)
+    if asked is not None:
+        fields["limits"] = asked
     client = ctx.client
     job = client.execute_async(lang, source, name=name or filename or f"{lang} code", **fields)
     task = client.get_job(job)

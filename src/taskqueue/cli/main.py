@@ -45,6 +45,7 @@ from taskqueue.cli.tasks import tasks
 from taskqueue.cli.webhooks import webhooks
 
 if TYPE_CHECKING:
+    from taskqueue._limits import LimitPolicy
     from taskqueue.integrations.webhook_sender import WebhookSettings
     from taskqueue.security import RunAs
 
@@ -115,9 +116,51 @@ def _check_languages(value: str | None) -> list[str] | None:
     return names
 
 
+def _check_limits(values: tuple[str, ...], param: click.Parameter) -> dict[str, int]:
+    """``--default-limit`` / ``--max-limit NAME=VALUE`` (repeated): the limits by name."""
+    from taskqueue._limits import parse_limit
+
+    limits: dict[str, int] = {}
+    for value in values:
+        try:
+            name, number = parse_limit(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param=param) from None
+        limits[name] = number
+    return limits
+
+
+def _limit_policy(defaults: dict[str, int], maxima: dict[str, int]) -> LimitPolicy:
+    """The operator's limits; a default above its maximum is a usage error."""
+    from taskqueue._limits import LimitPolicy
+
+    for name, value in defaults.items():
+        if name in maxima and value > maxima[name]:
+            raise click.BadParameter(
+                f"{name}={value} is over --max-limit {name}={maxima[name]}",
+                param_hint="--default-limit",
+            )
+    return LimitPolicy(defaults=defaults, maxima=maxima)
+
+
 def _worker_options(function: Any) -> Any:
     """The options ``server`` and ``worker`` share: leases, draining, beats and logging."""
     options = [
+        *(
+            click.option(
+                f"--{kind}-limit",
+                f"{kind}_limits",
+                multiple=True,
+                metavar="NAME=VALUE",
+                callback=lambda _ctx, param, value: _check_limits(value, param),
+                help=f"{what} (repeat; NAME: cpu_seconds, memory_bytes, file_size_bytes,"
+                " processes, open_files; bytes may end in K, M, G). See docs/security.md.",
+            )
+            for kind, what in (
+                ("default", "A limit for tasks that leave it out"),
+                ("max", "The most a task may ask (more is refused with 422)"),
+            )
+        ),
         click.option(
             "--languages",
             default=None,
@@ -313,6 +356,8 @@ def server(
     secret_file: Path | None,
     failed_auth_burst: int,
     run_as: RunAs | None,
+    default_limits: dict[str, int],
+    max_limits: dict[str, int],
     languages: list[str] | None,
     lease_seconds: float,
     drain_timeout: float,
@@ -339,10 +384,12 @@ def server(
     _warn_if_root(run_as, workers > 0)
     if http.no_auth:
         click.echo(NO_AUTH_WARNING, err=True)
+    policy = _limit_policy(default_limits, max_limits)
     embedded = None
     if workers > 0:
         embedded = WorkerSettings(
             run_as=run_as,
+            limits=policy,
             languages=languages,
             concurrency=workers,
             lease_seconds=lease_seconds,
@@ -352,7 +399,12 @@ def server(
             housekeeping_interval=housekeeping_interval,
         )
     api = api_settings(
-        host, sockets, http, secret_file=secret_file, failed_auth_burst=failed_auth_burst
+        host,
+        sockets,
+        http,
+        secret_file=secret_file,
+        failed_auth_burst=failed_auth_burst,
+        limits=policy,
     )
     api.webhooks = _webhook_settings(webhooks)
     try:
@@ -407,6 +459,8 @@ def worker(
     concurrency: int,
     queues: tuple[str, ...],
     run_as: RunAs | None,
+    default_limits: dict[str, int],
+    max_limits: dict[str, int],
     languages: list[str] | None,
     lease_seconds: float,
     drain_timeout: float,
@@ -427,6 +481,7 @@ def worker(
 
     settings = WorkerSettings(
         run_as=run_as,
+        limits=_limit_policy(default_limits, max_limits),
         languages=languages,
         concurrency=concurrency,
         queues=queues,

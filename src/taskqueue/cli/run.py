@@ -15,6 +15,7 @@ from taskqueue.cli._context import (
     client_command,
 )
 from taskqueue.cli._ids import resolve_project
+from taskqueue.cli._limit_options import limit_options, limits_of
 from taskqueue.cli.tasks import (
     PRIORITIES,
     _canonical,
@@ -60,6 +61,7 @@ def exit_code_of(task: Task) -> int:
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE")
 @click.option("--cwd", default=None, help="Working directory on the worker.")
 @click.option("--queue", default=None)
+@limit_options
 @click.option("--detach", "-d", is_flag=True, help="Print the task id and return at once.")
 @client_command
 def run(
@@ -74,6 +76,8 @@ def run(
     env: tuple[str, ...],
     cwd: str | None,
     queue: str | None,
+    limits: tuple[str, ...],
+    no_network: bool,
     detach: bool,
 ) -> None:
     """Run COMMAND as a task: stream its output, exit with its exit code.
@@ -93,6 +97,7 @@ def run(
     }
     if env:
         fields["environment"] = parse_env(env)
+    fields["limits"] = limits_of(limits, no_network)
     task = client.create_task(
         name or line[:255],
         line,

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from taskqueue._limits import LimitPolicy
 from taskqueue.integrations.webhook_sender import WebhookSender, WebhookSettings
 from taskqueue.server.auth import Authenticator
 from taskqueue.server.errors import RequestIdMiddleware, exception_handlers
@@ -66,6 +67,8 @@ class ServerSettings:
     #: How webhooks are sent (by ``test`` and ``redeliver`` here; by the dispatcher, which
     #: whoever builds the app runs beside it, see :mod:`taskqueue.service`).
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    #: The operator's limits (``--max-limit``): tasks asking above a maximum are refused.
+    limits: LimitPolicy = field(default_factory=LimitPolicy)
 
 
 async def _openapi(request: Request) -> Response:

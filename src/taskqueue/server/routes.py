@@ -33,6 +33,7 @@ from taskqueue.server.errors import ApiError
 from taskqueue.server.events import EVENT_ENDPOINTS, EVENT_SCOPES
 from taskqueue.server.keys import KEY_ENDPOINTS, KEY_SCOPES
 from taskqueue.server.languages import LANGUAGE_ENDPOINTS, LANGUAGE_SCOPES, check_languages
+from taskqueue.server.limits import check_limits
 from taskqueue.server.params import (
     CascadeQuery,
     LogsQuery,
@@ -120,6 +121,7 @@ async def create_task(request: Request) -> Response:
     no_query(request)
     item = await parse_body(request, TaskCreate)
     key = idempotency(request, item)
+    check_limits(request, [item], batch=False)
     await check_languages(request, [item], batch=False)
     store = store_of(request)
     projects = projects_of(request)
@@ -134,6 +136,7 @@ async def create_batch(request: Request) -> Response:
     no_query(request)
     batch = await parse_body(request, BatchTaskCreate)
     key = idempotency(request, batch)
+    check_limits(request, batch.tasks, batch=True)
     await check_languages(request, batch.tasks, batch=True)
     store = store_of(request)
     tasks = await store.create_tasks(batch.tasks, key, batch=True, projects=projects_of(request))

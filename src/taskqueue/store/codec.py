@@ -116,6 +116,7 @@ def task_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "version": row["version"],
         "language": row["language"],
         "code": row["code"],
+        "limits": loads(row["limits"]),
         "idempotency_key": row["idempotency_key"],
     }
 

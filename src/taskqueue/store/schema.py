@@ -129,6 +129,8 @@ tasks: Table = Table(
     Column("version", Integer),
     Column("language", String(50)),
     Column("code", Text),
+    # The task's resource limits, as JSON (taskqueue._limits.TaskLimits.stored); NULL: none.
+    Column("limits", Text),
     Column("idempotency_key", String(255)),
     # Lease fencing: every write of an attempt is conditional on its token.
     Column("lease_token", String(32)),

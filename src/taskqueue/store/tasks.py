@@ -102,6 +102,7 @@ def new_task_row(
         "command": item.command or "",
         "language": item.language,
         "code": item.code,
+        "limits": dumps(item.limits.stored()) if item.limits and item.limits.stored() else None,
         "description": item.description,
         "technical_specs": item.technical_specs,
         "acceptance_criteria": dumps(item.acceptance_criteria),

@@ -137,6 +137,8 @@ class Claimed:
     #: A code task's language and code (its ``command`` is then empty).
     language: str | None = None
     code: str | None = None
+    #: The limits the task asked for (:meth:`taskqueue._limits.TaskLimits.stored`), or None.
+    limits: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def claim(
     )
     rows = tx.execute(
         f"{statement} RETURNING id, name, command, environment, working_directory, timeout,"
-        " attempt, input, project_id, priority_rank, run_at, seq, language, code",
+        " attempt, input, project_id, priority_rank, run_at, seq, language, code, limits",
         (token, now + lease_us, worker_id, now, now, *queues, now, *languages, limit),
     ).fetchall()
     if not rows:
@@ -325,6 +327,7 @@ def claim(
             project_id=r["project_id"],
             language=r["language"],
             code=r["code"],
+            limits=loads(r["limits"]),
         )
         for r in rows
     ]

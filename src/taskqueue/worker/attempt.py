@@ -9,16 +9,26 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from taskqueue.models import FailureReason
 from taskqueue.security import RunAs
 from taskqueue.store import Outcome
+from taskqueue.worker.limits import limit_failure
 from taskqueue.worker.process import CommandResult, OutputCapture
 
-__all__ = ["PRIVATE_VARIABLES", "attempt_files", "is_private", "outcome_of", "write_input"]
+__all__ = [
+    "PRIVATE_VARIABLES",
+    "attempt_files",
+    "is_private",
+    "outcome_of",
+    "private_tmpdir",
+    "write_input",
+]
 
 #: Variables of the worker's environment that its commands do not inherit: the database URL
 #: (it carries a password), where it is kept, the API key, and libpq's own secrets.
@@ -59,6 +69,20 @@ def attempt_files(run_as: RunAs | None) -> tuple[Path, Path]:
     return files, outputs
 
 
+def private_tmpdir(files: Path, stem: str, run_as: RunAs | None) -> Path:
+    """A temporary directory for one attempt (its ``$TMPDIR``), the command's alone.
+
+    Made afresh inside the worker's files (0700, owned by the user commands run as), and
+    removed with everything in it when the attempt ends.
+    """
+    path = files / f"{stem}.tmp"
+    shutil.rmtree(path, ignore_errors=True)  # a leftover of an attempt this worker lost
+    path.mkdir(mode=0o700)
+    if run_as is not None:
+        os.chown(path, run_as.uid, run_as.gid)
+    return path
+
+
 def write_input(path: Path, text: str, run_as: RunAs | None) -> None:
     """Write a command's input file afresh, following no link left where it goes."""
     with contextlib.suppress(FileNotFoundError):
@@ -78,11 +102,22 @@ def outcome_of(
     output_error: str | None,
     captures: tuple[OutputCapture, OutputCapture],
     duration_ms: int,
+    limits: Mapping[str, Any] | None = None,
 ) -> Outcome:
-    """How the attempt ended, from how its command ended and the result file it left."""
+    """How the attempt ended, from how its command ended and the result file it left.
+
+    A failure put down to one of the ``limits`` it ran with is named by that limit.
+    """
     error: str | None = None
     reason: FailureReason | None = None
-    if result.timed_out:
+    hit = None
+    if not result.timed_out and limits:
+        hit = limit_failure(
+            limits, result.exit_code, result.cpu_seconds, captures[1].summary_tail()
+        )
+    if hit is not None:
+        reason, error = hit
+    elif result.timed_out:
         error, reason = f"timed out after {timeout}s", FailureReason.TIMEOUT
     elif result.exit_code < 0:
         error, reason = f"killed by signal {-result.exit_code}", FailureReason.SIGNAL

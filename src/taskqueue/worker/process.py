@@ -25,8 +25,9 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from taskqueue.security import RunAs
 
@@ -152,6 +153,8 @@ class _NativeSpawn:
         name = ctypes.util.find_library("c")
         libc = ctypes.CDLL(name, use_errno=True) if name else None
         self.libc = libc if libc is not None and hasattr(libc, "posix_spawn") else None
+        # glibc 2.34+: close every descriptor from 3 up in the child, whatever its flags.
+        self.closefrom: Any = getattr(self.libc, "posix_spawn_file_actions_addclosefrom_np", None)
         # Python ignores SIGPIPE and SIGXFSZ, and "ignored" survives exec: a command like
         # `yes | head -1` would never end. The child gets them back at their defaults, and an
         # empty signal mask.
@@ -183,6 +186,8 @@ class _NativeSpawn:
             )
             libc.posix_spawn_file_actions_adddup2(actions, out_w, 1)
             libc.posix_spawn_file_actions_adddup2(actions, err_w, 2)
+            if self.closefrom is not None:  # no descriptor of the worker's beyond 0, 1, 2
+                self.closefrom(actions, 3)
             c_argv = (ctypes.c_char_p * (len(argv) + 1))(*[os.fsencode(a) for a in argv], None)
             c_env = (ctypes.c_char_p * (len(env) + 1))(*_encode_env(env), None)
             pid = ctypes.c_int()
@@ -289,11 +294,18 @@ def _spawn(
     return _spawn_as(argv, env, stdin_path, *outputs, run_as)
 
 
-def _argv(command: str, cwd: str | None) -> list[str]:
-    if cwd is None:
-        return ["/bin/sh", "-c", command]
-    # posix_spawn cannot chdir; a first shell does, then becomes the command's shell.
-    return ["/bin/sh", "-c", 'cd -- "$1" || exit 126; exec /bin/sh -c "$2"', "sh", cwd, command]
+def _argv(
+    command: str, cwd: str | None, prelude: str = "", prefix: Sequence[str] = ()
+) -> list[str]:
+    """The argv of a command: its shell, after a first one that applies limits and its cwd."""
+    steps = [prelude] if prelude else []
+    if cwd is not None:
+        # posix_spawn cannot chdir; a first shell does, then becomes the command's shell.
+        steps.append('cd -- "$1" || exit 126')
+    if not steps:
+        return [*prefix, "/bin/sh", "-c", command]
+    script = "; ".join(steps) + '; exec /bin/sh -c "$2"'
+    return [*prefix, "/bin/sh", "-c", script, "sh", cwd or "/", command]
 
 
 @dataclass
@@ -302,6 +314,8 @@ class CommandResult:
 
     exit_code: int  # negative: killed by that signal
     timed_out: bool
+    #: CPU seconds (user + system) the command and the children it waited for used.
+    cpu_seconds: float = 0.0
 
 
 def run_command(
@@ -316,6 +330,8 @@ def run_command(
     should_stop: Callable[[], bool] = lambda: False,
     check_interval: float = 0.2,
     run_as: RunAs | None = None,
+    prelude: str = "",
+    prefix: Sequence[str] = (),
 ) -> CommandResult:
     """Run ``command`` to its end, blocking; meant for a thread of its own.
 
@@ -325,12 +341,14 @@ def run_command(
     zombie, so its group id cannot have been reused), and the pipes are read to their end; a
     process that escaped the group by starting its own session may hold a pipe open, so that
     wait is bounded too. With ``run_as``, the command runs as that user (see
-    :func:`_spawn_as`).
+    :func:`_spawn_as`). ``prelude`` (shell commands, such as ``ulimit``) runs in the
+    command's first shell before it becomes the command's; ``prefix`` comes before the shell
+    in its argv (``unshare --net --``).
     """
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = _spawn(_argv(command, cwd), env, stdin_path, (out_w, err_w), run_as)
+        pid = _spawn(_argv(command, cwd, prelude, prefix), env, stdin_path, (out_w, err_w), run_as)
     except BaseException:
         os.close(out_r)
         os.close(err_r)
@@ -349,6 +367,7 @@ def run_command(
     phase = "running"  # then "terminating" (SIGTERM sent), then "killed" (SIGKILL sent)
     kill_at = drain_until = math.inf
     status: int | None = None
+    cpu = 0.0
     timed_out = False
     try:
         while status is None or streams:
@@ -378,7 +397,8 @@ def run_command(
             for fd, _ in poller.poll(max(0.0, wake - now) * 1000):
                 if fd == pidfd:
                     kill_group(pid, signal.SIGKILL)  # leftovers of a command that is done
-                    status = os.waitpid(pid, 0)[1]
+                    _, status, usage = os.wait4(pid, 0)
+                    cpu = usage.ru_utime + usage.ru_stime
                     poller.unregister(pidfd)
                     drain_until = time.monotonic() + 2.0
                     continue
@@ -397,4 +417,4 @@ def run_command(
             kill_group(pid, signal.SIGKILL)
             status = os.waitpid(pid, 0)[1]
         os.close(pidfd)
-    return CommandResult(_exit_code(status), timed_out)
+    return CommandResult(_exit_code(status), timed_out, cpu)

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from taskqueue._limits import LimitPolicy
 from taskqueue.security import RunAs
 
 __all__ = ["WorkerSettings", "default_worker_id"]
@@ -48,3 +49,5 @@ class WorkerSettings:
     #: The languages offered for code tasks (names or aliases); None: every one found. Either
     #: way only those whose toolchain answers the worker's probe at start are offered.
     languages: Sequence[str] | None = None
+    #: The operator's limits: defaults for what a task leaves out, and maxima.
+    limits: LimitPolicy = field(default_factory=LimitPolicy)

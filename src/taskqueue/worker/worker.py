@@ -32,7 +32,14 @@ from pathlib import Path
 
 from taskqueue.models import FailureReason
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
-from taskqueue.worker.attempt import attempt_files, is_private, outcome_of, write_input
+from taskqueue.worker.attempt import (
+    attempt_files,
+    is_private,
+    outcome_of,
+    private_tmpdir,
+    write_input,
+)
+from taskqueue.worker.limits import NetworkUnavailable, confine
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
 from taskqueue.worker.results import read_result
@@ -328,9 +335,12 @@ class Worker:
             self._start_ready()
         self._slot_freed.set()
 
-    def _environment(self, claimed: Claimed, input_path: str, output_path: str) -> dict[str, str]:
+    def _environment(
+        self, claimed: Claimed, input_path: str, output_path: str, tmpdir: str
+    ) -> dict[str, str]:
         env = dict(self._base_env)
-        env.update(claimed.environment)
+        env["TMPDIR"] = env["TMP"] = env["TEMP"] = tmpdir  # the attempt's own, removed after
+        env.update(claimed.environment)  # a task that names its own temp dir keeps it
         env["TASKQUEUE_TASK_ID"] = claimed.id
         env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
         env["TASKQUEUE_WORKER_ID"] = self.worker_id
@@ -365,8 +375,12 @@ class Worker:
                 error=f"working_directory {cwd!r} is not a directory",
                 reason=FailureReason.SPAWN_ERROR,
             )
-        input_path, stdin_path, output_path = self._attempt_paths(claimed)
         run_as = settings.run_as
+        try:
+            confined = confine(settings.limits, claimed.limits, run_as)
+        except NetworkUnavailable as exc:
+            return Outcome(False, error=str(exc), reason=FailureReason.ISOLATION_UNAVAILABLE)
+        input_path, stdin_path, output_path = self._attempt_paths(claimed)
         if cwd is None and run_as is not None:
             cwd = run_as.start_directory  # never the worker's own directory
 
@@ -378,26 +392,31 @@ class Worker:
             OutputCapture("stderr", settings.output_limit, sink),
         )
         command, code_dir = claimed.command, None
+        tmpdir = private_tmpdir(self._files, f"{claimed.id}-{claimed.attempt}", run_as)
+        env = self._environment(claimed, input_path, output_path, str(tmpdir))
         started = time.monotonic()
         try:
             if claimed.language is not None:
                 command, code_dir = code_command(claimed.language, claimed.code or "", run_as)
             result = run_command(
                 command,
-                self._environment(claimed, input_path, output_path),
+                env,
                 stdin_path,
                 captures,
                 cwd=cwd,
                 timeout=claimed.timeout,
                 grace=settings.kill_grace_seconds,
                 should_stop=run.halt.is_set,
-                run_as=run_as,
+                run_as=confined.spawn_as,
+                prelude=confined.prelude,
+                prefix=confined.prefix,
             )
             duration_ms = int((time.monotonic() - started) * 1000)
             output, output_error = read_result(
                 output_path, owner=None if run_as is None else run_as.uid
             )
         finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
             if code_dir is not None:
                 remove_code(code_dir)
             with contextlib.suppress(FileNotFoundError):
@@ -405,7 +424,9 @@ class Worker:
             if input_path != str(self._null_input):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(input_path)
-        return outcome_of(result, claimed.timeout, output, output_error, captures, duration_ms)
+        return outcome_of(
+            result, claimed.timeout, output, output_error, captures, duration_ms, confined.limits
+        )
 
     # ------------------------------------------------------------------ output
 
