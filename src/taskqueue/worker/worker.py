@@ -18,33 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from taskqueue.models import FailureReason
 from taskqueue.store import Claimed, Outcome, Store, Unavailable
-from taskqueue.worker.attempt import (
-    attempt_files,
-    is_private,
-    outcome_of,
-    private_tmpdir,
-    write_input,
-)
-from taskqueue.worker.limits import NetworkUnavailable, confine
-from taskqueue.worker.orphans import process_start
-from taskqueue.worker.process import OutputCapture, run_command
-from taskqueue.worker.results import read_result
+from taskqueue.worker.running import AttemptRunner
 from taskqueue.worker.settings import WorkerSettings
-from taskqueue.worker.toolchains import code_command, probe_languages, remove_code
+from taskqueue.worker.toolchains import probe_languages
 from taskqueue.worker.upkeep import QuietLog, Upkeep
 
 __all__ = ["Worker", "WorkerSettings"]
@@ -94,18 +80,10 @@ class Worker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._files, self._outputs = attempt_files(self.settings.run_as)
-        self._null_input = self._files / "null.json"
-        write_input(self._null_input, "null", self.settings.run_as)
-        # Commands get the worker's environment, less its secrets: the database URL carries a
-        # password, and a command's output is served by the API.
-        self._base_env = {k: v for k, v in os.environ.items() if not is_private(k)}
-        if self.settings.run_as is not None:
-            self._base_env = self.settings.run_as.environment(self._base_env)
+        #: What runs each attempt, in a runner thread.
+        self._attempts = AttemptRunner(self.settings, self.worker_id)
         #: The languages this worker runs code tasks in, with their versions (probed here).
         self.languages: dict[str, str] = probe_languages(self.settings.languages)
-        self._started = str(process_start(os.getpid()) or 0)
-        self._deployment = ""  # this database's deployment id, learnt when the worker runs
         # One thread follows each running command (see taskqueue.worker.process).
         self._runners = ThreadPoolExecutor(
             max_workers=self.settings.concurrency, thread_name_prefix="taskqueue-run"
@@ -141,7 +119,7 @@ class Worker:
         """Claim and run tasks until :meth:`stop` is called, then drain."""
         await self.start()
         # Every command carries the deployment id: without it, no sweep could tell it ours.
-        self._deployment = await self._upkeep.learn_deployment(self._stopping) or ""
+        self._attempts.deployment = await self._upkeep.learn_deployment(self._stopping) or ""
         side = self._upkeep.start()
         await self._upkeep.sweep_orphans()
         try:
@@ -160,7 +138,7 @@ class Worker:
             # The runners are idle now; joining them must still not block the event loop.
             await asyncio.to_thread(self._runners.shutdown, True)
             # fd-based removal, which follows no link a command may have left in its directory.
-            shutil.rmtree(self._files, ignore_errors=True)
+            self._attempts.remove_files()
 
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then drains and returns."""
@@ -335,97 +313,14 @@ class Worker:
             self._start_ready()
         self._slot_freed.set()
 
-    def _environment(
-        self, claimed: Claimed, input_path: str, output_path: str, tmpdir: str
-    ) -> dict[str, str]:
-        env = dict(self._base_env)
-        env["TMPDIR"] = env["TMP"] = env["TEMP"] = tmpdir  # the attempt's own, removed after
-        env.update(claimed.environment)  # a task that names its own temp dir keeps it
-        env["TASKQUEUE_TASK_ID"] = claimed.id
-        env["TASKQUEUE_ATTEMPT"] = str(claimed.attempt)
-        env["TASKQUEUE_WORKER_ID"] = self.worker_id
-        env["TASKQUEUE_WORKER_START"] = self._started
-        env["TASKQUEUE_DEPLOYMENT"] = self._deployment
-        env["TASKQUEUE_INPUT"] = input_path
-        env["TASKQUEUE_OUTPUT"] = output_path
-        return env
-
-    def _attempt_paths(self, claimed: Claimed) -> tuple[str, str, str]:
-        """The attempt's ``$TASKQUEUE_INPUT`` (written here), its stdin and its output file."""
-        stem = f"{claimed.id}-{claimed.attempt}"
-        output_path = str(self._outputs / f"{stem}.out.json")
-        if claimed.input is None:
-            return str(self._null_input), os.devnull, output_path
-        input_path = str(self._files / f"{stem}.in.json")
-        write_input(Path(input_path), json.dumps(claimed.input), self.settings.run_as)
-        return input_path, input_path, output_path
-
     async def _run_command(self, run: _Run) -> Outcome:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._runners, self._attempt_blocking, run, loop)
-
-    def _attempt_blocking(self, run: _Run, loop: asyncio.AbstractEventLoop) -> Outcome:
-        """One attempt, start to end, in a runner thread: files, the command, its result."""
-        claimed = run.claimed
-        settings = self.settings
-        cwd = claimed.working_directory
-        if cwd is not None and not os.path.isdir(cwd):
-            return Outcome(
-                False,
-                error=f"working_directory {cwd!r} is not a directory",
-                reason=FailureReason.SPAWN_ERROR,
-            )
-        run_as = settings.run_as
-        try:
-            confined = confine(settings.limits, claimed.limits, run_as)
-        except NetworkUnavailable as exc:
-            return Outcome(False, error=str(exc), reason=FailureReason.ISOLATION_UNAVAILABLE)
-        input_path, stdin_path, output_path = self._attempt_paths(claimed)
-        if cwd is None and run_as is not None:
-            cwd = run_as.start_directory  # never the worker's own directory
 
         def sink(stream: str, data: bytes) -> None:
             self._sink(run, loop, stream, data)
 
-        captures = (
-            OutputCapture("stdout", settings.output_limit, sink),
-            OutputCapture("stderr", settings.output_limit, sink),
-        )
-        command, code_dir = claimed.command, None
-        tmpdir = private_tmpdir(self._files, f"{claimed.id}-{claimed.attempt}", run_as)
-        env = self._environment(claimed, input_path, output_path, str(tmpdir))
-        started = time.monotonic()
-        try:
-            if claimed.language is not None:
-                command, code_dir = code_command(claimed.language, claimed.code or "", run_as)
-            result = run_command(
-                command,
-                env,
-                stdin_path,
-                captures,
-                cwd=cwd,
-                timeout=claimed.timeout,
-                grace=settings.kill_grace_seconds,
-                should_stop=run.halt.is_set,
-                run_as=confined.spawn_as,
-                prelude=confined.prelude,
-                prefix=confined.prefix,
-            )
-            duration_ms = int((time.monotonic() - started) * 1000)
-            output, output_error = read_result(
-                output_path, owner=None if run_as is None else run_as.uid
-            )
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-            if code_dir is not None:
-                remove_code(code_dir)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(output_path)
-            if input_path != str(self._null_input):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(input_path)
-        return outcome_of(
-            result, claimed.timeout, output, output_error, captures, duration_ms, confined.limits
+        return await loop.run_in_executor(
+            self._runners, self._attempts.run, run.claimed, sink, run.halt.is_set
         )
 
     # ------------------------------------------------------------------ output
