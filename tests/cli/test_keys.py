@@ -471,11 +471,12 @@ def test_a_background_re_read_never_puts_back_a_key_a_request_just_changed() -> 
         url = ":memory:"
 
         def __init__(self) -> None:
-            self.rows = [row(None)]
+            self.stored = [row(None)]
             self.hold: asyncio.Event | None = None
+            self.keys = self  # the store's keys: store.keys.rows()
 
-        async def read_keys(self) -> list[dict[str, Any]]:
-            rows, hold = list(self.rows), self.hold
+        async def rows(self) -> list[dict[str, Any]]:
+            rows, hold = list(self.stored), self.hold
             if hold is not None:
                 await hold.wait()  # a slow read: it returns what it saw when it began
             return rows
@@ -487,7 +488,7 @@ def test_a_background_re_read_never_puts_back_a_key_a_request_just_changed() -> 
         store.hold = asyncio.Event()
         background = asyncio.create_task(ring.refresh())  # begins before the revocation
         await asyncio.sleep(0)
-        store.rows, hold, store.hold = [row(1)], store.hold, None
+        store.stored, hold, store.hold = [row(1)], store.hold, None
         await ring.refresh()  # the revoking request's own re-read
         hold.set()
         await background

@@ -136,13 +136,13 @@ def _run_local(db: str, secret_file: Path | None, work: Any) -> Any:
         store.start()
         try:
             if pepper is None:  # a new pepper only for a database without keys
-                if await store.read_keys():
+                if await store.keys.rows():
                     raise click.ClickException(
                         f"the secret file {path} does not exist, and this database has API "
                         "keys made with it; give the servers' --secret-file"
                     )
                 pepper = pepper_of()
-            if not await store.check_pepper(fingerprint(pepper)):
+            if not await store.keys.check_pepper(fingerprint(pepper)):
                 raise click.ClickException(
                     f"the secret file {path} is not the one this database's keys were made "
                     "with; give the servers' --secret-file"
@@ -251,7 +251,7 @@ def _create_local(
             burst=data.burst,
         )
         try:
-            key = await store.create_key(row)
+            key = await store.keys.create(row)
         except InvalidInput as exc:
             raise click.ClickException(exc.details[0]["msg"]) from None
         return NewApiKey.model_validate({**key, **secret})
@@ -305,7 +305,7 @@ def list_keys(ctx: CliContext, db: str | None, secret_file: Path | None) -> None
     else:
 
         async def work(store: Any, pepper: bytes) -> list[ApiKey]:
-            return [ApiKey.model_validate(k) for k in await store.list_keys()]
+            return [ApiKey.model_validate(k) for k in await store.keys.shown()]
 
         found = _run_local(*local, work)
     ctx.emit(found, lambda: key_table(found) if found else "no keys")
@@ -323,7 +323,7 @@ def revoke_key(ctx: CliContext, key: str, db: str | None, secret_file: Path | No
     else:
 
         async def work(store: Any, pepper: bytes) -> ApiKey:
-            return ApiKey.model_validate(await store.revoke_key(key))
+            return ApiKey.model_validate(await store.keys.revoke(key))
 
         revoked = _run_local(*local, work)
     ctx.emit(revoked, lambda: f"revoked {revoked.name} ({revoked.prefix})")

@@ -146,7 +146,7 @@ class Keyring:
                     "PATH (or TASKQUEUE_SECRET_FILE)"
                 )
         if self.pepper is not None:
-            if not await self.store.check_pepper(fingerprint(self.pepper)):
+            if not await self.store.keys.check_pepper(fingerprint(self.pepper)):
                 raise PepperError(
                     f"the secret file {self.secret_file} is not the one this database's API "
                     "keys were made with; give the servers of one database the same "
@@ -168,7 +168,7 @@ class Keyring:
         """
         self._started += 1
         mine = self._started
-        rows = await self.store.read_keys()
+        rows = await self.store.keys.rows()
         if mine < self._applied:
             return
         self._applied = mine
@@ -261,6 +261,6 @@ class Keyring:
                 {"time": self.store.clock(), "reason": "more refused requests", "count": dropped}
             )
         if used:
-            await self.store.touch_keys(used)
+            await self.store.keys.touch(used)
         if denials:
-            await self.store.record_denials(denials)
+            await self.store.keys.record_denials(denials)

@@ -68,7 +68,7 @@ async def create_key(request: Request) -> Response:
         rate_limit=data.rate_limit,
         burst=data.burst,
     )
-    key = await store_of(request).create_key(row)
+    key = await store_of(request).keys.create(row)
     await keyring.refresh()
     return json_response({**key, **_NO_SECRET, **secret}, 201)
 
@@ -77,7 +77,7 @@ async def list_keys(request: Request) -> Response:
     """``GET /api/keys``: every key, revoked ones too, without secrets."""
     no_query(request)
     _every_project(request)
-    keys = await store_of(request).list_keys()
+    keys = await store_of(request).keys.shown()
     return json_response({"keys": keys, "total": len(keys)})
 
 
@@ -85,14 +85,14 @@ async def get_key(request: Request) -> Response:
     """``GET /api/keys/{key_id}``."""
     no_query(request)
     _every_project(request)
-    return json_response(await store_of(request).find_key(path_id(request, "key_id")))
+    return json_response(await store_of(request).keys.find(path_id(request, "key_id")))
 
 
 async def revoke_key(request: Request) -> Response:
     """``POST /api/keys/{key_id}/revoke``: the key stops working at once, everywhere."""
     no_query(request)
     _every_project(request)
-    key = await store_of(request).revoke_key(path_id(request, "key_id"))
+    key = await store_of(request).keys.revoke(path_id(request, "key_id"))
     await _keyring(request).refresh()
     return json_response(key)
 
@@ -107,7 +107,7 @@ async def rotate_key(request: Request) -> Response:
     _every_project(request)
     changes = await parse_body(request, KeyRotate)
     store = store_of(request)
-    old = await store.find_key(path_id(request, "key_id"))
+    old = await store.keys.find(path_id(request, "key_id"))
     if old["status"] != "active":
         raise ApiError(
             409, f"the key {old['name']!r} is {old['status']}; only an active key rotates"
@@ -127,8 +127,8 @@ async def rotate_key(request: Request) -> Response:
         # A key made to expire keeps its end: rotating does not make it last for ever.
         expires_at=to_us(datetime.fromisoformat(old["expires_at"])) if old["expires_at"] else None,
     )
-    key = await store.create_key(row)
-    await store.expire_key(old["id"], store.clock() + int(changes.grace_seconds * 1_000_000))
+    key = await store.keys.create(row)
+    await store.keys.expire(old["id"], store.clock() + int(changes.grace_seconds * 1_000_000))
     await keyring.refresh()
     return json_response({**key, **_NO_SECRET, **secret, "replaces": old["id"]}, 201)
 

@@ -29,7 +29,6 @@ from taskqueue.store import (
     attempts,
     deployment,
     housekeeping,
-    keys,
     leases,
     projects,
     tasks,
@@ -41,6 +40,7 @@ from taskqueue.store.backend import Backend, open_backend, secrets_of
 from taskqueue.store.codec import now_us
 from taskqueue.store.eventlog import EventLog
 from taskqueue.store.idempotency import IdempotencyRequest
+from taskqueue.store.keystore import KeyStore
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
 from taskqueue.store.transitions import Claimed, Outcome
@@ -100,6 +100,8 @@ class Store:
         self._finish_in_flight = False
         #: The outbox's readers' view: events after a position, and their cursors.
         self.events: EventLog = EventLog(self.db, self.waiters, self._write, clock)
+        #: API keys: their hashes (or public ids), scopes and uses.
+        self.keys: KeyStore = KeyStore(self.db, self._write, clock)
         #: Webhook subscriptions and their deliveries.
         self.webhooks: WebhookStore = WebhookStore(self.db, self._write, self.events, clock)
 
@@ -478,47 +480,3 @@ class Store:
         return await housekeeping.prune(
             lambda fn: self._write(fn, durable=False), self.clock(), retention_s
         )
-
-    # ------------------------------------------------------------------ API keys
-
-    async def check_pepper(self, fingerprint: str) -> bool:
-        """Whether the pepper named ``fingerprint`` is the one the keys were made under."""
-        now = self.clock()
-        return await self._write(lambda c, fx: keys.check_fingerprint(c, fingerprint, now))
-
-    async def create_key(self, row: dict[str, Any]) -> dict[str, Any]:
-        """Store a new key (its hash or public id, never the key) and its event."""
-        now = self.clock()
-        return await self._write(lambda c, fx: keys.insert_key(c, fx, row, now))
-
-    async def read_keys(self) -> list[dict[str, Any]]:
-        """Every key with its hash, for the key ring."""
-        return await self.db.read(keys.read_keys)
-
-    async def list_keys(self) -> list[dict[str, Any]]:
-        """Every key as the API shows it."""
-        now = self.clock()
-        return await self.db.read(lambda c: keys.list_keys(c, now))
-
-    async def find_key(self, ident: str) -> dict[str, Any]:
-        """The key with this id, prefix or unique start of an id."""
-        now = self.clock()
-        return await self.db.read(lambda c: keys.find_key(c, ident, now))
-
-    async def revoke_key(self, ident: str) -> dict[str, Any]:
-        """Revoke a key."""
-        now = self.clock()
-        return await self._write(lambda c, fx: keys.revoke_key(c, fx, ident, now))
-
-    async def expire_key(self, key_id: str, at: int) -> None:
-        """Make a key expire at ``at`` (microseconds), unless it expires sooner."""
-        now = self.clock()
-        await self._write(lambda c, fx: keys.expire_key(c, fx, key_id, at, now))
-
-    async def touch_keys(self, used: dict[str, int]) -> None:
-        """Record keys' last use (one write for many requests; need not wait for the disk)."""
-        await self._write(lambda c, fx: keys.touch_keys(c, fx, used), durable=False)
-
-    async def record_denials(self, denials: list[dict[str, Any]]) -> None:
-        """Write the ``auth.denied`` events of refused requests."""
-        await self._write(lambda c, fx: keys.record_denials(c, fx, denials), durable=False)
