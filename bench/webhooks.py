@@ -28,6 +28,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,7 +37,7 @@ from bench.run import Server, free_port, percentile, say
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.receivers import start_receiver  # noqa: E402
+from tests.receivers import Receiver, start_receiver  # noqa: E402
 
 
 def _time(stamp: str) -> float:
@@ -44,8 +45,17 @@ def _time(stamp: str) -> float:
 
 
 async def _delivered(api: httpx.AsyncClient, hook: str) -> int:
-    page = (await api.get(f"/api/webhooks/{hook}", params={})).json()
-    return int(page["position"])
+    return int((await api.get(f"/api/webhooks/{hook}")).json()["position"])
+
+
+async def _subscribe(api: httpx.AsyncClient) -> tuple[dict[str, Any], Receiver]:
+    """A disabled subscription to ``task.created`` and a receiver that knows its secret."""
+    made = await api.post("/api/webhooks", json={"url": "http://127.0.0.1:1/",
+                                                 "event_types": ["task.created"],
+                                                 "enabled": False})  # fmt: skip
+    hook: dict[str, Any] = made.json()
+    receiver = start_receiver(Path(tempfile.mkdtemp()), free_port(), "--secret", hook["secret"])
+    return hook, receiver
 
 
 async def dispatch_rate(events: int) -> float:
@@ -55,12 +65,7 @@ async def dispatch_rate(events: int) -> float:
     receiver = None
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as api:
-            made = await api.post("/api/webhooks", json={"url": "http://127.0.0.1:1/",
-                                                         "event_types": ["task.created"],
-                                                         "enabled": False})  # fmt: skip
-            hook = made.json()
-            receiver = start_receiver(Path(tempfile.mkdtemp()), free_port(), "--secret",
-                                      hook["secret"])  # fmt: skip
+            hook, receiver = await _subscribe(api)
             for start in range(0, events, 500):
                 batch = [
                     {"name": f"w{n}", "command": "true", "queue": "parked"}
@@ -91,12 +96,7 @@ async def latency(samples: int) -> list[float]:
     receiver = None
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as api:
-            made = await api.post("/api/webhooks", json={"url": "http://127.0.0.1:1/",
-                                                         "event_types": ["task.created"],
-                                                         "enabled": False})  # fmt: skip
-            hook = made.json()
-            receiver = start_receiver(Path(tempfile.mkdtemp()), free_port(), "--secret",
-                                      hook["secret"])  # fmt: skip
+            hook, receiver = await _subscribe(api)
             await api.put(f"/api/webhooks/{hook['id']}", json={"url": receiver.url,
                                                                "enabled": True})  # fmt: skip
             for n in range(samples):

@@ -100,9 +100,8 @@ class WebhookDispatcher:
                         self._hold(held)
                 except Exception as exc:
                     log.warning("webhook dispatcher: cannot take subscriptions (%r)", exc)
-                woke = await self._signal.wait(LOOK_INTERVAL_S)
-                for _, wake in self._loops.values():
-                    if woke:
+                if await self._signal.wait(LOOK_INTERVAL_S):
+                    for _, wake in self._loops.values():
                         wake.set()
         finally:
             await self._shutdown()
