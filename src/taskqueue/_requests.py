@@ -197,9 +197,15 @@ WorkingDirectory = Annotated[Text, Field(min_length=1, max_length=4096)]
 Queue = Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_RE.pattern)]
 
 
+#: The kinds of task ``POST /api/tasks`` makes in this version.
+CREATABLE_TYPES = (TaskType.SIMPLE, TaskType.FUNCTION)
+
+
 def _runnable_type(value: TaskType) -> TaskType:
-    if value is not TaskType.SIMPLE:
-        raise ValueError(f"task_type {value.value!r} is not supported yet; use 'Simple'")
+    if value not in CREATABLE_TYPES:
+        raise ValueError(
+            f"task_type {value.value!r} is not supported yet; use 'Simple' or 'Function'"
+        )
     return value
 
 
@@ -242,7 +248,7 @@ class TaskCreate(_Input):
     task_type: Annotated[
         TaskType,
         AfterValidator(_runnable_type),
-        WithJsonSchema({"type": "string", "enum": [TaskType.SIMPLE.value]}),
+        WithJsonSchema({"type": "string", "enum": [t.value for t in CREATABLE_TYPES]}),
     ] = TaskType.SIMPLE
     priority: TaskPriority = TaskPriority.NORMAL
     dependencies: Annotated[list[TaskDependency], Field(max_length=1000)] = Field(
@@ -257,6 +263,12 @@ class TaskCreate(_Input):
     queue: Queue = "default"
     run_at: UTCDateTime | None = None
     input: JSONValue = None
+    #: A Function definition's JSON Schemas (draft 2020-12) of its input and its output.
+    input_schema: JSONObject | None = None
+    output_schema: JSONObject | None = None
+    #: Whether a Function's outputs are checked against ``output_schema`` (``false``: trusted,
+    #: unless an execution asks for ``force_validation``).
+    validate_output: bool = True
     #: Resource limits of its command (see :mod:`taskqueue._limits`); None: the operator's.
     limits: TaskLimits | None = None
     ai_reviews_required: Annotated[int, Field(ge=0, le=100), StrictInteger] = 3
@@ -280,6 +292,26 @@ class TaskCreate(_Input):
             known = ", ".join(language.name for language in LANGUAGES)
             raise ValueError(f"unknown language {value!r}; known languages: {known}")
         return name
+
+    @model_validator(mode="after")
+    def _function_fields(self) -> TaskCreate:
+        if self.task_type is TaskType.FUNCTION:
+            if self.dependencies:
+                loc, msg = "dependencies", "a Function definition has no dependencies"
+            elif self.input is not None:
+                loc, msg = "input", "a Function definition takes its input when executed"
+            else:
+                return self
+        elif self.input_schema is not None:
+            loc, msg = "input_schema", 'schemas belong to definitions: set task_type "Function"'
+        elif self.output_schema is not None:
+            loc, msg = "output_schema", 'schemas belong to definitions: set task_type "Function"'
+        else:
+            return self
+        error = PydanticCustomError("function_field", msg)
+        raise ValidationError.from_exception_data(
+            type(self).__name__, [InitErrorDetails(type=error, loc=(loc,), input=None)]
+        )
 
     @model_validator(mode="after")
     def _command_or_code(self) -> TaskCreate:
@@ -331,6 +363,12 @@ class TaskUpdate(_Input):
     acceptance_criteria: Omittable[Criteria] = None
     metadata: Omittable[JSONObject] = None
     command: Omittable[Command] = None
+    #: A code task's code; a Function definition's body, schemas and validation may change too
+    #: (each change of its body or schemas makes a new version).
+    code: Omittable[Code] = None
+    input_schema: JSONObject | None = None
+    output_schema: JSONObject | None = None
+    validate_output: Omittable[bool] = None
     priority: Omittable[TaskPriority] = None
     timeout: Timeout | None = None
     retry_attempts: Omittable[RetryAttempts] = None

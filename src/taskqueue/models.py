@@ -50,6 +50,10 @@ __all__ = [
     "ApiKeyList",
     "Attempt",
     "AttemptList",
+    "BatchExecuteItem",
+    "BatchExecuteRequest",
+    "BatchExecuteResponse",
+    "BatchExecuteResult",
     "BatchTaskCreate",
     "BatchTaskItem",
     "BatchTaskUpdate",
@@ -57,6 +61,8 @@ __all__ = [
     "DependencyRef",
     "ErrorBody",
     "ErrorInfo",
+    "ExecuteRequest",
+    "ExecutionResult",
     "FailureReason",
     "Health",
     "KeyCreate",
@@ -85,6 +91,8 @@ __all__ = [
     "TaskType",
     "TaskUpdate",
     "TaskUpdateItem",
+    "TaskVersion",
+    "TaskVersionList",
     "Webhook",
     "WebhookCreate",
     "WebhookDelivery",
@@ -391,6 +399,17 @@ class ErrorBody(_Output):
 
 
 # Webhook subscriptions (defined beside their validation, re-exported here with the rest).
+# Function definitions: executions, batches and versions (seed 000).
+from taskqueue._function_models import (  # noqa: E402
+    BatchExecuteItem,
+    BatchExecuteRequest,
+    BatchExecuteResponse,
+    BatchExecuteResult,
+    ExecuteRequest,
+    ExecutionResult,
+    TaskVersion,
+    TaskVersionList,
+)
 from taskqueue._webhook_models import (  # noqa: E402
     NewWebhook,
     Webhook,

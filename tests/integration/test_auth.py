@@ -151,6 +151,23 @@ def _redelivery(w: Walk) -> Target:
     return target
 
 
+def _fresh_function(w: Walk, suffix: str = "", body: Any = None) -> Target:
+    task = w.task(task_type="Function", input_schema={"type": "object"})
+    return Target(f"/api/tasks/{task}{suffix}", body)
+
+
+def _fresh_execution(w: Walk) -> Target:
+    target = _fresh_function(w, "/execute", {"input": {}, "timeout_ms": 0})
+    made = ok(w.admin.post(target.path, json=target.body), 202)
+    return Target(f"/api/executions/{made['execution_id']}", params={"timeout_ms": 0})
+
+
+def _fresh_batch(w: Walk) -> Target:
+    target = _fresh_function(w, "/batch-execute", {"inputs": [{}], "timeout_ms": 0})
+    made = ok(w.admin.post(target.path, json=target.body), 202)
+    return Target(f"/api/batches/{made['batch_id']}", params={"timeout_ms": 0})
+
+
 def _new_task_body(w: Walk) -> dict[str, Any]:
     return {"name": unique("new"), "command": "true", "project_id": w.project_a}
 
@@ -180,6 +197,19 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("/api/tasks/{task_id}/logs", "GET"): Case(lambda w: _fresh_task(w, "/logs"), 200, 404),
     ("/api/tasks/{task_id}/attempts", "GET"): Case(lambda w: _fresh_task(w, "/attempts"), 200, 404),
+    ("/api/tasks/{task_id}/versions", "GET"): Case(
+        lambda w: _fresh_function(w, "/versions"), 200, 404
+    ),
+    ("/api/tasks/{task_id}/execute", "POST"): Case(
+        lambda w: _fresh_function(w, "/execute", {"input": {}, "timeout_ms": 0}), 202, 404
+    ),
+    ("/api/tasks/{task_id}/batch-execute", "POST"): Case(
+        lambda w: _fresh_function(w, "/batch-execute", {"inputs": [{}], "timeout_ms": 0}),
+        202,
+        404,
+    ),
+    ("/api/executions/{execution_id}", "GET"): Case(_fresh_execution, 200, 404),
+    ("/api/batches/{batch_id}", "GET"): Case(_fresh_batch, 200, 404),
     ("/api/workers", "GET"): Case(lambda w: Target("/api/workers"), 200, 200),
     ("/api/languages", "GET"): Case(lambda w: Target("/api/languages"), 200, 200),
     ("/api/events", "GET"): Case(

@@ -69,6 +69,10 @@ RULES: Final[dict[Transition, Rule]] = {
 RUN_FIELDS: Final = frozenset(
     {
         "command",
+        "code",
+        "input_schema",
+        "output_schema",
+        "validate_output",
         "priority",
         "timeout",
         "retry_attempts",

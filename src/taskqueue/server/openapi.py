@@ -21,9 +21,13 @@ from taskqueue.models import (
     ApiKey,
     ApiKeyList,
     AttemptList,
+    BatchExecuteRequest,
+    BatchExecuteResponse,
     BatchTaskCreate,
     BatchTaskUpdate,
     ErrorBody,
+    ExecuteRequest,
+    ExecutionResult,
     Health,
     KeyCreate,
     KeyRotate,
@@ -42,6 +46,7 @@ from taskqueue.models import (
     TaskFilters,
     TaskList,
     TaskUpdate,
+    TaskVersionList,
     Webhook,
     WebhookCreate,
     WebhookDelivery,
@@ -53,6 +58,7 @@ from taskqueue.models import (
     WorkerList,
 )
 from taskqueue.server.events import EventsQuery
+from taskqueue.server.functions import WaitMsQuery
 from taskqueue.server.openapi_schemas import (
     ServerInfo,
     component_schemas,
@@ -64,6 +70,7 @@ from taskqueue.server.params import (
     CascadeQuery,
     LogsQuery,
     Paging,
+    TaskQuery,
     WaitQuery,
 )
 
@@ -145,6 +152,8 @@ class Operation:
     creates: tuple[str, str] | None = None
     #: Request headers it reads (OpenAPI parameter objects), besides the usual ones.
     headers: tuple[dict[str, Any], ...] = ()
+    #: Another success status with the same body, and when it is answered (202: not done yet).
+    pending: tuple[str, str] | None = None
 
 
 _FOLLOW = {
@@ -182,6 +191,13 @@ _FOLLOWED = (
     "after `timeout` seconds)"
 )
 
+_EXECUTED = "The execution ended (Completed, Failed or Cancelled) within timeout_ms"
+_EXECUTING = (
+    "The execution has not ended within timeout_ms: poll GET /api/executions/{execution_id}"
+)
+_BATCH_DONE = "Every item of the batch ended within timeout_ms"
+_BATCH_RUNNING = "Items are still running after timeout_ms: poll GET /api/batches/{batch_id}"
+
 #: Every path and method of the API (``taskqueue.server.routes.ENDPOINTS`` has the same ones).
 OPERATIONS: dict[str, dict[str, Operation]] = {
     "/": {"GET": Operation("getServerInfo", "What this server is", response=ServerInfo)},
@@ -205,7 +221,9 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
                          body=BatchTaskUpdate, conflicts=True, tags=("tasks",)),
     },
     "/api/tasks/{task_id}": {
-        "GET": Operation("getTask", "Get a task", response=Task, tags=("tasks",)),
+        "GET": Operation("getTask", "Get a task (with version=N, a Function definition as it "
+                         "was at version N)", response=Task, query=TaskQuery, conflicts=True,
+                         tags=("tasks",)),
         "PUT": Operation("updateTask", "Change a task's fields (run fields only while Pending)",
                          response=Task, body=TaskUpdate, conflicts=True, tags=("tasks",)),
         "DELETE": Operation("deleteTask", "Delete a task (not while Running, nor while an "
@@ -232,6 +250,36 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     "/api/tasks/{task_id}/attempts": {
         "GET": Operation("listTaskAttempts", "Every attempt of a task", response=AttemptList,
                          tags=("tasks",)),
+    },
+    "/api/tasks/{task_id}/versions": {
+        "GET": Operation("listTaskVersions", "Every version of a Function definition, oldest "
+                         "first", response=TaskVersionList, conflicts=True, tags=("functions",)),
+    },
+    "/api/tasks/{task_id}/execute": {
+        "POST": Operation("executeTask", "Run a Function definition once with an input "
+                          "(validated against its input_schema); wait up to timeout_ms for the "
+                          "end", response=ExecutionResult, body=ExecuteRequest, conflicts=True,
+                          idempotent=True, tags=("functions",), answer=_EXECUTED,
+                          pending=("202", _EXECUTING),
+                          creates=("execution_id", "$response.body#/execution_id")),
+    },
+    "/api/tasks/{task_id}/batch-execute": {
+        "POST": Operation("batchExecuteTask", "Run a Function definition with many inputs, at "
+                          "most max_concurrency at once; wait up to timeout_ms for the end",
+                          response=BatchExecuteResponse, body=BatchExecuteRequest,
+                          conflicts=True, idempotent=True, tags=("functions",),
+                          answer=_BATCH_DONE, pending=("202", _BATCH_RUNNING),
+                          creates=("batch_id", "$response.body#/batch_id")),
+    },
+    "/api/executions/{execution_id}": {
+        "GET": Operation("getExecution", "An execution of a Function definition, once it ended "
+                         "or when timeout_ms passed", response=ExecutionResult,
+                         query=WaitMsQuery, tags=("functions",)),
+    },
+    "/api/batches/{batch_id}": {
+        "GET": Operation("getBatch", "A batch of executions, once every item ended or when "
+                         "timeout_ms passed", response=BatchExecuteResponse, query=WaitMsQuery,
+                         tags=("functions",)),
     },
     "/api/events": {
         "GET": Operation("streamEvents", "What happened, as it happens: a resumable stream "
@@ -417,6 +465,9 @@ def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
 
 def _operation(path: str, method: str, op: Operation) -> dict[str, Any]:
     responses = {op.status: _success(op)}
+    if op.pending is not None:
+        status, answer = op.pending
+        responses[status] = {**_success(op), "description": answer}
     if "{" in path:
         responses["307"] = {
             "description": "A path parameter ended with `/`: the same path without it",

@@ -21,11 +21,15 @@ from taskqueue.models import (
     ApiKeyList,
     Attempt,
     AttemptList,
+    BatchExecuteRequest,
+    BatchExecuteResponse,
     BatchTaskCreate,
     BatchTaskItem,
     BatchTaskUpdate,
     DependencyRef,
     ErrorBody,
+    ExecuteRequest,
+    ExecutionResult,
     Health,
     KeyCreate,
     KeyRotate,
@@ -45,6 +49,7 @@ from taskqueue.models import (
     TaskLimits,
     TaskList,
     TaskUpdate,
+    TaskVersionList,
     Webhook,
     WebhookCreate,
     WebhookDelivery,
@@ -91,6 +96,8 @@ _REQUESTS: tuple[type[pydantic.BaseModel], ...] = (
     WebhookUpdate,
     WebhookRotate,
     WebhookRedeliver,
+    ExecuteRequest,
+    BatchExecuteRequest,
 )
 _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     ApiKey,
@@ -117,6 +124,9 @@ _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     WebhookList,
     WebhookDelivery,
     WebhookDeliveryList,
+    ExecutionResult,
+    BatchExecuteResponse,
+    TaskVersionList,
 )
 
 

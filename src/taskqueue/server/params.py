@@ -28,6 +28,7 @@ __all__ = [
     "LogsQuery",
     "Paging",
     "Query",
+    "TaskQuery",
     "WaitQuery",
     "idempotency",
     "no_query",
@@ -71,6 +72,12 @@ class WaitQuery(Query):
     """``GET /api/tasks/{id}/wait``: how long to hold the request, in seconds."""
 
     timeout: float = pydantic.Field(30.0, ge=0, le=MAX_WAIT_S)
+
+
+class TaskQuery(Query):
+    """``GET /api/tasks/{id}``: a version of a Function definition (default: the current)."""
+
+    version: int | None = pydantic.Field(None, ge=1, le=2**31 - 1)
 
 
 class CascadeQuery(Query):

@@ -31,6 +31,12 @@ from taskqueue.models import (
 from taskqueue.server.auth import Scope, authorize, principal_of, projects_of
 from taskqueue.server.errors import ApiError
 from taskqueue.server.events import EVENT_ENDPOINTS, EVENT_SCOPES
+from taskqueue.server.functions import (
+    FUNCTION_ENDPOINTS,
+    FUNCTION_SCOPES,
+    check_schemas,
+    check_update_schemas,
+)
 from taskqueue.server.keys import KEY_ENDPOINTS, KEY_SCOPES
 from taskqueue.server.languages import LANGUAGE_ENDPOINTS, LANGUAGE_SCOPES, check_languages
 from taskqueue.server.limits import check_limits
@@ -38,6 +44,7 @@ from taskqueue.server.params import (
     CascadeQuery,
     LogsQuery,
     Paging,
+    TaskQuery,
     WaitQuery,
     idempotency,
     no_query,
@@ -122,6 +129,7 @@ async def create_task(request: Request) -> Response:
     item = await parse_body(request, TaskCreate)
     key = idempotency(request, item)
     check_limits(request, [item], batch=False)
+    check_schemas([item], batch=False)
     await check_languages(request, [item], batch=False)
     store = store_of(request)
     projects = projects_of(request)
@@ -137,6 +145,7 @@ async def create_batch(request: Request) -> Response:
     batch = await parse_body(request, BatchTaskCreate)
     key = idempotency(request, batch)
     check_limits(request, batch.tasks, batch=True)
+    check_schemas(batch.tasks, batch=True)
     await check_languages(request, batch.tasks, batch=True)
     store = store_of(request)
     tasks = await store.create_tasks(batch.tasks, key, batch=True, projects=projects_of(request))
@@ -153,10 +162,15 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def get_task(request: Request) -> Response:
-    """``GET /api/tasks/{task_id}``."""
-    no_query(request)
+    """``GET /api/tasks/{task_id}[?version=N]`` (a version of a Function definition)."""
     task_id = path_id(request, "task_id")
-    return json_response(await store_of(request).get_task(task_id, projects=projects_of(request)))
+    query = parse_query(request, TaskQuery)
+    store, projects = store_of(request), projects_of(request)
+    if query.version is not None:
+        return json_response(
+            await store.functions.task_at(task_id, query.version, projects=projects)
+        )
+    return json_response(await store.get_task(task_id, projects=projects))
 
 
 async def update_task(request: Request) -> Response:
@@ -164,6 +178,7 @@ async def update_task(request: Request) -> Response:
     no_query(request)
     task_id = path_id(request, "task_id")
     changes = await parse_body(request, TaskUpdate)
+    check_update_schemas([changes], batch=False)
     return json_response(
         await store_of(request).update_task(task_id, changes, projects=projects_of(request))
     )
@@ -360,6 +375,7 @@ async def update_batch(request: Request) -> Response:
     """
     no_query(request)
     batch = await parse_body(request, BatchTaskUpdate)
+    check_update_schemas([item.changes for item in batch.updates], batch=True)
     updates = [(str(item.task_id), item.changes) for item in batch.updates]
     store = store_of(request)
     return json_response(
@@ -447,6 +463,7 @@ ENDPOINTS.update(KEY_ENDPOINTS)
 ENDPOINTS.update(EVENT_ENDPOINTS)
 ENDPOINTS.update(WEBHOOK_ENDPOINTS)
 ENDPOINTS.update(LANGUAGE_ENDPOINTS)
+ENDPOINTS.update(FUNCTION_ENDPOINTS)
 
 _R, _W, _A = Scope.READ, Scope.WRITE, Scope.ADMIN
 #: The scope each method of each path needs (every one of :data:`ENDPOINTS` must have one).
@@ -468,6 +485,7 @@ SCOPES: dict[str, dict[str, Scope]] = {
     **EVENT_SCOPES,
     **WEBHOOK_SCOPES,
     **LANGUAGE_SCOPES,
+    **FUNCTION_SCOPES,
 }
 
 routes: list[Route] = [

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from taskqueue.engine import dependency_block_reason
-from taskqueue.models import TaskCreate, TaskStatus
+from taskqueue.models import TaskCreate, TaskStatus, TaskType
 from taskqueue.store.errors import Conflict, InvalidInput
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import FINISHED_SQL
 from taskqueue.store.sql import Tx, chunks, marks
 from taskqueue.store.visibility import Projects, project_condition
+
+_DEFINITION = TaskType.FUNCTION
 
 __all__ = [
     "MAX_EDGES_PER_REQUEST",
@@ -120,23 +122,33 @@ def resolve(
             ],
         )
     statuses: dict[str, str] = {}
+    definitions = {
+        task_id
+        for item, task_id in zip(items, new_ids, strict=True)
+        if item.task_type is _DEFINITION
+    }
     visible, in_projects = project_condition(projects)  # others' tasks do not exist for us
     visible = f" AND {visible}" if visible else ""
     for part in chunks(list(existing)):
         # Locked against a concurrent finish: it then sees the new edges and counts them.
         share = tx.dialect.lock("FOR SHARE")
         found = tx.execute(
-            f"SELECT id, status FROM tasks WHERE id IN ({marks(part)}){visible}{share}",
+            f"SELECT id, status, task_type FROM tasks WHERE id IN ({marks(part)}){visible}{share}",
             [*part, *in_projects],
-        )
+        ).fetchall()
         statuses.update({r["id"]: r["status"] for r in found})
+        definitions.update(r["id"] for r in found if r["task_type"] == _DEFINITION.value)
     for index, deps in enumerate(resolved):
         for position, dep_id in enumerate(deps):
-            if dep_id not in existing:
-                continue
             loc = (
                 ["tasks", index, "dependencies", position] if batch else ["dependencies", position]
             )
+            if dep_id in definitions:
+                msg = f"task {dep_id} is a Function definition, which never runs by itself"
+                errors.append(_error(loc, f"{msg}; depend on an execution of it", "function"))
+                continue
+            if dep_id not in existing:
+                continue
             status = statuses.get(dep_id)
             if status is None:
                 errors.append(_error(loc, f"task {dep_id} does not exist", "not_found"))

@@ -31,9 +31,12 @@ from taskqueue.models import TERMINAL_STATUSES, TaskStatus
 
 __all__ = [
     "FINISHED_SQL",
+    "HELD_SQL",
     "RUNNABLE_SQL",
     "api_keys",
     "attempts",
+    "batch_items",
+    "batches",
     "event_cursors",
     "events",
     "idempotency_keys",
@@ -42,6 +45,7 @@ __all__ = [
     "output_chunks",
     "projects",
     "task_deps",
+    "task_versions",
     "tasks",
     "webhook_deliveries",
     "webhooks",
@@ -63,6 +67,8 @@ assert frozenset(_FINISHED) == TERMINAL_STATUSES
 FINISHED_SQL = "(" + ", ".join(f"'{status.value}'" for status in _FINISHED) + ")"
 #: Rows of tasks a worker may claim now (given a queue and a time), the claim index's predicate.
 RUNNABLE_SQL = "status = 'Pending' AND waiting_on = 0"
+#: Children of a batch held back until another of its items ends (its max_concurrency).
+HELD_SQL = "batch_id IS NOT NULL AND waiting_on > 0"
 
 _ID = String(36)
 _TIME = BigInteger()
@@ -132,6 +138,10 @@ tasks: Table = Table(
     # The task's resource limits, as JSON (taskqueue._limits.TaskLimits.stored); NULL: none.
     Column("limits", Text),
     Column("idempotency_key", String(255)),
+    # A Function definition's: 1 to check its outputs against output_schema, 0 to trust them.
+    Column("validate_output", SmallInteger),
+    # The batch a Function execution belongs to (see the batches table), or NULL.
+    Column("batch_id", _ID),
     # Lease fencing: every write of an attempt is conditional on its token.
     Column("lease_token", String(32)),
     Column("lease_expires_at", _TIME),
@@ -152,6 +162,8 @@ tasks: Table = Table(
         **_where("status = 'Running'"),
     ),
     Index("ix_tasks_status_created", "status", "created_at"),
+    # A batch's children still held back, in the order they are let go.
+    Index("ix_tasks_batch_held", "batch_id", "seq", **_where(HELD_SQL)),
     # Housekeeping walks finished tasks oldest first.
     Index(
         "ix_tasks_finished",
@@ -320,4 +332,45 @@ webhook_deliveries: Table = Table(
     Column("duration_ms", Float, nullable=False),
     Column("created_at", _TIME, nullable=False, index=True),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
+)
+
+
+task_versions: Table = Table(
+    "task_versions",
+    metadata,
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("command", Text, nullable=False),
+    Column("language", String(50)),
+    Column("code", Text),
+    Column("input_schema", Text),
+    Column("output_schema", Text),
+    Column("created_at", _TIME, nullable=False),
+)
+
+batches: Table = Table(
+    "batches",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    # The Function definition and the version its items run.
+    Column("task_id", _ID, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("project_id", _ID),
+    Column("max_concurrency", Integer, nullable=False),
+    Column("stop_on_first_error", SmallInteger, nullable=False),
+    Column("total", Integer, nullable=False),
+    # The index of the item whose failure stopped the batch (stop_on_first_error), or NULL.
+    Column("stopped_by", Integer),
+    Column("created_at", _TIME, nullable=False),
+)
+
+batch_items: Table = Table(
+    "batch_items",
+    metadata,
+    Column("batch_id", _ID, ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    # The caller's id for the item (its position, for the simple form).
+    Column("item_id", String(200), nullable=False),
+    Column("execution_id", _ID, nullable=False),
+    Index("ix_batch_items_execution", "execution_id", unique=True),
 )

@@ -39,6 +39,7 @@ from taskqueue.store import (
 from taskqueue.store.backend import Backend, open_backend, secrets_of
 from taskqueue.store.codec import now_us
 from taskqueue.store.eventlog import EventLog
+from taskqueue.store.functionstore import FunctionStore
 from taskqueue.store.idempotency import IdempotencyRequest
 from taskqueue.store.keystore import KeyStore
 from taskqueue.store.pipeline import Effects
@@ -104,6 +105,8 @@ class Store:
         self.keys: KeyStore = KeyStore(self.db, self._write, clock)
         #: Webhook subscriptions and their deliveries.
         self.webhooks: WebhookStore = WebhookStore(self.db, self._write, self.events, clock)
+        #: Function definitions: their versions, executions and batches.
+        self.functions: FunctionStore = FunctionStore(self.db, self.waiters, self._write, clock)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskqueue.engine import PRIORITY_RANK, delete_refusal, edit_refusal
-from taskqueue.models import TaskCreate, TaskFilters, TaskStatus, TaskUpdate
-from taskqueue.store import dependencies, idempotency, outbox, transitions
+from taskqueue.models import TaskCreate, TaskFilters, TaskStatus, TaskType, TaskUpdate
+from taskqueue.store import dependencies, functions, idempotency, outbox, transitions
 from taskqueue.store.codec import dumps, task_to_dict, to_us
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError
 from taskqueue.store.ids import new_id
@@ -51,7 +51,12 @@ _NOT_NULL = frozenset(
         "description",
     }
 )
-_JSON_FIELDS = frozenset({"metadata", "environment", "acceptance_criteria"})
+_JSON_FIELDS = frozenset(
+    {"metadata", "environment", "acceptance_criteria", "input_schema", "output_schema"}
+)
+#: Fields only a Function definition has.
+_FUNCTION_FIELDS = ("input_schema", "output_schema", "validate_output")
+_F = TaskType.FUNCTION.value
 _C = TaskStatus.COMPLETED.value
 
 
@@ -94,8 +99,10 @@ def new_task_row(
 ) -> dict[str, Any]:
     """The row of a new task: the columns it sets (the others are NULL).
 
-    Its status is set by :func:`transitions.create`, which inserts it.
+    Its status is set by :func:`transitions.create`, which inserts it. A Function definition
+    starts at version 1 and is never runnable (it waits, ``waiting_on`` 1, for nothing).
     """
+    definition = item.task_type is TaskType.FUNCTION
     return {
         "id": task_id,
         "name": item.name,
@@ -127,8 +134,12 @@ def new_task_row(
         "run_at": to_us(item.run_at) if item.run_at is not None else now,
         "attempt": 0,
         "input": dumps(item.input) if item.input is not None else None,
+        "input_schema": dumps(item.input_schema) if item.input_schema is not None else None,
+        "output_schema": dumps(item.output_schema) if item.output_schema is not None else None,
+        "version": 1 if definition else None,
+        "validate_output": int(item.validate_output) if definition else None,
         "idempotency_key": key,
-        "waiting_on": waiting,
+        "waiting_on": 1 if definition else waiting,
     }
 
 
@@ -161,6 +172,7 @@ def create_tasks(
         edges.extend({"task_id": task_id, "depends_on": d} for d in dep_ids)
     transitions.create(tx, fx, rows, now)
     insert_rows(tx, "task_deps", edges)
+    functions.first_versions(tx, [row for row in rows if row["task_type"] == _F], now)
     # Only the columns set go into the INSERT; the wire dict reads the others as NULL.
     wire = [task_to_dict({**_NULLS, **row}) for row in rows]
     idempotency.remember(tx, idem, wire, now)
@@ -174,17 +186,7 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
     refusal = edit_refusal(TaskStatus(row["status"]), given)
     if refusal is not None:
         raise Conflict(refusal)
-    if "command" in given and row["language"] is not None:
-        raise InvalidInput(
-            "a code task has no command to change",
-            [
-                {
-                    "loc": ["command"],
-                    "msg": "this task runs code, not a command",
-                    "type": "value_error",
-                }
-            ],
-        )
+    _check_body_fields(row, given)
     values: dict[str, Any] = {}
     for name, value in given.items():
         if value is None and name in _NOT_NULL:
@@ -199,9 +201,15 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
         elif name == "run_at":
             values["run_at"] = to_us(value)
         elif name in _JSON_FIELDS:
-            values[name] = dumps(value)
+            values[name] = dumps(value) if value is not None else None
+        elif name == "validate_output":
+            values[name] = int(value)
         else:
             values[name] = value
+    if row["task_type"] == _F:
+        version = functions.next_version(tx, row, values, now)
+        if version is not None:
+            values["version"] = version
     if values:
         values["updated_at"] = now
         assignments = ", ".join(f"{name} = ?" for name in values)
@@ -212,6 +220,22 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
         if "run_at" in values or "queue" in values or "priority" in values:
             fx.wake = True
     return task_to_dict(transitions.locked_task_row(tx, task_id))
+
+
+def _invalid(loc: str, msg: str) -> InvalidInput:
+    return InvalidInput(msg, [{"loc": [loc], "msg": msg, "type": "value_error"}])
+
+
+def _check_body_fields(row: Any, given: dict[str, Any]) -> None:
+    """Refuse changes of a body the task does not have, or of schemas outside definitions."""
+    if "command" in given and row["language"] is not None:
+        raise _invalid("command", "this task runs code, not a command")
+    if "code" in given and row["language"] is None:
+        raise _invalid("code", "this task runs a command, not code")
+    if row["task_type"] != _F:
+        for name in _FUNCTION_FIELDS:
+            if name in given:
+                raise _invalid(name, f"only Function definitions have {name}")
 
 
 def delete_task(tx: Tx, fx: Effects, task_id: str, now: int) -> None:
@@ -275,7 +299,8 @@ def list_tasks(
 def task_counts(tx: Tx, projects: Projects = None) -> dict[str, int]:
     """How many tasks (within ``projects``) are in each status."""
     visible, params = project_condition(projects)
-    where = f"WHERE {visible} " if visible else ""
+    # A Function definition is not work: it never runs by itself.
+    where = f"WHERE task_type <> '{_F}'" + (f" AND {visible} " if visible else " ")
     rows = tx.execute(f"SELECT status, count(*) FROM tasks {where}GROUP BY status", params)
     return {str(status): int(count) for status, count in rows}
 

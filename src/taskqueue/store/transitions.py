@@ -29,8 +29,8 @@ from taskqueue.engine import (
     dependency_block_reason,
     transition_refusal,
 )
-from taskqueue.models import FailureReason, TaskStatus
-from taskqueue.store import dependencies, outbox
+from taskqueue.models import FailureReason, TaskStatus, TaskType
+from taskqueue.store import batches, dependencies, outbox
 from taskqueue.store.codec import dumps, loads, task_to_dict
 from taskqueue.store.errors import Conflict, NotFound
 from taskqueue.store.ids import new_token
@@ -116,7 +116,14 @@ _END_ATTEMPT = (
 )
 #: What the settling of a running attempt reads of its task.
 _LEASE_COLUMNS = (
-    "id, attempt, retries_used, retry_attempts, retry_delay, project_id, started_at, lease_token"
+    "id, attempt, retries_used, retry_attempts, retry_delay, project_id, started_at, lease_token,"
+    " batch_id, waiting_on"
+)
+#: Cancel a batch's items that have not started (its stop on the first error).
+_SKIP = _update(
+    Transition.CANCEL,
+    "status_reason = ?, failure_reason = ?, finished_at = ?, updated_at = ?",
+    f"batch_id = ? AND status = '{TaskStatus.PENDING.value}'",
 )
 
 
@@ -139,6 +146,8 @@ class Claimed:
     code: str | None = None
     #: The limits the task asked for (:meth:`taskqueue._limits.TaskLimits.stored`), or None.
     limits: dict[str, Any] | None = None
+    #: The JSON Schema its output must match (a Function execution's), or None.
+    output_schema: Any = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +287,8 @@ def claim(
     )
     rows = tx.execute(
         f"{statement} RETURNING id, name, command, environment, working_directory, timeout,"
-        " attempt, input, project_id, priority_rank, run_at, seq, language, code, limits",
+        " attempt, input, project_id, priority_rank, run_at, seq, language, code, limits,"
+        " output_schema",
         (token, now + lease_us, worker_id, now, now, *queues, now, *languages, limit),
     ).fetchall()
     if not rows:
@@ -328,6 +338,7 @@ def claim(
             language=r["language"],
             code=r["code"],
             limits=loads(r["limits"]),
+            output_schema=loads(r["output_schema"]),
         )
         for r in rows
     ]
@@ -414,6 +425,7 @@ def _complete(tx: Tx, fx: Effects, completed: list[tuple[Any, Outcome]], now: in
     ids = [row["id"] for row, _ in completed]
     fx.changed.update(ids)
     dependencies.release_dependents(tx, fx, ids)
+    settle_batches(tx, fx, [(row, done.value) for row, _ in completed], now)
 
 
 def _fail_or_retry(
@@ -455,6 +467,7 @@ def _fail_or_retry(
     outbox.emit(tx, fx, "task.failed", now, task_id, project_id, data)
     fx.changed.add(task_id)
     cascade_cancel(tx, fx, [task_id], now)
+    settle_batches(tx, fx, [(row, TaskStatus.FAILED.value)], now)
     return RULES[Transition.FAIL].target.value
 
 
@@ -507,6 +520,11 @@ def cancel(
     """Pending or Running → Cancelled, and its dependents with it. Cancelling again is a no-op."""
     row = locked_task_row(tx, task_id)
     status = row["status"]
+    if row["task_type"] == TaskType.FUNCTION.value:
+        raise Conflict(
+            f"task {task_id} is a Function definition, which never runs: there is nothing to "
+            "cancel (cancel its executions, or delete it to retire it)"
+        )
     if status == RULES[Transition.CANCEL].target.value:
         return task_to_dict(row)
     _check(Transition.CANCEL, status)
@@ -519,7 +537,42 @@ def cancel(
     outbox.emit(tx, fx, "task.cancelled", now, task_id, row["project_id"], {"reason": reason})
     fx.changed.add(task_id)
     cascade_cancel(tx, fx, [task_id], now)
+    settle_batches(tx, fx, [(row, TaskStatus.CANCELLED.value)], now)
     return task_to_dict(locked_task_row(tx, task_id))
+
+
+def settle_batches(tx: Tx, fx: Effects, ended: Sequence[tuple[Any, str]], now: int) -> None:
+    """After items of batches ended (their rows, their new status): go on with each batch.
+
+    Each item that was let go and ended lets the next held one go; an item that did not
+    complete, in a batch that stops on its first error, cancels the items not started.
+    """
+    by_batch: dict[str, list[tuple[Any, str]]] = {}
+    for row, status in ended:
+        if row["batch_id"] is not None:
+            by_batch.setdefault(row["batch_id"], []).append((row, status))
+    for batch_id, items in by_batch.items():
+        failed = [row["id"] for row, status in items if status != TaskStatus.COMPLETED.value]
+        reason = batches.stop(tx, batch_id, failed) if failed else None
+        if reason is None:
+            freed = sum(1 for row, _ in items if row["waiting_on"] == 0)
+            batches.release(tx, fx, batch_id, freed, now)
+            continue
+        code = FailureReason.CANCELLED.value
+        skipped = tx.execute(
+            f"{_SKIP} RETURNING id, project_id", (reason, code, now, now, batch_id)
+        ).fetchall()
+        outbox.emit_many(
+            tx,
+            fx,
+            [
+                outbox.event_row(
+                    "task.cancelled", now, r["id"], r["project_id"], {"reason": reason}
+                )
+                for r in skipped
+            ],
+        )
+        fx.changed.update(r["id"] for r in skipped)
 
 
 def cascade_cancel(tx: Tx, fx: Effects, task_ids: Iterable[str], now: int) -> None:

@@ -7,7 +7,9 @@ import os
 import stat
 from typing import Any
 
-__all__ = ["MAX_RESULT_BYTES", "MAX_RESULT_DEPTH", "read_result"]
+from taskqueue.engine.schemas import SchemaRefused, instance_errors
+
+__all__ = ["MAX_RESULT_BYTES", "MAX_RESULT_DEPTH", "output_mismatch", "read_result"]
 
 #: Largest JSON result a command may write to ``$TASKQUEUE_OUTPUT``.
 MAX_RESULT_BYTES = 1024 * 1024
@@ -74,3 +76,15 @@ def read_result(path: str, owner: int | None = None) -> tuple[Any, str | None]:
     if problem is not None:
         return None, f"$TASKQUEUE_OUTPUT {problem}"
     return value, None
+
+
+def output_mismatch(schema: Any, output: Any) -> str | None:
+    """How ``output`` fails the ``output_schema`` it must match (with the JSON path), or None."""
+    try:
+        errors = instance_errors(schema, output, [])
+    except SchemaRefused as exc:  # pragma: no cover - schemas are checked when stored
+        return f"output_schema cannot be used: {exc}"
+    if not errors:
+        return None
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"the output does not match output_schema at {errors[0]['msg']}{more}"

@@ -29,7 +29,7 @@ from taskqueue.worker.attempt import (
 from taskqueue.worker.limits import NetworkUnavailable, confine
 from taskqueue.worker.orphans import process_start
 from taskqueue.worker.process import OutputCapture, run_command
-from taskqueue.worker.results import read_result
+from taskqueue.worker.results import output_mismatch, read_result
 from taskqueue.worker.settings import WorkerSettings
 from taskqueue.worker.toolchains import code_command, remove_code
 
@@ -140,6 +140,8 @@ class AttemptRunner:
             output, output_error = read_result(
                 output_path, owner=None if run_as is None else run_as.uid
             )
+            if output_error is None and claimed.output_schema is not None:
+                output_error = output_mismatch(claimed.output_schema, output)
         finally:
             self._clean_up(tmpdir, code_dir, input_path, output_path)
         return outcome_of(
