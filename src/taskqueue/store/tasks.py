@@ -183,10 +183,10 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
     """Change a task's fields; those that say how it runs only while it is Pending."""
     row = transitions.locked_task_row(tx, task_id)
     given = changes.model_dump(exclude_unset=True)
+    _check_body_fields(row, given)
     refusal = edit_refusal(TaskStatus(row["status"]), given)
     if refusal is not None:
         raise Conflict(refusal)
-    _check_body_fields(row, given)
     values: dict[str, Any] = {}
     for name, value in given.items():
         if value is None and name in _NOT_NULL:
