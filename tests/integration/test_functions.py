@@ -8,6 +8,7 @@ whichever workers claim them, and survives a kill -9 of the server.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BIN, ServerProcess, query_db, wait_until
+from tests.conftest import BIN, ServerProcess, query_db, run_store, wait_until
 
 #: Reads its input (stdin), writes {"text": upper-cased} to $TASKQUEUE_OUTPUT.
 UPPER = (
@@ -473,3 +474,27 @@ def test_a_batch_survives_a_kill_9_of_the_server(
         assert (ended["status"], ended["success_count"]) == ("Completed", 8), ended
         assert [r["id"] for r in ended["results"]] == [str(i) for i in range(8)]
         assert _most_at_once(_intervals(api, ended)) <= 2
+
+
+def test_housekeeping_prunes_a_batch_once_its_items_are_gone(db_url: str) -> None:
+    from taskqueue.models import TaskCreate, TaskType
+    from taskqueue.store import Outcome, Store
+
+    async def body(store: Store) -> tuple[dict[str, int], dict[str, int]]:
+        [fn] = await store.create_tasks(
+            [TaskCreate(name="f", command="true", task_type=TaskType.FUNCTION)]
+        )
+        definition = await store.functions.definition(fn["id"], None)
+        done = await store.functions.start_batch(definition, [("a", None, False)], 1, False)
+        await store.functions.start_batch(definition, [("b", None, False)], 1, False)
+        [held] = await store.claim("w", ["default"], 1, 30)
+        await store.finish(held.id, held.lease_token, Outcome(True, exit_code=0))
+        assert (await store.functions.batch(done))["status"] == "Completed"
+        young = await store.prune(retention_s=3600)
+        await asyncio.sleep(0.01)
+        return young, await store.prune(retention_s=0)
+
+    young, pruned = run_store(db_url, body)
+    assert (young["batches"], pruned["tasks"], pruned["batches"]) == (0, 1, 1)
+    assert query_db(db_url, "SELECT count(*) FROM batches") == [(1,)]  # its item has not run
+    assert query_db(db_url, "SELECT count(*) FROM batch_items") == [(1,)]

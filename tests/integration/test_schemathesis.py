@@ -42,7 +42,7 @@ def test_the_api_keeps_to_its_openapi_document(tmp_path: Path) -> None:
     server = ServerProcess(
         db=db,
         port=free_port(),
-        args=["--workers", "0", "--failed-auth-burst", "1000000"],
+        args=["--workers", "0", "--failed-auth-burst", "1000000", "--max-request-wait", "0"],
         log=tmp_path / "server.log",
     )
     server.start()

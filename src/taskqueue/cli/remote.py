@@ -151,6 +151,7 @@ def api_settings(
         auth="off" if http.no_auth else ("auto" if loopback else "required"),
         allowed_hosts=allowed,
         trusted_proxies=http.trusted_proxies,
+        max_request_wait=http.max_request_wait,
         **fields,
     )
 

@@ -56,6 +56,8 @@ class HttpOptions:
     #: The certificate chain (PEM) to serve HTTPS with, and its private key; None: plain HTTP.
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: Longest a request waits for executions to end, in seconds (``--max-request-wait``).
+    max_request_wait: float = 300.0
 
     @property
     def scheme(self) -> str:
@@ -155,6 +157,16 @@ _LIMIT_OPTIONS = [
         type=click.IntRange(1, 100_000),
         help="Connections served at once; a request on one more is answered 503.",
     ),
+    click.option(
+        "--max-request-wait",
+        default=300.0,
+        show_default=True,
+        envvar="TASKQUEUE_MAX_REQUEST_WAIT",
+        type=click.FloatRange(0, 300),
+        metavar="SECONDS",
+        help="Longest an execute or batch-execute request (and a poll of its execution or "
+        "batch) waits for the end before answering with what is still running.",
+    ),
     # Hidden: the defaults suit every deployment; tests shorten them so they need not wait.
     click.option(
         "--max-header-bytes",
@@ -188,6 +200,7 @@ def http_options(function: Callable[..., Any]) -> Callable[..., Any]:
         trusted_proxies: tuple[str, ...],
         tls_cert: str | None,
         tls_key: str | None,
+        max_request_wait: float,
         **kwargs: Any,
     ) -> Any:
         kwargs["http"] = HttpOptions(
@@ -200,6 +213,7 @@ def http_options(function: Callable[..., Any]) -> Callable[..., Any]:
             trusted_proxies=tuple(dict.fromkeys(trusted_proxies)),
             tls_cert=tls_cert or None,
             tls_key=tls_key or None,
+            max_request_wait=max_request_wait,
         )
         return function(*args, **kwargs)
 

@@ -69,6 +69,9 @@ class ServerSettings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     #: The operator's limits (``--max-limit``): tasks asking above a maximum are refused.
     limits: LimitPolicy = field(default_factory=LimitPolicy)
+    #: Longest a request waits for executions or a batch to end, in seconds (a longer
+    #: ``timeout_ms`` is cut to it).
+    max_request_wait: float = 300.0
 
 
 async def _openapi(request: Request) -> Response:

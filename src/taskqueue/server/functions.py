@@ -92,8 +92,11 @@ def _validates(definition: Definition, force: bool) -> bool:
     return definition.output_schema is not None and (definition.validate_output or force)
 
 
-def _wait_s(timeout_ms: int | None) -> float:
-    return (DEFAULT_EXECUTE_WAIT_MS if timeout_ms is None else timeout_ms) / 1000
+def _wait_s(request: Request, timeout_ms: int | None) -> float:
+    """How long to wait: ``timeout_ms`` (or the default), at most the operator's limit."""
+    asked = (DEFAULT_EXECUTE_WAIT_MS if timeout_ms is None else timeout_ms) / 1000
+    ceiling: float = request.app.state.settings.max_request_wait
+    return min(asked, ceiling)
 
 
 async def execute(request: Request) -> Response:
@@ -109,7 +112,7 @@ async def execute(request: Request) -> Response:
     run = Run(body.input, _validates(definition, body.force_validation))
     execution_id = await functions.execute(definition, run, key)
     result = await functions.wait_execution(
-        execution_id, _wait_s(body.timeout_ms), projects=projects
+        execution_id, _wait_s(request, body.timeout_ms), projects=projects
     )
     return json_response(result, 200 if result["status"] in _TERMINAL else 202)
 
@@ -119,7 +122,7 @@ async def get_execution(request: Request) -> Response:
     execution_id = path_id(request, "execution_id")
     query = parse_query(request, WaitMsQuery)
     result = await store_of(request).functions.wait_execution(
-        execution_id, query.timeout_ms / 1000, projects=projects_of(request)
+        execution_id, _wait_s(request, query.timeout_ms), projects=projects_of(request)
     )
     return json_response(result)
 
@@ -159,7 +162,9 @@ async def batch_execute(request: Request) -> Response:
     batch_id = await functions.start_batch(
         definition, items, body.max_concurrency, body.stop_on_first_error, key
     )
-    batch = await functions.wait_batch(batch_id, _wait_s(body.timeout_ms), projects=projects)
+    batch = await functions.wait_batch(
+        batch_id, _wait_s(request, body.timeout_ms), projects=projects
+    )
     return json_response(batch, 200 if batch["status"] == "Completed" else 202)
 
 
@@ -168,7 +173,7 @@ async def get_batch(request: Request) -> Response:
     batch_id = path_id(request, "batch_id")
     query = parse_query(request, WaitMsQuery)
     batch = await store_of(request).functions.wait_batch(
-        batch_id, query.timeout_ms / 1000, projects=projects_of(request)
+        batch_id, _wait_s(request, query.timeout_ms), projects=projects_of(request)
     )
     return json_response(batch)
 

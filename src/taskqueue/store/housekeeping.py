@@ -76,6 +76,16 @@ prune_workers: Prune = _oldest("workers", "id", "last_seen")
 prune_deliveries: Prune = _oldest("webhook_deliveries", "id", "created_at")
 
 
+#: Batches of executions older than the cut-off whose items have all been pruned.
+prune_batches: Prune = _oldest(
+    "batches",
+    "id",
+    "created_at",
+    " AND NOT EXISTS (SELECT 1 FROM batch_items i JOIN tasks t ON t.id = i.execution_id"
+    " WHERE i.batch_id = batches.id)",
+)
+
+
 def _batch(prune: Prune, before: int, tx: Tx, fx: Effects) -> int:
     return prune(tx, fx, before, PRUNE_BATCH)
 
@@ -87,9 +97,10 @@ async def prune(
 ) -> dict[str, int]:
     """Delete what is older than its retention, batch by batch; the rows deleted per kind.
 
-    Finished tasks (with their attempts, output and edges), events and webhook delivery logs
-    go after ``retention_s`` (never, when None); idempotency keys after a day; workers silent
-    for an hour. Each batch is its own short transaction, queued with ``write`` like any other.
+    Finished tasks (with their attempts, output and edges), batches whose items are all gone,
+    events and webhook delivery logs go after ``retention_s`` (never, when None); idempotency
+    keys after a day; workers silent for an hour. Each batch is its own short transaction,
+    queued with ``write`` like any other.
     """
     jobs: list[tuple[str, Prune, int]] = [
         ("idempotency_keys", prune_idempotency_keys, now - IDEMPOTENCY_RETENTION_S * 1_000_000),
@@ -99,6 +110,7 @@ async def prune(
         before = now - int(retention_s * 1_000_000)
         jobs += [
             ("tasks", prune_tasks, before),
+            ("batches", prune_batches, before),
             ("events", prune_events, before),
             ("webhook_deliveries", prune_deliveries, before),
         ]
