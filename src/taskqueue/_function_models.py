@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from taskqueue._enums import FailureReason, TaskStatus
-from taskqueue._fields import JSONValue, StrictInteger, Text, WireUUID
+from taskqueue._fields import JSONValue, Omittable, StrictInteger, Text, WireUUID
 from taskqueue._input import _Input
 from taskqueue._responses import OutputModel as _Output
 
@@ -109,12 +109,12 @@ class BatchExecuteRequest(_Input):
     model_config: ClassVar[ConfigDict] = ConfigDict(json_schema_extra=_BATCH_SCHEMA)
 
     task_id: WireUUID | None = None
-    inputs: Annotated[list[JSONValue], Field(min_length=1, max_length=MAX_BATCH_ITEMS)] | None = (
-        None
-    )
-    items: (
-        Annotated[list[BatchExecuteItem], Field(min_length=1, max_length=MAX_BATCH_ITEMS)] | None
-    ) = None
+    inputs: Omittable[
+        Annotated[list[JSONValue], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+    ] = None
+    items: Omittable[
+        Annotated[list[BatchExecuteItem], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+    ] = None
     max_concurrency: Concurrency = 10
     stop_on_first_error: bool = False
     timeout_ms: WaitMs | None = None
@@ -155,7 +155,7 @@ class BatchQuery(_Input):
 
 
 class ExecutionResult(_Output):
-    """One execution of a Function definition: seed 000's ``ExecutionResult``.
+    """One execution of a Function definition: its status, output and error.
 
     ``execution_id`` is the id of the child task that ran it (``GET /api/tasks/{id}`` shows
     it whole); ``status`` is that task's: Pending or Running until it ends.

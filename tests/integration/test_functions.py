@@ -378,7 +378,7 @@ def test_a_batch_with_a_bad_input_is_refused_whole(
         f"/api/tasks/{made['id']}/batch-execute",
         json={"task_id": "01a23810-0000-7000-8000-000000000000", "inputs": [{"text": "x"}]},
     )
-    assert other.status_code == 422
+    assert other.status_code == 409
     assert other.json()["error"]["details"][0]["loc"] == ["task_id"]
     assert count_tasks(server) == before
 

@@ -1,4 +1,4 @@
-"""Function definitions on the API: executing them, in batches, and their versions (seed 000).
+"""Function definitions on the API: executing them, in batches, and their versions.
 
 ``POST /api/tasks/{id}/execute`` validates the input against the definition's schema (422
 with the JSON path of each error), starts a child task and waits for it up to ``timeout_ms``:
@@ -153,7 +153,8 @@ async def batch_execute(request: Request) -> Response:
     body = await parse_body(request, BatchExecuteRequest)
     if body.task_id is not None and str(body.task_id) != task_id:
         msg = f"is {body.task_id}, but the path names task {task_id}; give the same or neither"
-        raise ApiError(422, f"task_id {msg}", [{"loc": ["task_id"], "msg": msg, "type": "value"}])
+        # Well formed, but naming another definition than the path: a conflict of the two.
+        raise ApiError(409, f"task_id {msg}", [{"loc": ["task_id"], "msg": msg, "type": "value"}])
     key = idempotency(request, body)
     projects = projects_of(request)
     functions = store_of(request).functions

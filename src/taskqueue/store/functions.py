@@ -86,11 +86,29 @@ def _version_to_dict(row: Any) -> dict[str, Any]:
     }
 
 
-def _visible_row(tx: Tx, task_id: str, projects: frozenset[str] | None) -> Any:
-    row = tx.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+def _visible_row(tx: Tx, task_id: str, projects: frozenset[str] | None, lock: bool = False) -> Any:
+    row = tx.execute(
+        f"SELECT * FROM tasks WHERE id = ?{tx.dialect.lock() if lock else ''}", (task_id,)
+    ).fetchone()
     if row is None or (projects is not None and row["project_id"] not in projects):
         raise NotFound("task", task_id)
     return row
+
+
+def _version_of(
+    tx: Tx, task_id: str, version: int | None, projects: frozenset[str] | None, lock: bool = False
+) -> tuple[Any, Any]:
+    """A definition's row and the row of one of its versions (None: the current one)."""
+    row = _visible_row(tx, task_id, projects, lock)
+    if row["task_type"] != _F:
+        raise _not_a_definition(row)
+    number = row["version"] if version is None else version
+    found = tx.execute(
+        "SELECT * FROM task_versions WHERE task_id = ? AND version = ?", (task_id, number)
+    ).fetchone()
+    if found is None:
+        raise _unknown_version(row, number)
+    return row, found
 
 
 def _not_a_definition(row: Any) -> Conflict:
@@ -121,14 +139,7 @@ def task_at_version(
     tx: Tx, task_id: str, version: int, projects: frozenset[str] | None
 ) -> dict[str, Any]:
     """A definition as it was at ``version``: its body and schemas then, the rest as now."""
-    row = _visible_row(tx, task_id, projects)
-    if row["task_type"] != _F:
-        raise _not_a_definition(row)
-    found = tx.execute(
-        "SELECT * FROM task_versions WHERE task_id = ? AND version = ?", (task_id, version)
-    ).fetchone()
-    if found is None:
-        raise _unknown_version(row, version)
+    row, found = _version_of(tx, task_id, version, projects)
     return task_to_dict({**dict(row), "version": version, **{c: found[c] for c in VERSIONED}})
 
 
@@ -148,19 +159,10 @@ def definition(
     tx: Tx, task_id: str, version: int | None, projects: frozenset[str] | None
 ) -> Definition:
     """The version of a definition an execution would run (None: the current one)."""
-    row = _visible_row(tx, task_id, projects)
-    if row["task_type"] != _F:
-        raise _not_a_definition(row)
-    number = row["version"] if version is None else version
-    found = tx.execute(
-        "SELECT input_schema, output_schema FROM task_versions WHERE task_id = ? AND version = ?",
-        (task_id, number),
-    ).fetchone()
-    if found is None:
-        raise _unknown_version(row, number)
+    row, found = _version_of(tx, task_id, version, projects)
     return Definition(
         task_id=task_id,
-        version=int(number),
+        version=int(found["version"]),
         input_schema=loads(found["input_schema"]),
         output_schema=loads(found["output_schema"]),
         validate_output=bool(row["validate_output"]),
@@ -234,16 +236,7 @@ def start(
     replay = idempotency.replay(tx, idem)
     if replay is not None:
         return [str(item["id"]) for item in replay]
-    row = tx.execute(f"SELECT * FROM tasks WHERE id = ?{tx.dialect.lock()}", (task_id,)).fetchone()
-    if row is None:
-        raise NotFound("task", task_id)
-    if row["task_type"] != _F:
-        raise _not_a_definition(row)
-    found = tx.execute(
-        "SELECT * FROM task_versions WHERE task_id = ? AND version = ?", (task_id, version)
-    ).fetchone()
-    if found is None:
-        raise _unknown_version(row, version)
+    row, found = _version_of(tx, task_id, version, None, lock=True)
     children = [_child_row(row, found, run, now) for run in runs]
     transitions.create(tx, fx, children, now)
     ids = [child["id"] for child in children]

@@ -30,7 +30,7 @@ from taskqueue.engine import (
     transition_refusal,
 )
 from taskqueue.models import FailureReason, TaskStatus, TaskType
-from taskqueue.store import batches, dependencies, outbox
+from taskqueue.store import dependencies, holds, outbox
 from taskqueue.store.codec import dumps, loads, task_to_dict
 from taskqueue.store.errors import Conflict, NotFound
 from taskqueue.store.ids import new_token
@@ -553,10 +553,10 @@ def settle_batches(tx: Tx, fx: Effects, ended: Sequence[tuple[Any, str]], now: i
             by_batch.setdefault(row["batch_id"], []).append((row, status))
     for batch_id, items in by_batch.items():
         failed = [row["id"] for row, status in items if status != TaskStatus.COMPLETED.value]
-        reason = batches.stop(tx, batch_id, failed) if failed else None
+        reason = holds.stop(tx, batch_id, failed) if failed else None
         if reason is None:
             freed = sum(1 for row, _ in items if row["waiting_on"] == 0)
-            batches.release(tx, fx, batch_id, freed, now)
+            holds.release(tx, fx, batch_id, freed, now)
             continue
         code = FailureReason.CANCELLED.value
         skipped = tx.execute(
