@@ -19,6 +19,7 @@ FILES: list[tuple[Path, Path]] = [
     (CLIENT / "_async_events.py", CLIENT / "_sync_events.py"),
     (CLIENT / "_async_webhooks.py", CLIENT / "_sync_webhooks.py"),
     (CLIENT / "_async_code.py", CLIENT / "_sync_code.py"),
+    (CLIENT / "_async_functions.py", CLIENT / "_sync_functions.py"),
     (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
 ]
 
@@ -42,12 +43,18 @@ RULES: list[tuple[str, str]] = [
         '"""The sync client\'s webhook methods, GENERATED from ``_async_webhooks.py``."""',
     ),
     (
-        r'^"""The async client.s code methods \(seed 004.s flow\): .*"""',
+        r'^"""The async client.s code methods: .*"""',
         '"""The sync client\'s code methods, GENERATED from ``_async_code.py`` by unasync."""',
+    ),
+    (
+        r'^"""The async client.s function methods: .*"""',
+        '"""The sync client\'s function methods, GENERATED from ``_async_functions.py``."""',
     ),
     (r"\bfrom taskqueue\.client\._async_core\b", "from taskqueue.client._sync_core"),
     (r"\bfrom taskqueue\.client\._async_code\b", "from taskqueue.client._sync_code"),
     (r"\bAsyncCodeMixin\b", "SyncCodeMixin"),
+    (r"\bfrom taskqueue\.client\._async_functions\b", "from taskqueue.client._sync_functions"),
+    (r"\bAsyncFunctionsMixin\b", "SyncFunctionsMixin"),
     (r"\bfrom taskqueue\.client\._async_events\b", "from taskqueue.client._sync_events"),
     (r"\bfrom taskqueue\.client\._async_webhooks\b", "from taskqueue.client._sync_webhooks"),
     (r"\bAsyncEventsMixin\b", "SyncEventsMixin"),

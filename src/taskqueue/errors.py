@@ -18,6 +18,8 @@
     │                               ``original_exception``: the network's error)
     ├── TaskQueueTimeoutError       the request or the wait timed out (alias ``TimeoutError``)
     ├── TaskQueueConfigError        a config file or setting is wrong (names the file and line)
+    ├── ExecutionError              an execution of a Function task Failed or was Cancelled
+    │                               (``execution_id``, ``result``: its ExecutionResult)
     └── WebhookVerificationError    a webhook delivery is not to be trusted (``http_status``: the
         │                           status a receiver answers; see :mod:`taskqueue.webhooks`)
         ├── MalformedWebhookError   400: a header is missing or garbled, or the body is no event
@@ -30,13 +32,17 @@ also ``details`` (``ValidationError.errors`` is the same list).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskqueue._function_models import ExecutionResult
 
 __all__ = [
     "APIError",
     "AuthenticationError",
     "AuthorizationError",
     "ConflictError",
+    "ExecutionError",
     "InvalidSignatureError",
     "MalformedWebhookError",
     "NotFoundError",
@@ -176,6 +182,46 @@ class TaskQueueTimeoutError(_TransportFailure):
 
 class TaskQueueConfigError(TaskQueueError):
     """A configuration file or setting is wrong; the message names the file and line."""
+
+
+class ExecutionError(TaskQueueError):
+    """An execution of a Function task ended Failed or Cancelled.
+
+    ``execution_id`` is the id of the execution (its child task's); ``result`` is the
+    :class:`~taskqueue.models.ExecutionResult` as it ended, with its ``error``,
+    ``failure_reason``, ``exit_code`` and ``output``. ``status_code`` stays None: the request
+    succeeded, the execution did not.
+    """
+
+    def __init__(self, result: ExecutionResult, message: str | None = None) -> None:
+        super().__init__(
+            message or _execution_message(result), response_data=result.model_dump(mode="json")
+        )
+        #: The execution's id (its child task's, ``GET /api/tasks/{id}`` shows it whole).
+        self.execution_id: str = str(result.execution_id)
+        #: The execution as it ended.
+        self.result: ExecutionResult = result
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why it failed, as a word (``exit_code``, ``output_invalid``...), or None."""
+        reason = self.result.failure_reason
+        return None if reason is None else str(reason.value)
+
+
+def _execution_message(result: ExecutionResult) -> str:
+    """``execution 0192… of task 0191… (version 2) Failed (exit_code): exit code 3``."""
+    text = (
+        f"execution {result.execution_id} of task {result.task_id} (version {result.version}) "
+        f"{result.status.value}"
+    )
+    if result.failure_reason is not None:
+        text += f" ({result.failure_reason.value})"
+    if result.error:
+        text += f": {result.error}"
+    elif result.exit_code is not None:
+        text += f": exit code {result.exit_code}"
+    return text
 
 
 class WebhookVerificationError(TaskQueueError):

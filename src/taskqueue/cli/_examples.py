@@ -94,6 +94,34 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "taskqueue exec --language ruby -e 'puts 1'",
         "taskqueue exec -l python3 --input '{\"n\": 2}' job.txt",
     ),
+    "functions": (
+        "taskqueue functions create summarize --file summarize.py --input-schema @in.json",
+        "taskqueue functions list",
+    ),
+    "functions create": (
+        "taskqueue functions create upper --command ./upper.sh "
+        "--input-schema '{\"type\": \"object\"}' --description 'Upper-cases text'",
+        "taskqueue functions create summarize --file summarize.py --input-schema @in.json "
+        "--output-schema @out.json",
+        "taskqueue functions create echo --language python3 --code 'print(1)' "
+        "--no-validate-output --json",
+    ),
+    "functions list": ("taskqueue functions list", "taskqueue functions list --json"),
+    "functions get": (
+        "taskqueue functions get 4e1b2c",
+        "taskqueue functions get 4e1b2c --version 1 --json",
+    ),
+    "functions versions": ("taskqueue functions versions 4e1b2c",),
+    "execute": (
+        'taskqueue execute 4e1b2c --input \'{"text": "hello"}\'',
+        "taskqueue execute 4e1b2c --input @input.json --version 2 --json",
+        "taskqueue execute 4e1b2c --input - --timeout-ms 5000 --force-validation",
+    ),
+    "batch-execute": (
+        "taskqueue batch-execute 4e1b2c inputs.jsonl",
+        "taskqueue batch-execute 4e1b2c inputs.jsonl --max-concurrency 5 --stop-on-first-error",
+        "taskqueue batch-execute 4e1b2c inputs.jsonl --json | jq .failure_count",
+    ),
     "submit": ("taskqueue submit pipeline.yaml", "taskqueue submit tasks.jsonl --no-wait"),
     "health": ("taskqueue health", "taskqueue health -o json"),
     "config": ("taskqueue config show", "taskqueue config set base_url http://127.0.0.1:8080"),

@@ -27,6 +27,7 @@ from taskqueue.cli._webhooks_options import WebhookOptions, webhook_options
 from taskqueue.cli.config import config
 from taskqueue.cli.events import events, watch
 from taskqueue.cli.exec_code import exec_code
+from taskqueue.cli.functions import batch_execute, execute, functions
 from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
 from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
@@ -293,6 +294,9 @@ main.add_command(config)
 main.add_command(workers)
 main.add_command(events)
 main.add_command(webhooks)
+main.add_command(functions)
+main.add_command(execute)
+main.add_command(batch_execute)
 tasks.add_command(watch)
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 from taskqueue.client._async_code import AsyncCodeMixin
 from taskqueue.client._async_core import every_page, id_of
 from taskqueue.client._async_events import AsyncEventsMixin
+from taskqueue.client._async_functions import AsyncFunctionsMixin
 from taskqueue.client._async_webhooks import AsyncWebhooksMixin
 from taskqueue.client._base import (
     NOT_GIVEN,
@@ -59,7 +60,9 @@ __all__ = ["AsyncTaskQueueClient"]
 _WAIT_SLICE_S = 60.0
 
 
-class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin, AsyncCodeMixin):
+class AsyncTaskQueueClient(
+    AsyncEventsMixin, AsyncWebhooksMixin, AsyncFunctionsMixin, AsyncCodeMixin
+):
     """Async client for the taskqueue API.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` (or
@@ -147,9 +150,13 @@ class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin, AsyncCodeMixin)
     async def create_task(
         self,
         name: str,
-        command: str,
+        command: str | None = None,
         project_id: str | UUID | None = None,
         *,
+        task_type: TaskType | str | NotGiven = NOT_GIVEN,
+        input_schema: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        output_schema: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        validate_output: bool | NotGiven = NOT_GIVEN,
         priority: TaskPriority | str | NotGiven = NOT_GIVEN,
         timeout: int | NotGiven | None = NOT_GIVEN,
         retry_attempts: int | NotGiven = NOT_GIVEN,
@@ -166,12 +173,29 @@ class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin, AsyncCodeMixin)
     ) -> Task:
         """Create a task. ``timeout`` is the task's own, in seconds; other fields by name.
 
+        A task runs ``command`` (or, by name, ``language`` and ``code``). Given
+        ``input_schema`` or ``output_schema`` (JSON Schemas), it is a Function definition
+        (``task_type`` ``"Function"`` unless said otherwise): it never runs by itself, but
+        is executed with inputs (:meth:`execute`, :meth:`batch_execute`); ``validate_output``
+        False trusts its outputs unless an execution asks for ``force_validation``.
         The request carries an ``Idempotency-Key``, so a retried call never makes two tasks.
         """
+        if isinstance(task_type, NotGiven) and not (
+            isinstance(input_schema, NotGiven) and isinstance(output_schema, NotGiven)
+        ):
+            task_type = TaskType.FUNCTION
         given = drop_unset(
             {
                 "name": name,
                 "command": command,
+                "task_type": task_type,
+                "input_schema": dict(input_schema)
+                if not isinstance(input_schema, NotGiven)
+                else input_schema,
+                "output_schema": dict(output_schema)
+                if not isinstance(output_schema, NotGiven)
+                else output_schema,
+                "validate_output": validate_output,
                 "project_id": str(project_id) if project_id is not None else None,
                 "priority": priority,
                 "timeout": timeout,
@@ -190,8 +214,9 @@ class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin, AsyncCodeMixin)
                 **fields,
             }
         )
-        if given.get("project_id") is None:
-            given.pop("project_id", None)
+        for optional in ("project_id", "command"):
+            if given.get(optional) is None:
+                given.pop(optional, None)
         body = validate_input(TaskCreate, given)
         return await self._model(Task, RequestSpec.create("/api/tasks", body, "task"))
 
@@ -204,10 +229,12 @@ class AsyncTaskQueueClient(AsyncEventsMixin, AsyncWebhooksMixin, AsyncCodeMixin)
         data = await self._json(RequestSpec.create("/api/tasks/batch", body, "task"))
         return [parse_model(Task, t) for t in data["tasks"]]
 
-    async def get_task(self, task_id: str | UUID) -> Task:
-        """One task."""
+    async def get_task(self, task_id: str | UUID, version: int | None = None) -> Task:
+        """One task; for a Function definition, ``version`` shows it as of that version."""
+        params = None if version is None else {"version": version}
         return await self._model(
-            Task, RequestSpec("GET", f"/api/tasks/{id_of(task_id)}", resource="task")
+            Task,
+            RequestSpec("GET", f"/api/tasks/{id_of(task_id)}", params=params, resource="task"),
         )
 
     async def list_tasks(

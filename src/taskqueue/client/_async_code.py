@@ -1,4 +1,4 @@
-"""The async client's code methods (seed 004's flow): the source of the sync ones (unasync)."""
+"""The async client's code methods: the source of the sync ones (unasync)."""
 
 # Each is a thin layer over tasks: a job is a code task (``language`` + ``code``), its id the
 # task's id; waiting is the server's long-poll, never a polling schedule.

@@ -9,7 +9,7 @@ with a public id from another. The levels, first found wins:
 1. the client's arguments;
 2. ``TASKQUEUE_API_KEY``, or ``TASKQUEUE_PUBLIC_KEY`` and ``TASKQUEUE_SECRET_KEY``;
 3. the profile in use (see :mod:`taskqueue.client._config`);
-4. an accounts file (seed 004's): ``~/.taskqueue/accounts.csv``, else ``./accounts.csv``.
+4. an accounts file: ``~/.taskqueue/accounts.csv``, else ``./accounts.csv``.
    One account a line: ``public_key,secret_key[,name]`` for a key pair or
    ``tq_…[,,name]`` for an API key; blank lines and ``#`` comments are skipped.
    ``TASKQUEUE_ACCOUNT`` picks one by 0-based index or by name (else the first).
@@ -56,7 +56,7 @@ PUBLIC_KEY_ENV = "TASKQUEUE_PUBLIC_KEY"
 SECRET_KEY_ENV = "TASKQUEUE_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 #: The environment variable that picks an account of the accounts file (index or name).
 ACCOUNT_ENV = "TASKQUEUE_ACCOUNT"
-#: The accounts file's name (seed 004's).
+#: The accounts file's name.
 ACCOUNTS_FILE = "accounts.csv"
 #: The settings that make up the credentials, in the order they are reported.
 CREDENTIAL_SETTINGS = ("api_key", "public_key", "secret_key")
