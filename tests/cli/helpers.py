@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,47 @@ def answer_on_a_terminal(args: Sequence[str], answer: str) -> tuple[int, str, st
             process.wait()
         os.close(master)
     return process.returncode, out, err
+
+
+def on_a_pty(
+    args: Sequence[str], env: Mapping[str, str], stream: str = "stdout", timeout: float = 60
+) -> tuple[int, str, str]:
+    """Run the CLI with ``stream`` (``stdout`` or ``stderr``) on a pseudo-terminal.
+
+    Its exit code, the other stream (a pipe), and what the terminal showed.
+    """
+    master, slave = pty.openpty()
+    on_pty = {"stdout": slave} if stream == "stdout" else {"stderr": slave}
+    piped = {"stderr": subprocess.PIPE} if stream == "stdout" else {"stdout": subprocess.PIPE}
+    process = subprocess.Popen(
+        [str(BIN), *args],
+        env=dict(env),
+        text=True,
+        **on_pty,
+        **piped,  # type: ignore[call-overload]
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(5)
+        os.close(master)
+    other = err if stream == "stdout" else out
+    return process.returncode, other or "", b"".join(chunks).decode("utf-8", "replace")

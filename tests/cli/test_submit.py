@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
-import threading
 from pathlib import Path
 
 import httpx
@@ -20,11 +16,12 @@ from tests.cli.helpers import (
     get,
     make_project,
     names_in,
+    on_a_pty,
     sub_env,
     task_count,
     tq,
 )
-from tests.conftest import BIN, ServerProcess
+from tests.conftest import ServerProcess
 
 CHAIN_YAML = """\
 # listed out of order on purpose: c needs b, b needs a
@@ -210,45 +207,18 @@ def test_progress_bar_on_a_terminal(live: ServerProcess, api: httpx.Client, tmp_
     """With stderr on a terminal, a progress bar counts the tasks; stdout keeps the summary."""
     text = "- name: bar-1\n  command: sleep 0.5\n- name: bar-2\n  command: sleep 1\n"
     path = write(tmp_path, "bar.yaml", text)
-    master, slave = pty.openpty()
     env = sub_env({"TERM": "xterm-256color"})
     env.pop("NO_COLOR")
-    process = subprocess.Popen(
-        [str(BIN), "--base-url", live.url, "submit", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        env=env,
+    code, stdout, shown = on_a_pty(
+        ["--base-url", live.url, "submit", str(path)], env, stream="stderr", timeout=30
     )
-    os.close(slave)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        stdout, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join(5)
-        os.close(master)
-    assert process.returncode == 0
-    bar = ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
+    assert code == 0
+    bar = ANSI.sub("", shown)
     assert "running" in bar
     assert "0/2" in bar
     assert "0 failed" in bar
     assert "ETA" in bar
-    summary = stdout.decode()
+    summary = stdout
     assert "2 of 2 tasks completed" in summary
     assert not ANSI.search(summary)  # stdout is a pipe: no colour there
 

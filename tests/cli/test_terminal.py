@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import subprocess
-import threading
 from collections.abc import Mapping
 
 import httpx
@@ -15,7 +12,7 @@ import pytest
 import yaml
 
 from taskqueue import __version__
-from tests.cli.helpers import ANSI, cli, get, make_task, sub_env, tq
+from tests.cli.helpers import ANSI, cli, get, make_task, on_a_pty, sub_env, tq
 from tests.conftest import BIN, ServerProcess, wait_status
 
 #: SGR sequences that set a colour (foreground or background), as opposed to bold and such.
@@ -24,34 +21,8 @@ COLOUR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])(?:;[0-
 
 def on_a_terminal(args: list[str], env: Mapping[str, str]) -> tuple[int, str]:
     """Run the CLI with stdout on a pseudo-terminal; its exit code and what it showed."""
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [str(BIN), *args], stdout=slave, stderr=subprocess.PIPE, env=dict(env)
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join(5)
-        os.close(master)
-    return process.returncode, b"".join(chunks).decode("utf-8", "replace")
+    code, _, shown = on_a_pty(args, env, timeout=30)
+    return code, shown
 
 
 def colour_env(no_color: bool) -> dict[str, str]:
