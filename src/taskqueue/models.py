@@ -356,7 +356,7 @@ class LanguageList(_Output):
 
 
 class CodeResult(_Output):
-    """How a code task ended (seed 004's result of ``execute_code``): its output and exit code.
+    """How a code task ended (the result of ``execute_code``): its output and exit code.
 
     ``stdout`` and ``stderr`` are the output stored of the last attempt (up to the worker's
     output limit, truncated in the middle beyond it).
@@ -399,7 +399,7 @@ class ErrorBody(_Output):
 
 
 # Webhook subscriptions (defined beside their validation, re-exported here with the rest).
-# Function definitions: executions, batches and versions (seed 000).
+# Function definitions: executions, batches and versions.
 from taskqueue._function_models import (  # noqa: E402
     BatchExecuteItem,
     BatchExecuteRequest,
