@@ -85,7 +85,7 @@ class SyncFunctionsMixin(SyncClientCore):
 
         ``input_data`` is checked against the definition's ``input_schema`` (a mismatch is a
         :class:`~taskqueue.errors.ValidationError` whose ``details`` name each path, as
-        ``["body", "input", ...]``). ``version`` runs an older version (default: the current
+        ``["input", ...]``). ``version`` runs an older version (default: the current
         one); ``force_validation`` checks the output against ``output_schema`` even when the
         definition trusts it.
 
