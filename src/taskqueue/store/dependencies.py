@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskqueue.engine import dependency_block_reason
 from taskqueue.models import TaskCreate, TaskStatus, TaskType
+from taskqueue.store.codec import loads
 from taskqueue.store.errors import Conflict, InvalidInput
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import FINISHED_SQL
@@ -23,7 +25,9 @@ _DEFINITION = TaskType.FUNCTION
 
 __all__ = [
     "MAX_EDGES_PER_REQUEST",
+    "Resolved",
     "count_waiting",
+    "outputs",
     "pending_dependents",
     "release_dependents",
     "resolve",
@@ -47,16 +51,29 @@ def _error(loc: list[Any], msg: str, type_: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": type_}
 
 
+@dataclass
+class Resolved:
+    """Each item's dependency ids, the refs some were named by, and the statuses found."""
+
+    #: Per item: the ids of its dependencies, in the order given.
+    ids: list[list[str]]
+    #: Per item: the dependencies it named by ref (id → ref).
+    refs: list[dict[str, str]]
+    #: The status of every existing task referenced.
+    statuses: dict[str, str] = field(default_factory=dict)
+
+
 def _references(
     items: Sequence[TaskCreate], new_ids: list[str], batch: bool
-) -> tuple[list[list[str]], set[str], list[dict[str, Any]]]:
-    """Each item's dependency ids, the existing tasks they name, and the errors found."""
+) -> tuple[Resolved, set[str], list[dict[str, Any]]]:
+    """Each item's dependencies, the existing tasks they name, and the errors found."""
     refs: dict[str, int] = {}
     errors: list[dict[str, Any]] = []
-    resolved: list[list[str]] = []
+    resolved = Resolved([], [])
     existing: set[str] = set()
     for index, item in enumerate(items):
         deps: list[str] = []
+        named: dict[str, str] = {}
         for position, dep in enumerate(item.dependencies):
             loc = (
                 ["tasks", index, "dependencies", position] if batch else ["dependencies", position]
@@ -78,12 +95,14 @@ def _references(
                     errors.append(_error(loc, msg, "unknown_reference"))
                     continue
                 task_id = new_ids[refs[ref]]
+                named.setdefault(task_id, ref)
             else:
                 assert task_id is not None
                 existing.add(task_id)
             if task_id not in deps:
                 deps.append(task_id)
-        resolved.append(deps)
+        resolved.ids.append(deps)
+        resolved.refs.append(named)
         if item.ref is not None:
             loc = ["tasks", index, "ref"]
             if item.ref in refs:
@@ -101,14 +120,14 @@ def resolve(
     new_ids: list[str],
     batch: bool,
     projects: Projects = None,
-) -> tuple[list[list[str]], dict[str, str]]:
-    """Each item's dependency ids, and the status of every existing task referenced.
+) -> Resolved:
+    """Each item's dependency ids (and refs), and the status of every existing task referenced.
 
     Raises :class:`InvalidInput` naming each dependency that cannot be used: unknown, or
     already Failed or Cancelled (the new task could never run).
     """
     resolved, existing, errors = _references(items, new_ids, batch)
-    total_edges = sum(len(deps) for deps in resolved)
+    total_edges = sum(len(deps) for deps in resolved.ids)
     if total_edges > MAX_EDGES_PER_REQUEST:
         limit = MAX_EDGES_PER_REQUEST
         raise InvalidInput(
@@ -121,7 +140,7 @@ def resolve(
                 )
             ],
         )
-    statuses: dict[str, str] = {}
+    statuses = resolved.statuses
     definitions = {
         task_id
         for item, task_id in zip(items, new_ids, strict=True)
@@ -138,7 +157,7 @@ def resolve(
         ).fetchall()
         statuses.update({r["id"]: r["status"] for r in found})
         definitions.update(r["id"] for r in found if r["task_type"] == _DEFINITION.value)
-    for index, deps in enumerate(resolved):
+    for index, deps in enumerate(resolved.ids):
         for position, dep_id in enumerate(deps):
             loc = (
                 ["tasks", index, "dependencies", position] if batch else ["dependencies", position]
@@ -156,7 +175,7 @@ def resolve(
                 errors.append(_error(loc, f"{reason}; retry it first", "dependency_failed"))
     if errors:
         raise InvalidInput("some dependencies cannot be used", errors)
-    return resolved, statuses
+    return resolved
 
 
 def count_waiting(tx: Tx, dep_ids: list[str]) -> int:
@@ -230,3 +249,34 @@ def unfinished_dependents(tx: Tx, task_id: str) -> int:
             (task_id,),
         ).fetchone()[0]
     )
+
+
+def outputs(tx: Tx, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What each task's dependencies produced: ``$TASKQUEUE_DEPENDENCIES`` of each.
+
+    Per task, a map from each dependency's id, and from the ref it was named by (where one
+    was), to ``{"id", "ref", "name", "status", "output"}``. Tasks without dependencies are
+    not in the answer.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for part in chunks(list(task_ids)):
+        rows = tx.execute(
+            "SELECT d.task_id, d.depends_on, d.ref, t.name, t.status, t.result"
+            " FROM task_deps d JOIN tasks t ON t.id = d.depends_on"
+            f" WHERE d.task_id IN ({marks(part)})",
+            list(part),
+        )
+        for row in rows:
+            result = loads(row["result"]) or {}
+            entry = {
+                "id": row["depends_on"],
+                "ref": row["ref"],
+                "name": row["name"],
+                "status": row["status"],
+                "output": result.get("output"),
+            }
+            mapping = found.setdefault(row["task_id"], {})
+            mapping[row["depends_on"]] = entry
+            if row["ref"] is not None:
+                mapping[row["ref"]] = entry
+    return found

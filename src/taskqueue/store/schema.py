@@ -177,6 +177,8 @@ task_deps: Table = Table(
     metadata,
     Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
     Column("depends_on", _ID, primary_key=True),
+    # The ref a batch item named this dependency by (an earlier item's), or NULL (by id).
+    Column("ref", String(200)),
     Index("ix_task_deps_depends_on", "depends_on"),
 )
 

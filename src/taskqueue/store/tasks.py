@@ -162,14 +162,14 @@ def create_tasks(
         return list(replay)
     _check_projects(tx, items, batch, projects)
     new_ids = [new_id() for _ in items]
-    deps, statuses = dependencies.resolve(tx, items, new_ids, batch, projects)
+    found = dependencies.resolve(tx, items, new_ids, batch, projects)
     key = idem.key if idem is not None else None
     rows: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
-    for item, task_id, dep_ids in zip(items, new_ids, deps, strict=True):
-        waiting = sum(1 for d in dep_ids if statuses.get(d) != _C)
+    for item, task_id, dep_ids, refs in zip(items, new_ids, found.ids, found.refs, strict=True):
+        waiting = sum(1 for d in dep_ids if found.statuses.get(d) != _C)
         rows.append(new_task_row(item, task_id, dep_ids, waiting, now, key))
-        edges.extend({"task_id": task_id, "depends_on": d} for d in dep_ids)
+        edges.extend({"task_id": task_id, "depends_on": d, "ref": refs.get(d)} for d in dep_ids)
     transitions.create(tx, fx, rows, now)
     insert_rows(tx, "task_deps", edges)
     functions.first_versions(tx, [row for row in rows if row["task_type"] == _F], now)

@@ -148,6 +148,8 @@ class Claimed:
     limits: dict[str, Any] | None = None
     #: The JSON Schema its output must match (a Function execution's), or None.
     output_schema: Any = None
+    #: What its dependencies produced, by id and by ref (:func:`.dependencies.outputs`).
+    dependencies: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ def claim(
     rows = tx.execute(
         f"{statement} RETURNING id, name, command, environment, working_directory, timeout,"
         " attempt, input, project_id, priority_rank, run_at, seq, language, code, limits,"
-        " output_schema",
+        " output_schema, dependencies",
         (token, now + lease_us, worker_id, now, now, *queues, now, *languages, limit),
     ).fetchall()
     if not rows:
@@ -323,6 +325,7 @@ def claim(
         ],
     )
     fx.changed.update(r["id"] for r in rows)
+    produced = dependencies.outputs(tx, [r["id"] for r in rows if r["dependencies"] != "[]"])
     return [
         Claimed(
             id=r["id"],
@@ -339,6 +342,7 @@ def claim(
             code=r["code"],
             limits=loads(r["limits"]),
             output_schema=loads(r["output_schema"]),
+            dependencies=produced.get(r["id"]),
         )
         for r in rows
     ]

@@ -47,6 +47,8 @@ class AttemptRunner:
         self._files, self._outputs = attempt_files(settings.run_as)
         self._null_input = self._files / "null.json"
         write_input(self._null_input, "null", settings.run_as)
+        self._no_dependencies = self._files / "no-dependencies.json"
+        write_input(self._no_dependencies, "{}", settings.run_as)
         # Commands get the worker's environment, less its secrets: the database URL carries a
         # password, and a command's output is served by the API.
         self._base_env = {k: v for k, v in os.environ.items() if not is_private(k)}
@@ -59,7 +61,12 @@ class AttemptRunner:
         shutil.rmtree(self._files, ignore_errors=True)
 
     def environment(
-        self, claimed: Claimed, input_path: str, output_path: str, tmpdir: str
+        self,
+        claimed: Claimed,
+        input_path: str,
+        output_path: str,
+        tmpdir: str,
+        dependencies_path: str | None = None,
     ) -> dict[str, str]:
         """The command's environment: the worker's less its secrets, the task's, and ours."""
         env = dict(self._base_env)
@@ -72,7 +79,16 @@ class AttemptRunner:
         env["TASKQUEUE_DEPLOYMENT"] = self.deployment
         env["TASKQUEUE_INPUT"] = input_path
         env["TASKQUEUE_OUTPUT"] = output_path
+        env["TASKQUEUE_DEPENDENCIES"] = dependencies_path or str(self._no_dependencies)
         return env
+
+    def dependencies_path(self, claimed: Claimed) -> str:
+        """The attempt's ``$TASKQUEUE_DEPENDENCIES``: what its dependencies produced."""
+        if not claimed.dependencies:
+            return str(self._no_dependencies)
+        path = self._files / f"{claimed.id}-{claimed.attempt}.deps.json"
+        write_input(path, json.dumps(claimed.dependencies), self.settings.run_as)
+        return str(path)
 
     def attempt_paths(self, claimed: Claimed) -> tuple[str, str, str]:
         """The attempt's ``$TASKQUEUE_INPUT`` (written here), its stdin and its output file."""
@@ -118,7 +134,8 @@ class AttemptRunner:
         )
         command, code_dir = claimed.command, None
         tmpdir = private_tmpdir(self._files, f"{claimed.id}-{claimed.attempt}", run_as)
-        env = self.environment(claimed, input_path, output_path, str(tmpdir))
+        dependencies_path = self.dependencies_path(claimed)
+        env = self.environment(claimed, input_path, output_path, str(tmpdir), dependencies_path)
         started = time.monotonic()
         try:
             if claimed.language is not None:
@@ -144,6 +161,9 @@ class AttemptRunner:
                 output_error = output_mismatch(claimed.output_schema, output)
         finally:
             self._clean_up(tmpdir, code_dir, input_path, output_path)
+            if dependencies_path != str(self._no_dependencies):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(dependencies_path)
         return outcome_of(
             result, claimed.timeout, output, output_error, captures, duration_ms, confined.limits
         )
