@@ -41,6 +41,7 @@ from taskqueue._fields import (
 )
 from taskqueue._input import _Input
 from taskqueue._limits import TaskLimits
+from taskqueue._schedule_models import Schedule
 from taskqueue.languages import LANGUAGES, canonical_language
 
 __all__ = [
@@ -198,13 +199,14 @@ Queue = Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_RE.patt
 
 
 #: The kinds of task ``POST /api/tasks`` makes in this version.
-CREATABLE_TYPES = (TaskType.SIMPLE, TaskType.FUNCTION)
+CREATABLE_TYPES = (TaskType.SIMPLE, TaskType.FUNCTION, TaskType.SCHEDULED)
 
 
 def _runnable_type(value: TaskType) -> TaskType:
     if value not in CREATABLE_TYPES:
         raise ValueError(
-            f"task_type {value.value!r} is not supported yet; use 'Simple' or 'Function'"
+            f"task_type {value.value!r} is not supported yet; use 'Simple', 'Function' or "
+            "'Scheduled'"
         )
     return value
 
@@ -269,6 +271,8 @@ class TaskCreate(_Input):
     #: Whether a Function's outputs are checked against ``output_schema`` (``false``: trusted,
     #: unless an execution asks for ``force_validation``).
     validate_output: bool = True
+    #: A Scheduled task's schedule: when it makes a child task of itself.
+    schedule: Schedule | None = None
     #: Resource limits of its command (see :mod:`taskqueue._limits`); None: the operator's.
     limits: TaskLimits | None = None
     ai_reviews_required: Annotated[int, Field(ge=0, le=100), StrictInteger] = 3
@@ -294,8 +298,17 @@ class TaskCreate(_Input):
         return name
 
     @model_validator(mode="after")
-    def _function_fields(self) -> TaskCreate:
-        if self.task_type is TaskType.FUNCTION:
+    def _kind_fields(self) -> TaskCreate:
+        scheduled = self.task_type is TaskType.SCHEDULED
+        if scheduled != (self.schedule is not None):
+            loc, msg = (
+                ("schedule", "a Scheduled task needs a schedule (cron or interval_seconds)")
+                if scheduled
+                else ("schedule", 'a schedule belongs to a task of task_type "Scheduled"')
+            )
+        elif scheduled and self.dependencies:
+            loc, msg = "dependencies", "a Scheduled task has no dependencies (its runs start alone)"
+        elif self.task_type is TaskType.FUNCTION:
             if self.dependencies:
                 loc, msg = "dependencies", "a Function definition has no dependencies"
             elif self.input is not None:

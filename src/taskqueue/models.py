@@ -40,6 +40,13 @@ from taskqueue._requests import (
     TaskUpdateItem,
 )
 from taskqueue._responses import OutputModel as _Output
+from taskqueue._schedule_models import (
+    NextRuns,
+    Schedule,
+    ScheduleInfo,
+    ScheduleRun,
+    ScheduleRunList,
+)
 
 __all__ = [
     "MAX_JSON_FIELD_BYTES",
@@ -74,10 +81,15 @@ __all__ = [
     "LogPage",
     "NewApiKey",
     "NewWebhook",
+    "NextRuns",
     "Project",
     "ProjectCreate",
     "ProjectList",
     "ProjectUpdate",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleRun",
+    "ScheduleRunList",
     "Task",
     "TaskBatch",
     "TaskCreate",
@@ -233,6 +245,8 @@ class Task(_Output):
     #: The limits the task asked for (those left out are not listed); None: none asked.
     limits: dict[str, int | bool] | None = None
     idempotency_key: str | None = None
+    #: A Scheduled task's schedule and when it fires next (None for other tasks).
+    schedule: ScheduleInfo | None = None
 
     @property
     def is_terminal(self) -> bool:

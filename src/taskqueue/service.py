@@ -14,6 +14,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from taskqueue.integrations.scheduler import Scheduler, file_clock
 from taskqueue.integrations.webhook_dispatcher import WebhookDispatcher
 from taskqueue.server import ServerSettings, Service, create_app
 from taskqueue.server.keyring import Keyring
@@ -56,6 +57,8 @@ class ServerOptions:
     api: ServerSettings = field(default_factory=ServerSettings)
     #: Publish every event to the NATS server(s) at this URL (needs ``taskqueue-sdk[nats]``).
     nats_url: str | None = None
+    #: For tests: the scheduler goes by the time in this file (seconds) while it exists.
+    scheduler_clock: Path | None = None
 
 
 def open_store(db: str, *, listen: bool = True, changes: bool = True) -> Store:
@@ -88,6 +91,8 @@ def build_server(options: ServerOptions) -> tuple[Starlette, Store]:
         services.append(NatsPublisher(store, options.nats_url))
     if options.api.webhooks.dispatch:
         services.append(WebhookDispatcher(store, options.api.webhooks))
+    clock = file_clock(options.scheduler_clock) if options.scheduler_clock else None
+    services.append(Scheduler(store, clock))
     return create_app(options.api, store, services), store
 
 

@@ -168,6 +168,11 @@ def _fresh_batch(w: Walk) -> Target:
     return Target(f"/api/batches/{made['batch_id']}", params={"timeout_ms": 0})
 
 
+def _fresh_schedule(w: Walk, suffix: str, **params: Any) -> Target:
+    task = w.task(task_type="Scheduled", schedule={"cron": "@yearly"})
+    return Target(f"/api/tasks/{task}{suffix}", None, params or None)
+
+
 def _new_task_body(w: Walk) -> dict[str, Any]:
     return {"name": unique("new"), "command": "true", "project_id": w.project_a}
 
@@ -209,6 +214,17 @@ CASES: dict[tuple[str, str], Case] = {
         404,
     ),
     ("/api/executions/{execution_id}", "GET"): Case(_fresh_execution, 200, 404),
+    ("/api/tasks/{task_id}/runs", "GET"): Case(lambda w: _fresh_schedule(w, "/runs"), 200, 404),
+    ("/api/tasks/{task_id}/next", "GET"): Case(
+        lambda w: _fresh_schedule(w, "/next", count=2), 200, 404
+    ),
+    ("/api/tasks/{task_id}/pause", "POST"): Case(lambda w: _fresh_schedule(w, "/pause"), 200, 404),
+    ("/api/tasks/{task_id}/resume", "POST"): Case(
+        lambda w: _fresh_schedule(w, "/resume"), 200, 404
+    ),
+    ("/api/tasks/{task_id}/trigger", "POST"): Case(
+        lambda w: _fresh_schedule(w, "/trigger"), 201, 404
+    ),
     ("/api/batches/{batch_id}", "GET"): Case(_fresh_batch, 200, 404),
     ("/api/workers", "GET"): Case(lambda w: Target("/api/workers"), 200, 200),
     ("/api/languages", "GET"): Case(lambda w: Target("/api/languages"), 200, 200),

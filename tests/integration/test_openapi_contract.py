@@ -291,7 +291,7 @@ def test_task_type_lists_only_what_runs(
     shared: httpx.Client, doc: dict[str, Any], unchanged: None
 ) -> None:
     schema = doc["components"]["schemas"]["TaskCreate"]["properties"]["task_type"]
-    assert schema["enum"] == ["Simple", "Function"]
+    assert schema["enum"] == ["Simple", "Function", "Scheduled"]
     body = task(task_type="Workflow")
     assert not admits(doc, body_schema(doc, "/api/tasks", "post"), body)
     refused(shared.post("/api/tasks", json=body), 422, ["task_type"])

@@ -347,6 +347,13 @@ def _webhook_settings(options: WebhookOptions) -> WebhookSettings:
     hidden=True,  # for tests that probe authentication on purpose, like the fuzzer
     help="Failed authentication attempts an address may make before 429s.",
 )
+@click.option(
+    "--scheduler-clock",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    hidden=True,  # for tests that drive the scheduler's time
+    help="Fire schedules by the time in this file (seconds since the epoch) while it exists.",
+)
 @_run_as_option
 @_worker_options
 @http_options
@@ -359,6 +366,7 @@ def server(
     workers: int,
     secret_file: Path | None,
     failed_auth_burst: int,
+    scheduler_clock: Path | None,
     run_as: RunAs | None,
     default_limits: dict[str, int],
     max_limits: dict[str, int],
@@ -413,7 +421,14 @@ def server(
     api.webhooks = _webhook_settings(webhooks)
     try:
         app, _ = build_server(
-            ServerOptions(db=db, listen=listen, worker=embedded, api=api, nats_url=nats_url)
+            ServerOptions(
+                db=db,
+                listen=listen,
+                worker=embedded,
+                api=api,
+                nats_url=nats_url,
+                scheduler_clock=scheduler_clock,
+            )
         )
         has_keys = check_keys(db, secret_file)
     except BaseException as exc:

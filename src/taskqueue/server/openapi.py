@@ -36,10 +36,13 @@ from taskqueue.models import (
     LogPage,
     NewApiKey,
     NewWebhook,
+    NextRuns,
     Project,
     ProjectCreate,
     ProjectList,
     ProjectUpdate,
+    ScheduleRun,
+    ScheduleRunList,
     Task,
     TaskBatch,
     TaskCreate,
@@ -73,6 +76,7 @@ from taskqueue.server.params import (
     TaskQuery,
     WaitQuery,
 )
+from taskqueue.server.schedules import NextQuery
 
 __all__ = ["ERRORS", "OPERATIONS", "Operation", "openapi_document"]
 
@@ -280,6 +284,30 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "GET": Operation("getBatch", "A batch of executions, once every item ended or when "
                          "timeout_ms passed", response=BatchExecuteResponse, query=WaitMsQuery,
                          tags=("functions",)),
+    },
+    "/api/tasks/{task_id}/runs": {
+        "GET": Operation("listScheduleRuns", "The slots a Scheduled task fired (or skipped), "
+                         "newest first", response=ScheduleRunList, query=Paging,
+                         conflicts=True, tags=("schedules",)),
+    },
+    "/api/tasks/{task_id}/next": {
+        "GET": Operation("nextScheduleRuns", "The next slots a Scheduled task will fire",
+                         response=NextRuns, query=NextQuery, conflicts=True,
+                         tags=("schedules",)),
+    },
+    "/api/tasks/{task_id}/pause": {
+        "POST": Operation("pauseSchedule", "Fire nothing until resumed", response=Task,
+                          conflicts=True, tags=("schedules",)),
+    },
+    "/api/tasks/{task_id}/resume": {
+        "POST": Operation("resumeSchedule", "Fire again from the next slot after now (the "
+                          "slots missed while paused are skipped)", response=Task,
+                          conflicts=True, tags=("schedules",)),
+    },
+    "/api/tasks/{task_id}/trigger": {
+        "POST": Operation("triggerSchedule", "Run the Scheduled task's template now, as a "
+                          "manual slot (its overlap policy applies)", "201", ScheduleRun,
+                          conflicts=True, tags=("schedules",)),
     },
     "/api/events": {
         "GET": Operation("streamEvents", "What happened, as it happens: a resumable stream "

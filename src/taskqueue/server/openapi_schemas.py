@@ -38,10 +38,13 @@ from taskqueue.models import (
     LogPage,
     NewApiKey,
     NewWebhook,
+    NextRuns,
     Project,
     ProjectCreate,
     ProjectList,
     ProjectUpdate,
+    ScheduleRun,
+    ScheduleRunList,
     Task,
     TaskBatch,
     TaskCreate,
@@ -127,6 +130,9 @@ _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     ExecutionResult,
     BatchExecuteResponse,
     TaskVersionList,
+    ScheduleRun,
+    ScheduleRunList,
+    NextRuns,
 )
 
 

@@ -52,6 +52,7 @@ from taskqueue.server.params import (
     path_id,
 )
 from taskqueue.server.responses import json_response, page_response, parse_body, store_of
+from taskqueue.server.schedules import SCHEDULE_ENDPOINTS, SCHEDULE_SCOPES, check_schedules
 from taskqueue.server.webhooks import WEBHOOK_ENDPOINTS, WEBHOOK_SCOPES
 from taskqueue.store import NotFound, Store
 
@@ -130,6 +131,7 @@ async def create_task(request: Request) -> Response:
     key = idempotency(request, item)
     check_limits(request, [item], batch=False)
     check_schemas([item], batch=False)
+    check_schedules([item], batch=False)
     await check_languages(request, [item], batch=False)
     store = store_of(request)
     projects = projects_of(request)
@@ -146,6 +148,7 @@ async def create_batch(request: Request) -> Response:
     key = idempotency(request, batch)
     check_limits(request, batch.tasks, batch=True)
     check_schemas(batch.tasks, batch=True)
+    check_schedules(batch.tasks, batch=True)
     await check_languages(request, batch.tasks, batch=True)
     store = store_of(request)
     tasks = await store.create_tasks(batch.tasks, key, batch=True, projects=projects_of(request))
@@ -464,6 +467,7 @@ ENDPOINTS.update(EVENT_ENDPOINTS)
 ENDPOINTS.update(WEBHOOK_ENDPOINTS)
 ENDPOINTS.update(LANGUAGE_ENDPOINTS)
 ENDPOINTS.update(FUNCTION_ENDPOINTS)
+ENDPOINTS.update(SCHEDULE_ENDPOINTS)
 
 _R, _W, _A = Scope.READ, Scope.WRITE, Scope.ADMIN
 #: The scope each method of each path needs (every one of :data:`ENDPOINTS` must have one).
@@ -486,6 +490,7 @@ SCOPES: dict[str, dict[str, Scope]] = {
     **WEBHOOK_SCOPES,
     **LANGUAGE_SCOPES,
     **FUNCTION_SCOPES,
+    **SCHEDULE_SCOPES,
 }
 
 routes: list[Route] = [

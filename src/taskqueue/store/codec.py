@@ -118,6 +118,8 @@ def task_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "code": row["code"],
         "limits": loads(row["limits"]),
         "idempotency_key": row["idempotency_key"],
+        # A Scheduled task's schedule (filled in by the store: store.schedules.attach).
+        "schedule": None,
     }
 
 

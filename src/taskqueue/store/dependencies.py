@@ -21,7 +21,9 @@ from taskqueue.store.schema import FINISHED_SQL
 from taskqueue.store.sql import Tx, chunks, marks
 from taskqueue.store.visibility import Projects, project_condition
 
-_DEFINITION = TaskType.FUNCTION
+#: Tasks that never run by themselves (their runs do): nothing can depend on them.
+_TEMPLATES = (TaskType.FUNCTION, TaskType.SCHEDULED)
+_TEMPLATE_VALUES = tuple(t.value for t in _TEMPLATES)
 
 __all__ = [
     "MAX_EDGES_PER_REQUEST",
@@ -141,10 +143,11 @@ def resolve(
             ],
         )
     statuses = resolved.statuses
-    definitions = {
-        task_id
+    # Templates named (id → their task_type): Function definitions, Scheduled tasks.
+    kinds = {
+        task_id: item.task_type.value
         for item, task_id in zip(items, new_ids, strict=True)
-        if item.task_type is _DEFINITION
+        if item.task_type in _TEMPLATES
     }
     visible, in_projects = project_condition(projects)  # others' tasks do not exist for us
     visible = f" AND {visible}" if visible else ""
@@ -156,15 +159,15 @@ def resolve(
             [*part, *in_projects],
         ).fetchall()
         statuses.update({r["id"]: r["status"] for r in found})
-        definitions.update(r["id"] for r in found if r["task_type"] == _DEFINITION.value)
+        kinds.update({r["id"]: r["task_type"] for r in found if r["task_type"] in _TEMPLATE_VALUES})
     for index, deps in enumerate(resolved.ids):
         for position, dep_id in enumerate(deps):
             loc = (
                 ["tasks", index, "dependencies", position] if batch else ["dependencies", position]
             )
-            if dep_id in definitions:
-                msg = f"task {dep_id} is a Function definition, which never runs by itself"
-                errors.append(_error(loc, f"{msg}; depend on an execution of it", "function"))
+            if dep_id in kinds:
+                msg = f"task {dep_id} is a {kinds[dep_id]} task, which never runs by itself"
+                errors.append(_error(loc, f"{msg}; depend on one of its runs", "template"))
                 continue
             if dep_id not in existing:
                 continue

@@ -15,11 +15,10 @@ from typing import Any
 
 from taskqueue.models import TERMINAL_STATUSES, TaskStatus, TaskType
 from taskqueue.store import idempotency, transitions
+from taskqueue.store.children import child_row
 from taskqueue.store.codec import dumps, from_us, loads, task_to_dict
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound
-from taskqueue.store.ids import new_id
 from taskqueue.store.pipeline import Effects
-from taskqueue.store.schema import tasks as tasks_table
 from taskqueue.store.sql import Tx, insert_rows
 
 __all__ = [
@@ -40,7 +39,6 @@ _S = TaskType.SIMPLE.value
 #: The columns a version keeps: those whose change makes a new version.
 VERSIONED = ("command", "language", "code", "input_schema", "output_schema")
 _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
-_COLUMNS = tuple(c.name for c in tasks_table.columns if c.name != "seq")
 
 
 def _version_row(task_id: str, version: int, source: Any, now: int) -> dict[str, Any]:
@@ -182,42 +180,16 @@ class Run:
 
 def _child_row(definition: Any, version: Any, run: Run, now: int) -> dict[str, Any]:
     """The row of a child task running ``version`` of ``definition`` with ``run``'s input."""
-    row = {column: definition[column] for column in _COLUMNS}
-    row.update(
-        {
-            "id": new_id(),
-            "task_type": _S,
-            "parent_id": definition["id"],
-            "version": version["version"],
-            **{column: version[column] for column in ("command", "language", "code")},
-            "input": dumps(run.input) if run.input is not None else None,
-            "input_schema": None,
-            "output_schema": version["output_schema"] if run.validate else None,
-            "validate_output": None,
-            "dependencies": "[]",
-            "created_at": now,
-            "updated_at": now,
-            "run_at": now,
-            "attempt": 0,
-            "retries_used": 0,
-            "batch_id": run.batch_id,
-            "waiting_on": 1 if run.held else 0,
-            "idempotency_key": None,
-        }
+    return child_row(
+        definition,
+        now,
+        version=version["version"],
+        **{column: version[column] for column in ("command", "language", "code")},
+        input=dumps(run.input) if run.input is not None else None,
+        output_schema=version["output_schema"] if run.validate else None,
+        batch_id=run.batch_id,
+        waiting_on=1 if run.held else 0,
     )
-    for column in (
-        "started_at",
-        "finished_at",
-        "result",
-        "status_reason",
-        "failure_reason",
-        "current_phase",
-        "lease_token",
-        "lease_expires_at",
-        "worker_id",
-    ):
-        row[column] = None
-    return row
 
 
 def start(

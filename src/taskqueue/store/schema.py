@@ -44,6 +44,8 @@ __all__ = [
     "metadata",
     "output_chunks",
     "projects",
+    "schedule_runs",
+    "schedules",
     "task_deps",
     "task_versions",
     "tasks",
@@ -375,4 +377,39 @@ batch_items: Table = Table(
     Column("item_id", String(200), nullable=False),
     Column("execution_id", _ID, nullable=False),
     Index("ix_batch_items_execution", "execution_id", unique=True),
+)
+
+schedules: Table = Table(
+    "schedules",
+    metadata,
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    # Exactly one of cron (in timezone) and interval_us says when it fires.
+    Column("cron", String(200)),
+    Column("interval_us", BigInteger),
+    Column("timezone", String(64), nullable=False),
+    Column("start_at", _TIME, nullable=False),
+    Column("end_at", _TIME),
+    Column("overlap_policy", String(20), nullable=False),
+    Column("catchup", String(10), nullable=False),
+    Column("catchup_limit", Integer, nullable=False),
+    Column("paused", SmallInteger, nullable=False),
+    # The next slot to fire (NULL: none left); the latest fired, and its child task.
+    Column("next_slot", _TIME),
+    Column("last_slot", _TIME),
+    Column("last_child", _ID),
+    # A slot kept waiting for the previous run to end (overlap_policy buffer_one).
+    Column("buffered_slot", _TIME),
+    Index("ix_schedules_due", "next_slot", **_where("paused = 0 AND next_slot IS NOT NULL")),
+)
+
+schedule_runs: Table = Table(
+    "schedule_runs",
+    metadata,
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    # One row per slot: a slot fires once, whichever server gets there first.
+    Column("slot", _TIME, primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("child_id", _ID),
+    Column("skipped", String(20)),
+    Column("created_at", _TIME, nullable=False),
 )

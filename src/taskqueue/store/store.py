@@ -43,6 +43,7 @@ from taskqueue.store.functionstore import FunctionStore
 from taskqueue.store.idempotency import IdempotencyRequest
 from taskqueue.store.keystore import KeyStore
 from taskqueue.store.pipeline import Effects
+from taskqueue.store.schedulestore import ScheduleStore
 from taskqueue.store.sql import Tx
 from taskqueue.store.transitions import Claimed, Outcome
 from taskqueue.store.visibility import Projects
@@ -107,6 +108,8 @@ class Store:
         self.webhooks: WebhookStore = WebhookStore(self.db, self._write, self.events, clock)
         #: Function definitions: their versions, executions and batches.
         self.functions: FunctionStore = FunctionStore(self.db, self.waiters, self._write, clock)
+        #: Scheduled tasks: firing their slots, their runs.
+        self.schedules: ScheduleStore = ScheduleStore(self.db, self._write, clock)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from taskqueue.engine import PRIORITY_RANK, delete_refusal, edit_refusal
 from taskqueue.models import TaskCreate, TaskFilters, TaskStatus, TaskType, TaskUpdate
-from taskqueue.store import dependencies, functions, idempotency, outbox, transitions
+from taskqueue.store import dependencies, functions, idempotency, outbox, schedules, transitions
 from taskqueue.store.codec import dumps, task_to_dict, to_us
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError
 from taskqueue.store.ids import new_id
@@ -57,6 +57,10 @@ _JSON_FIELDS = frozenset(
 #: Fields only a Function definition has.
 _FUNCTION_FIELDS = ("input_schema", "output_schema", "validate_output")
 _F = TaskType.FUNCTION.value
+_SCHED = TaskType.SCHEDULED.value
+#: Kinds of task that never run by themselves: templates of the child tasks that do.
+_TEMPLATES = (TaskType.FUNCTION, TaskType.SCHEDULED)
+_TEMPLATE_VALUES = tuple(t.value for t in _TEMPLATES)
 _C = TaskStatus.COMPLETED.value
 
 
@@ -103,6 +107,7 @@ def new_task_row(
     starts at version 1 and is never runnable (it waits, ``waiting_on`` 1, for nothing).
     """
     definition = item.task_type is TaskType.FUNCTION
+    template = item.task_type in _TEMPLATES
     return {
         "id": task_id,
         "name": item.name,
@@ -139,7 +144,7 @@ def new_task_row(
         "version": 1 if definition else None,
         "validate_output": int(item.validate_output) if definition else None,
         "idempotency_key": key,
-        "waiting_on": 1 if definition else waiting,
+        "waiting_on": 1 if template else waiting,
     }
 
 
@@ -173,8 +178,12 @@ def create_tasks(
     transitions.create(tx, fx, rows, now)
     insert_rows(tx, "task_deps", edges)
     functions.first_versions(tx, [row for row in rows if row["task_type"] == _F], now)
+    scheduled = [(r, i) for r, i in zip(rows, items, strict=True) if i.task_type.value == _SCHED]
+    if scheduled:
+        schedules.create_schedules(tx, [r for r, _ in scheduled], [i for _, i in scheduled], now)
     # Only the columns set go into the INSERT; the wire dict reads the others as NULL.
     wire = [task_to_dict({**_NULLS, **row}) for row in rows]
+    schedules.attach(tx, wire)
     idempotency.remember(tx, idem, wire, now)
     return wire
 
@@ -219,7 +228,9 @@ def update_task(tx: Tx, fx: Effects, task_id: str, changes: TaskUpdate, now: int
         )
         if "run_at" in values or "queue" in values or "priority" in values:
             fx.wake = True
-    return task_to_dict(transitions.locked_task_row(tx, task_id))
+    wire = task_to_dict(transitions.locked_task_row(tx, task_id))
+    schedules.attach(tx, [wire])
+    return wire
 
 
 def _invalid(loc: str, msg: str) -> InvalidInput:
@@ -256,7 +267,9 @@ def get_task(tx: Tx, task_id: str, projects: Projects = None) -> dict[str, Any]:
     row = tx.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
     if row is None or (projects is not None and row["project_id"] not in projects):
         raise NotFound("task", task_id)
-    return task_to_dict(row)
+    wire = task_to_dict(row)
+    schedules.attach(tx, [wire])
+    return wire
 
 
 def list_tasks(
@@ -292,6 +305,7 @@ def list_tasks(
         [*params, filters.limit, filters.offset],
     )
     page = [task_to_dict(row) for row in rows]
+    schedules.attach(tx, page)
     total = tx.execute(f"SELECT count(*) FROM tasks {where}", params).fetchone()[0]
     return page, int(total)
 
@@ -299,8 +313,9 @@ def list_tasks(
 def task_counts(tx: Tx, projects: Projects = None) -> dict[str, int]:
     """How many tasks (within ``projects``) are in each status."""
     visible, params = project_condition(projects)
-    # A Function definition is not work: it never runs by itself.
-    where = f"WHERE task_type <> '{_F}'" + (f" AND {visible} " if visible else " ")
+    # A Function definition or a Scheduled task is not work: it never runs by itself.
+    templates = ", ".join(f"'{t}'" for t in _TEMPLATE_VALUES)
+    where = f"WHERE task_type NOT IN ({templates})" + (f" AND {visible} " if visible else " ")
     rows = tx.execute(f"SELECT status, count(*) FROM tasks {where}GROUP BY status", params)
     return {str(status): int(count) for status, count in rows}
 

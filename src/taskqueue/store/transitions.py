@@ -529,6 +529,11 @@ def cancel(
             f"task {task_id} is a Function definition, which never runs: there is nothing to "
             "cancel (cancel its executions, or delete it to retire it)"
         )
+    if row["task_type"] == TaskType.SCHEDULED.value:
+        raise Conflict(
+            f"task {task_id} is a Scheduled task, which never runs itself: pause it, cancel "
+            "its runs, or delete it to retire it"
+        )
     if status == RULES[Transition.CANCEL].target.value:
         return task_to_dict(row)
     _check(Transition.CANCEL, status)
