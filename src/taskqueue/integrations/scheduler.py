@@ -71,10 +71,12 @@ class Scheduler:
         """Fire due slots until stopped."""
         while not self._stopping.is_set():
             try:
-                fired = await self.store.schedules.fire_due(self.now())
-                if fired:
+                # A read first: an idle scheduler writes nothing.
+                due, buffered = await self.store.schedules.next_due()
+                if buffered or (due is not None and due <= self.now()):
+                    fired = await self.store.schedules.fire_due(self.now())
                     log.debug("fired %d slot(s)", fired)
-                due = await self.store.schedules.next_due()
+                    due, _ = await self.store.schedules.next_due()
             except Exception:  # a database hiccup: the next look tries again
                 log.exception("firing schedules failed; trying again")
                 due = None

@@ -256,12 +256,19 @@ def _save(tx: Tx, schedule: dict[str, Any]) -> None:
     )
 
 
-def next_due(tx: Tx) -> int | None:
-    """When the earliest slot of any schedule is due (None: none is)."""
+def next_due(tx: Tx) -> tuple[int | None, bool]:
+    """When the earliest slot is due (None: none is), and whether a slot waits (``buffer_one``).
+
+    A read, to know whether firing has work.
+    """
     row = tx.execute(
         "SELECT min(next_slot) FROM schedules WHERE paused = 0 AND next_slot IS NOT NULL"
     ).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    buffered = tx.execute(
+        "SELECT 1 FROM schedules WHERE buffered_slot IS NOT NULL LIMIT 1"
+    ).fetchone()
+    due = None if row is None or row[0] is None else int(row[0])
+    return due, buffered is not None
 
 
 # ------------------------------------------------------------------------------ by request

@@ -38,8 +38,8 @@ class ScheduleStore:
             if seen < schedules.FIRE_BATCH:
                 return total
 
-    async def next_due(self) -> int | None:
-        """When the earliest slot of any schedule is due (µs), or None."""
+    async def next_due(self) -> tuple[int | None, bool]:
+        """When the earliest slot is due (µs, or None), and whether a slot waits for its run."""
         return await self.db.read(schedules.next_due)
 
     async def runs(
