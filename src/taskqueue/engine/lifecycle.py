@@ -1,6 +1,6 @@
 """A task's life: every transition by name, and the rules on what may change when.
 
-The store applies each transition in one fenced statement (``store/transitions.py``); the
+The store applies each transition in one fenced statement (``store/transitions/``); the
 status each statement writes, and the statuses it may start from, are read from
 :data:`RULES`, so the table here is the one place that says what may follow what.
 """
