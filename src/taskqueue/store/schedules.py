@@ -11,6 +11,7 @@ once, each slot makes at most one child.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskqueue.engine.schedules import ScheduleRule, slots_after
@@ -21,7 +22,7 @@ from taskqueue.store.codec import from_us, to_us
 from taskqueue.store.errors import Conflict, NotFound
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import FINISHED_SQL
-from taskqueue.store.sql import Tx, insert_rows, marks
+from taskqueue.store.sql import Tx, chunks, insert_rows, marks
 
 __all__ = [
     "MISFIRE_GRACE_US",
@@ -41,7 +42,7 @@ _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 #: follows the schedule's ``catchup`` policy.
 MISFIRE_GRACE_US = 30 * 1_000_000
 #: Schedules fired per transaction.
-FIRE_BATCH = 100
+FIRE_BATCH = 500
 #: Slots looked at past a schedule's next one when catching up (a larger gap: the latest).
 _MAX_MISSED = 10_000
 
@@ -124,55 +125,97 @@ def attach(tx: Tx, wires: Iterable[dict[str, Any]]) -> None:
 # ------------------------------------------------------------------------------------ firing
 
 
-def _unfinished(tx: Tx, child_id: str | None) -> bool:
-    if child_id is None:
-        return False
-    row = tx.execute("SELECT status FROM tasks WHERE id = ?", (child_id,)).fetchone()
-    return row is not None and row["status"] not in _TERMINAL
+@dataclass
+class _Firing:
+    """What a pass of firing makes, written together at its end (a statement per kind)."""
 
+    now: int
+    children: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    saves: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-def _run_row(task_id: str, slot: int, kind: str, now: int, **fields: Any) -> dict[str, Any]:
-    return {"task_id": task_id, "slot": slot, "kind": kind, "child_id": None,
-            "skipped": None, "created_at": now, **fields}  # fmt: skip
+    def unfinished(self, tx: Tx, child_id: str | None) -> bool:
+        """Whether the run ``child_id`` has not ended (one made in this pass has not)."""
+        if child_id is None:
+            return False
+        if any(child["id"] == child_id for child in self.children):
+            return True
+        row = tx.execute("SELECT status FROM tasks WHERE id = ?", (child_id,)).fetchone()
+        return row is not None and row["status"] not in _TERMINAL
 
+    def child(self, template: Any) -> str:
+        """Make a child of ``template`` (inserted by :meth:`flush`); its id."""
+        row = child_row(template, self.now)
+        self.children.append(row)
+        return str(row["id"])
 
-def _make_child(tx: Tx, fx: Effects, template: Any, now: int) -> str:
-    child = child_row(template, now)
-    transitions.create(tx, fx, [child], now)
-    return str(child["id"])
+    def run(self, task_id: str, slot: int, kind: str, **fields: Any) -> dict[str, Any]:
+        """Record a slot's run (inserted by :meth:`flush`)."""
+        run = {"task_id": task_id, "slot": slot, "kind": kind, "child_id": None,
+               "skipped": None, "created_at": self.now, **fields}  # fmt: skip
+        self.runs[(task_id, slot)] = run
+        return run
+
+    def give_way(self, tx: Tx, task_id: str, slot: int) -> None:
+        """A buffered slot gives way to a later one: it is skipped for the overlap."""
+        run = self.runs.get((task_id, slot))
+        if run is not None:
+            run["skipped"] = "overlap"
+            return
+        tx.execute(
+            "UPDATE schedule_runs SET skipped = 'overlap' WHERE task_id = ? AND slot = ?",
+            (task_id, slot),
+        )
+
+    def flush(self, tx: Tx, fx: Effects) -> None:
+        """Write what the pass made: the children, the runs, the schedules' new state."""
+        if self.children:
+            transitions.create(tx, fx, self.children, self.now)
+        insert_rows(tx, "schedule_runs", list(self.runs.values()))
+        if self.saves:
+            tx.executemany(
+                "UPDATE schedules SET next_slot = ?, last_slot = ?, last_child = ?,"
+                " buffered_slot = ? WHERE task_id = ?",
+                [
+                    (s["next_slot"], s["last_slot"], s["last_child"], s["buffered_slot"], key)
+                    for key, s in self.saves.items()
+                ],
+            )
+        self.children, self.runs, self.saves = [], {}, {}
 
 
 def _fire(
-    tx: Tx, fx: Effects, schedule: dict[str, Any], template: Any, slot: int, kind: str, now: int
+    tx: Tx,
+    fx: Effects,
+    schedule: dict[str, Any],
+    template: Any,
+    slot: int,
+    kind: str,
+    firing: _Firing,
 ) -> dict[str, Any]:
-    """Fire one slot by the schedule's overlap policy; its run row (already inserted).
-
-    ``now`` is when its rows are made (the store's clock, not the time slots go by).
-    """
+    """Fire one slot by the schedule's overlap policy; its run (written by ``firing``)."""
     task_id = schedule["task_id"]
     policy = schedule["overlap_policy"]
-    busy = _unfinished(tx, schedule["last_child"])
+    busy = firing.unfinished(tx, schedule["last_child"])
     if busy and policy == "skip":
-        run = _run_row(task_id, slot, kind, now, skipped="overlap")
+        run = firing.run(task_id, slot, kind, skipped="overlap")
     elif busy and policy == "buffer_one":
-        earlier = schedule["buffered_slot"]
-        if earlier is not None:  # only one waits: the earlier gives way
-            tx.execute(
-                "UPDATE schedule_runs SET skipped = 'overlap' WHERE task_id = ? AND slot = ?",
-                (task_id, earlier),
-            )
+        if schedule["buffered_slot"] is not None:  # only one waits: the earlier gives way
+            firing.give_way(tx, task_id, schedule["buffered_slot"])
         schedule["buffered_slot"] = slot
-        run = _run_row(task_id, slot, kind, now, skipped="buffered")
+        run = firing.run(task_id, slot, kind, skipped="buffered")
     else:
         if busy and policy == "cancel_previous":
+            firing.flush(tx, fx)  # the previous run may be one this pass made
             transitions.cancel(
-                tx, fx, schedule["last_child"], now, "cancelled: the next run of its schedule began"
-            )
-        child = _make_child(tx, fx, template, now)
+                tx, fx, schedule["last_child"], firing.now,
+                "cancelled: the next run of its schedule began",
+            )  # fmt: skip
+        child = firing.child(template)
         schedule["last_child"] = child
-        run = _run_row(task_id, slot, kind, now, child_id=child)
+        run = firing.run(task_id, slot, kind, child_id=child)
     schedule["last_slot"] = slot
-    insert_rows(tx, "schedule_runs", [run])
+    firing.saves[task_id] = schedule
     return run
 
 
@@ -194,66 +237,65 @@ def _due_slots(schedule: dict[str, Any], now: int) -> list[tuple[int, str]]:
     return [(s, "catchup") for s in missed[-schedule["catchup_limit"] :]] + on_time
 
 
+def _templates(tx: Tx, ids: list[str]) -> dict[str, Any]:
+    """The template rows of these Scheduled tasks, locked until the transaction ends."""
+    found: dict[str, Any] = {}
+    for part in chunks(ids):
+        rows = tx.execute(
+            f"SELECT * FROM tasks WHERE id IN ({marks(part)}){tx.dialect.lock()}", list(part)
+        )
+        found.update({row["id"]: row for row in rows})
+    return found
+
+
 def fire_due(
     tx: Tx, fx: Effects, now: int, made: int | None = None, limit: int = FIRE_BATCH
 ) -> tuple[int, int]:
     """Fire every slot due by ``now`` of up to ``limit`` schedules.
 
-    Returns the schedules looked at and the runs recorded.
-
-    ``made`` is the time the rows are made at (default ``now``).
+    Returns the schedules looked at and the runs recorded. ``made`` is the time the rows are
+    made at (default ``now``).
     """
-    made = now if made is None else made
+    firing = _Firing(now if made is None else made)
     lock = tx.dialect.lock("FOR UPDATE SKIP LOCKED")
     rows = tx.execute(
         "SELECT * FROM schedules WHERE paused = 0 AND next_slot IS NOT NULL AND next_slot <= ?"
         f" ORDER BY next_slot LIMIT ?{lock}",
         (now, limit),
     ).fetchall()
+    templates = _templates(tx, [row["task_id"] for row in rows])
     fired = 0
     for row in rows:
         schedule = dict(row)
-        template = transitions.locked_task_row(tx, schedule["task_id"])
+        template = templates[schedule["task_id"]]
         for slot, kind in _due_slots(schedule, now):
-            _fire(tx, fx, schedule, template, slot, kind, made)
+            _fire(tx, fx, schedule, template, slot, kind, firing)
             fired += 1
         schedule["next_slot"] = _first_slot(_rule(schedule), now)
-        _save(tx, schedule)
-    return len(rows), fired + _release_buffered(tx, fx, made)
+        firing.saves[schedule["task_id"]] = schedule
+    fired += _release_buffered(tx, fx, firing)
+    firing.flush(tx, fx)
+    return len(rows), fired
 
 
-def _release_buffered(tx: Tx, fx: Effects, now: int) -> int:
+def _release_buffered(tx: Tx, fx: Effects, firing: _Firing) -> int:
     """Fire the slots kept waiting (``buffer_one``) whose previous run has ended."""
     lock = tx.dialect.lock("FOR UPDATE OF s SKIP LOCKED")
     rows = tx.execute(
         "SELECT s.* FROM schedules s JOIN tasks t ON t.id = s.last_child"
         f" WHERE s.buffered_slot IS NOT NULL AND t.status IN {FINISHED_SQL}{lock}"
     ).fetchall()
+    templates = _templates(tx, [row["task_id"] for row in rows])
     for row in rows:
         schedule = dict(row)
-        template = transitions.locked_task_row(tx, schedule["task_id"])
-        child = _make_child(tx, fx, template, now)
+        child = firing.child(templates[schedule["task_id"]])
         tx.execute(
             "UPDATE schedule_runs SET child_id = ?, skipped = NULL WHERE task_id = ? AND slot = ?",
             (child, schedule["task_id"], schedule["buffered_slot"]),
         )
         schedule["last_child"], schedule["buffered_slot"] = child, None
-        _save(tx, schedule)
+        firing.saves[schedule["task_id"]] = schedule
     return len(rows)
-
-
-def _save(tx: Tx, schedule: dict[str, Any]) -> None:
-    tx.execute(
-        "UPDATE schedules SET next_slot = ?, last_slot = ?, last_child = ?, buffered_slot = ?"
-        " WHERE task_id = ?",
-        (
-            schedule["next_slot"],
-            schedule["last_slot"],
-            schedule["last_child"],
-            schedule["buffered_slot"],
-            schedule["task_id"],
-        ),
-    )
 
 
 def next_due(tx: Tx) -> tuple[int | None, bool]:
@@ -366,10 +408,11 @@ def trigger(
         "SELECT 1 FROM schedule_runs WHERE task_id = ? AND slot = ?", (task_id, slot)
     ).fetchone():
         slot += 1  # a slot of its own, never one the schedule fires
-    run = _fire(tx, fx, schedule, template, slot, "manual", now)
     last = schedule["last_slot"]
+    firing = _Firing(now)
+    run = _fire(tx, fx, schedule, template, slot, "manual", firing)
     schedule["last_slot"] = max(last, slot) if last is not None else slot
-    _save(tx, schedule)
+    firing.flush(tx, fx)
     status = None
     if run["child_id"] is not None:
         status = tx.execute("SELECT status FROM tasks WHERE id = ?", (run["child_id"],)).fetchone()[

@@ -31,9 +31,12 @@ class ScheduleStore:
 
     async def fire_due(self, now: int) -> int:
         """Fire every slot due by ``now`` (µs), a batch of schedules per transaction."""
-        total, made = 0, self._clock()
+        total = 0
         while True:
-            seen, fired = await self._change(lambda tx, fx: schedules.fire_due(tx, fx, now, made))
+            seen, fired = await self._change(
+                # each pass's rows at the time it is made
+                lambda tx, fx: schedules.fire_due(tx, fx, now, self._clock())
+            )
             total += fired
             if seen < schedules.FIRE_BATCH:
                 return total
