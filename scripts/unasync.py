@@ -20,6 +20,7 @@ FILES: list[tuple[Path, Path]] = [
     (CLIENT / "_async_webhooks.py", CLIENT / "_sync_webhooks.py"),
     (CLIENT / "_async_code.py", CLIENT / "_sync_code.py"),
     (CLIENT / "_async_functions.py", CLIENT / "_sync_functions.py"),
+    (CLIENT / "_async_schedules.py", CLIENT / "_sync_schedules.py"),
     (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
 ]
 
@@ -51,6 +52,12 @@ RULES: list[tuple[str, str]] = [
         '"""The sync client\'s function methods, GENERATED from ``_async_functions.py``."""',
     ),
     (r"\bfrom taskqueue\.client\._async_core\b", "from taskqueue.client._sync_core"),
+    (
+        r'^"""The async client.s schedule methods: .*"""',
+        '"""The sync client\'s schedule methods, GENERATED from ``_async_schedules.py``."""',
+    ),
+    (r"\bfrom taskqueue\.client\._async_schedules\b", "from taskqueue.client._sync_schedules"),
+    (r"\bAsyncSchedulesMixin\b", "SyncSchedulesMixin"),
     (r"\bfrom taskqueue\.client\._async_code\b", "from taskqueue.client._sync_code"),
     (r"\bAsyncCodeMixin\b", "SyncCodeMixin"),
     (r"\bfrom taskqueue\.client\._async_functions\b", "from taskqueue.client._sync_functions"),

@@ -27,31 +27,9 @@ from taskqueue import (
 )
 from taskqueue.models import Attempt, LogPage, Project, Task
 from tests.conftest import ServerProcess, free_port
+from tests.sdk.blocking import Blocking
 
 MISSING = "00000000-0000-0000-0000-000000000000"
-
-
-class Blocking:
-    """The async client's methods, run to completion on one event loop (iterators as lists)."""
-
-    def __init__(self, client: AsyncTaskQueueClient, loop: asyncio.AbstractEventLoop) -> None:
-        self._client = client
-        self._loop = loop
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if inspect.isasyncgenfunction(attr):
-
-            def collect(*args: Any, **kwargs: Any) -> Iterator[Any]:
-                async def run() -> list[Any]:
-                    return [item async for item in attr(*args, **kwargs)]
-
-                return iter(self._loop.run_until_complete(run()))
-
-            return collect
-        if inspect.iscoroutinefunction(attr):
-            return lambda *args, **kwargs: self._loop.run_until_complete(attr(*args, **kwargs))
-        return attr
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -10,7 +10,6 @@ how they wait, with no server.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import shlex
 import time
@@ -38,6 +37,7 @@ from taskqueue import (
 )
 from taskqueue.client import _async_functions
 from tests.conftest import ServerProcess
+from tests.sdk.blocking import Blocking
 
 #: Upper-cases ``text``; exits 4 (no output) when ``text`` is "fail".
 UPPER_PY = (
@@ -68,20 +68,6 @@ OUT = {
     "properties": {"upper": {"type": "string"}, "n": {"type": "integer"}},
     "required": ["upper"],
 }
-
-
-class Blocking:
-    """The async client's coroutine methods, each run to completion on one event loop."""
-
-    def __init__(self, client: AsyncTaskQueueClient, loop: asyncio.AbstractEventLoop) -> None:
-        self._client = client
-        self._loop = loop
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if inspect.iscoroutinefunction(attr):
-            return lambda *args, **kwargs: self._loop.run_until_complete(attr(*args, **kwargs))
-        return attr
 
 
 @pytest.fixture(params=["sync", "async"])

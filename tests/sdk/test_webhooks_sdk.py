@@ -8,7 +8,6 @@ delivery a test sees is one it asked for (``test_webhook``, ``redeliver_webhook`
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,23 +27,10 @@ from taskqueue import (
 )
 from tests.conftest import ServerProcess, free_port
 from tests.receivers import Receiver, start_receiver
+from tests.sdk.blocking import Blocking
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 QUIET = ["task.failed"]
-
-
-class Blocking:
-    """The async client's coroutine methods, each run to completion on one event loop."""
-
-    def __init__(self, client: AsyncTaskQueueClient, loop: asyncio.AbstractEventLoop) -> None:
-        self._client = client
-        self._loop = loop
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if inspect.iscoroutinefunction(attr):
-            return lambda *args, **kwargs: self._loop.run_until_complete(attr(*args, **kwargs))
-        return attr
 
 
 @pytest.fixture(scope="module")

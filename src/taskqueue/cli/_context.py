@@ -54,6 +54,7 @@ __all__ = [
     "client_command",
     "confirm",
     "duration",
+    "json_flag",
     "relative",
     "status_style",
 ]
@@ -287,3 +288,18 @@ def rows_table(title: str | None, columns: Iterable[str]) -> Table:
     for column in columns:
         table.add_column(column)
     return table
+
+
+def json_flag(function: F) -> F:
+    """``--json``: the API's JSON on stdout, as ``-o json`` (for the command under it)."""
+
+    @functools.wraps(function)
+    def wrapper(ctx: CliContext, *args: Any, as_json: bool = False, **kwargs: Any) -> Any:
+        if as_json:
+            ctx.output = "json"
+        return function(ctx, *args, **kwargs)
+
+    option = click.option(
+        "--json", "as_json", is_flag=True, help="Print the API's JSON (the same as -o json)."
+    )
+    return option(wrapper)  # type: ignore[return-value]

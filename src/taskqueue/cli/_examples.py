@@ -94,6 +94,31 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "taskqueue exec --language ruby -e 'puts 1'",
         "taskqueue exec -l python3 --input '{\"n\": 2}' job.txt",
     ),
+    "schedules": (
+        "taskqueue schedules create '*/5 * * * *' --tz Europe/Berlin -- ./sync.sh",
+        "taskqueue schedules list",
+    ),
+    "schedules create": (
+        "taskqueue schedules create '*/5 * * * *' --tz Europe/Berlin -- ./sync.sh --full",
+        "taskqueue schedules create --every 30 --name heartbeat -- echo alive",
+        "taskqueue schedules create @daily --overlap buffer_one --catchup latest -- make report",
+    ),
+    "schedules list": ("taskqueue schedules list", "taskqueue schedules list --json"),
+    "schedules get": ("taskqueue schedules get 4e1b2c", "taskqueue schedules get 4e1b2c --json"),
+    "schedules next": (
+        "taskqueue schedules next 4e1b2c",
+        "taskqueue schedules next 4e1b2c --count 10",
+    ),
+    "schedules runs": (
+        "taskqueue schedules runs 4e1b2c",
+        "taskqueue schedules runs 4e1b2c --limit 5",
+    ),
+    "schedules pause": ("taskqueue schedules pause 4e1b2c",),
+    "schedules resume": ("taskqueue schedules resume 4e1b2c",),
+    "schedules trigger": (
+        "taskqueue schedules trigger 4e1b2c",
+        "taskqueue schedules trigger 4e1b2c --json",
+    ),
     "functions": (
         "taskqueue functions create summarize --file summarize.py --input-schema @in.json",
         "taskqueue functions list",

@@ -7,7 +7,6 @@ of them (``batch-execute``, one JSON input a line). See ``docs/functions.md``.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from taskqueue.cli._context import (
     EXIT_USAGE,
     CliContext,
     client_command,
+    json_flag,
     relative,
     rows_table,
 )
@@ -58,21 +58,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 _BATCH_POLL_MS = 1000
 #: Failed items listed after a batch's summary; the rest are counted.
 _FAILURES_SHOWN = 10
-
-
-def _json_flag(function: F) -> F:
-    """``--json``: the API's JSON on stdout, as ``-o json`` (for the command under it)."""
-
-    @functools.wraps(function)
-    def wrapper(ctx: CliContext, *args: Any, as_json: bool = False, **kwargs: Any) -> Any:
-        if as_json:
-            ctx.output = "json"
-        return function(ctx, *args, **kwargs)
-
-    option = click.option(
-        "--json", "as_json", is_flag=True, help="Print the API's JSON (the same as -o json)."
-    )
-    return option(wrapper)  # type: ignore[return-value]
 
 
 def read_json_argument(value: str, option: str) -> Any:
@@ -261,7 +246,7 @@ def functions() -> None:
     help="Retries of a failed execution (default: the server's, 3).",
 )
 @client_command
-@_json_flag
+@json_flag
 def create_function(
     ctx: CliContext,
     name: str,
@@ -326,7 +311,7 @@ def _code(
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @client_command
-@_json_flag
+@json_flag
 def list_functions(ctx: CliContext, limit: int, offset: int) -> None:
     """List Function definitions, newest first (the ID column is the end of each id)."""
     filters = TaskFilters(
@@ -343,7 +328,7 @@ def list_functions(ctx: CliContext, limit: int, offset: int) -> None:
 @click.argument("task_id")
 @click.option("--version", type=click.IntRange(1), default=None, help="As of this version.")
 @client_command
-@_json_flag
+@json_flag
 def get_function(ctx: CliContext, task_id: str, version: int | None) -> None:
     """Show a Function definition: its body and schemas (as of --version N)."""
     task = ctx.client.get_task(resolve_task(ctx, task_id), version=version)
@@ -353,7 +338,7 @@ def get_function(ctx: CliContext, task_id: str, version: int | None) -> None:
 @functions.command("versions")
 @click.argument("task_id")
 @client_command
-@_json_flag
+@json_flag
 def function_versions(ctx: CliContext, task_id: str) -> None:
     """Every version of a Function definition, oldest first."""
     found = ctx.client.get_task_versions(resolve_task(ctx, task_id))
@@ -389,7 +374,7 @@ def _failure_line(result: ExecutionResult) -> str:
     "--force-validation", is_flag=True, help="Check the output even if the definition trusts it."
 )
 @client_command
-@_json_flag
+@json_flag
 def execute(
     ctx: CliContext,
     task_id: str,
@@ -496,7 +481,7 @@ def _summary(batch: BatchExecuteResponse) -> str:
 )
 @click.option("--version", type=click.IntRange(1), default=None, help="Run this version.")
 @client_command
-@_json_flag
+@json_flag
 def batch_execute(
     ctx: CliContext,
     task_id: str,

@@ -32,6 +32,7 @@ from taskqueue.cli.keys import keys
 from taskqueue.cli.projects import projects
 from taskqueue.cli.remote import NO_AUTH_WARNING, api_settings, check_serving, public_url
 from taskqueue.cli.run import run
+from taskqueue.cli.schedules import schedules
 from taskqueue.cli.serve import (
     HttpOptions,
     close_all,
@@ -295,6 +296,7 @@ main.add_command(workers)
 main.add_command(events)
 main.add_command(webhooks)
 main.add_command(functions)
+main.add_command(schedules)
 main.add_command(execute)
 main.add_command(batch_execute)
 tasks.add_command(watch)

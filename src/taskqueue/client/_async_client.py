@@ -15,6 +15,7 @@ from taskqueue.client._async_code import AsyncCodeMixin
 from taskqueue.client._async_core import every_page, id_of
 from taskqueue.client._async_events import AsyncEventsMixin
 from taskqueue.client._async_functions import AsyncFunctionsMixin
+from taskqueue.client._async_schedules import AsyncSchedulesMixin
 from taskqueue.client._async_webhooks import AsyncWebhooksMixin
 from taskqueue.client._base import (
     NOT_GIVEN,
@@ -61,7 +62,11 @@ _WAIT_SLICE_S = 60.0
 
 
 class AsyncTaskQueueClient(
-    AsyncEventsMixin, AsyncWebhooksMixin, AsyncFunctionsMixin, AsyncCodeMixin
+    AsyncEventsMixin,
+    AsyncWebhooksMixin,
+    AsyncFunctionsMixin,
+    AsyncSchedulesMixin,
+    AsyncCodeMixin,
 ):
     """Async client for the taskqueue API.
 

@@ -25,6 +25,7 @@ from taskqueue.client._sync_code import SyncCodeMixin
 from taskqueue.client._sync_core import every_page, id_of
 from taskqueue.client._sync_events import SyncEventsMixin
 from taskqueue.client._sync_functions import SyncFunctionsMixin
+from taskqueue.client._sync_schedules import SyncSchedulesMixin
 from taskqueue.client._sync_webhooks import SyncWebhooksMixin
 from taskqueue.client._wire import TransportError, encode_url
 from taskqueue.errors import ProjectNotFoundError, TaskNotFoundError, TaskQueueTimeoutError
@@ -59,7 +60,13 @@ __all__ = ["TaskQueueClient"]
 _WAIT_SLICE_S = 60.0
 
 
-class TaskQueueClient(SyncEventsMixin, SyncWebhooksMixin, SyncFunctionsMixin, SyncCodeMixin):
+class TaskQueueClient(
+    SyncEventsMixin,
+    SyncWebhooksMixin,
+    SyncFunctionsMixin,
+    SyncSchedulesMixin,
+    SyncCodeMixin,
+):
     """Sync client for the taskqueue API: the async client's methods, blocking.
 
     Settings come from the arguments, then ``TASKQUEUE_URL`` / ``TASKQUEUE_API_KEY`` (or
