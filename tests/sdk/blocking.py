@@ -7,7 +7,10 @@ import inspect
 from collections.abc import Iterator
 from typing import Any
 
-from taskqueue import AsyncTaskQueueClient
+import pytest
+
+from taskqueue import AsyncTaskQueueClient, TaskQueueClient
+from tests.conftest import ServerProcess
 
 
 class Blocking:
@@ -31,3 +34,19 @@ class Blocking:
         if inspect.iscoroutinefunction(attr):
             return lambda *args, **kwargs: self._loop.run_until_complete(attr(*args, **kwargs))
         return attr
+
+
+@pytest.fixture(params=["sync", "async"])
+def sync_and_async_client(request: pytest.FixtureRequest, live: ServerProcess) -> Iterator[Any]:
+    """Each test runs once with the sync client and once with the async one."""
+    if request.param == "sync":
+        with TaskQueueClient(live.url) as sync_client:
+            yield sync_client
+        return
+    loop = asyncio.new_event_loop()
+    async_client = AsyncTaskQueueClient(live.url)
+    try:
+        yield Blocking(async_client, loop)
+    finally:
+        loop.run_until_complete(async_client.close())
+        loop.close()

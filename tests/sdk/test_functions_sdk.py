@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,7 +36,7 @@ from taskqueue import (
 )
 from taskqueue.client import _async_functions
 from tests.conftest import ServerProcess
-from tests.sdk.blocking import Blocking
+from tests.sdk.blocking import sync_and_async_client
 
 #: Upper-cases ``text``; exits 4 (no output) when ``text`` is "fail".
 UPPER_PY = (
@@ -70,20 +69,7 @@ OUT = {
 }
 
 
-@pytest.fixture(params=["sync", "async"])
-def client(request: pytest.FixtureRequest, live: ServerProcess) -> Iterator[Any]:
-    """Each test runs once with the sync client and once with the async one."""
-    if request.param == "sync":
-        with TaskQueueClient(live.url) as sync_client:
-            yield sync_client
-        return
-    loop = asyncio.new_event_loop()
-    async_client = AsyncTaskQueueClient(live.url)
-    try:
-        yield Blocking(async_client, loop)
-    finally:
-        loop.run_until_complete(async_client.close())
-        loop.close()
+client = sync_and_async_client
 
 
 def define(client: Any, command: str = UPPER, **fields: Any) -> Any:
@@ -453,17 +439,24 @@ def test_a_schema_makes_a_definition_unless_the_type_is_given() -> None:
     assert dict(script.seen[1].url.params) == {"version": "2"}
 
 
-def test_a_server_that_never_holds_a_request_is_not_polled_in_a_busy_loop() -> None:
+def test_a_server_that_never_holds_a_request_is_not_polled_in_a_busy_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskqueue.client import _sync_functions
+
     run = str(uuid.uuid4())
     script = Script(
         *[(202, _execution(run, "Running"))] * 4, (200, _execution(run, "Completed", output=1))
     )
-    began = time.monotonic()
+    pauses: list[float] = []
+    monkeypatch.setattr(_sync_functions.time, "sleep", pauses.append)
     with TaskQueueClient("http://tq.test", transport=httpx.MockTransport(script)) as client:
         assert client.execute(uuid.UUID(int=7), None).output == 1
     assert len(script.seen) == 5
-    # Each answer came at once, not ended: each of the 4 polls waited out MIN_POLL_S first.
-    assert time.monotonic() - began >= 4 * _async_functions.MIN_POLL_S * 0.9
+    # Each answer came at once, not ended: each of the 4 polls first waited out the rest of
+    # MIN_POLL_S (the client paused, rather than asking again at once).
+    assert len(pauses) == 4
+    assert all(0 < pause <= _async_functions.MIN_POLL_S for pause in pauses)
 
 
 def test_executions_end_on_a_server_that_caps_the_wait_at_0(

@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from taskqueue import (
-    AsyncTaskQueueClient,
     ConflictError,
     ScheduleRun,
     ScheduleRunList,
-    TaskQueueClient,
     ValidationError,
 )
-from tests.conftest import ServerProcess, wait_until
-from tests.sdk.blocking import Blocking
+from tests.conftest import wait_until
+from tests.sdk.blocking import sync_and_async_client
 
-
-@pytest.fixture(params=["sync", "async"])
-def client(request: pytest.FixtureRequest, live: ServerProcess) -> Iterator[Any]:
-    """Each test runs once with the sync client and once with the async one."""
-    if request.param == "sync":
-        with TaskQueueClient(live.url) as sync_client:
-            yield sync_client
-        return
-    loop = asyncio.new_event_loop()
-    async_client = AsyncTaskQueueClient(live.url)
-    try:
-        yield Blocking(async_client, loop)
-    finally:
-        loop.run_until_complete(async_client.close())
-        loop.close()
+client = sync_and_async_client
 
 
 def unique(prefix: str) -> str:
