@@ -60,6 +60,7 @@ class FailureReason(_Value):
     HANDED_BACK = "handed_back"  # the worker shut down and gave the attempt back
     CANCELLED = "cancelled"  # cancelled by request
     DEPENDENCY_FAILED = "dependency_failed"  # a dependency ended Failed or Cancelled
+    REVIEW_REJECTED = "review_rejected"  # a review rejected a workflow past its rounds
     CPU_LIMIT = "cpu_limit"  # the command used up its CPU seconds (SIGXCPU, or past them)
     MEMORY_LIMIT = "memory_limit"  # an allocation failed against its address-space limit
     FILE_SIZE_LIMIT = "file_size_limit"  # it wrote past its file-size limit (SIGXFSZ)
@@ -78,7 +79,7 @@ class TaskPriority(_Value):
 
 
 class TaskType(_Value):
-    """What kind of task this is. Only Simple tasks run in this version."""
+    """What kind of task this is."""
 
     SIMPLE = "Simple"  # one command, run once (with retries)
     WORKFLOW = "Workflow"  # walks its phases

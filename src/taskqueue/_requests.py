@@ -12,7 +12,6 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from uuid import UUID
 
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -42,6 +41,7 @@ from taskqueue._fields import (
 from taskqueue._input import _Input
 from taskqueue._limits import TaskLimits
 from taskqueue._schedule_models import Schedule
+from taskqueue._workflow_models import Phases, Rounds, WorkflowName, check_phases
 from taskqueue.languages import LANGUAGES, canonical_language
 
 __all__ = [
@@ -198,19 +198,6 @@ WorkingDirectory = Annotated[Text, Field(min_length=1, max_length=4096)]
 Queue = Annotated[str, Field(min_length=1, max_length=100, pattern=QUEUE_RE.pattern)]
 
 
-#: The kinds of task ``POST /api/tasks`` makes in this version.
-CREATABLE_TYPES = (TaskType.SIMPLE, TaskType.FUNCTION, TaskType.SCHEDULED)
-
-
-def _runnable_type(value: TaskType) -> TaskType:
-    if value not in CREATABLE_TYPES:
-        raise ValueError(
-            f"task_type {value.value!r} is not supported yet; use 'Simple', 'Function' or "
-            "'Scheduled'"
-        )
-    return value
-
-
 #: A task runs a ``command``, or ``code`` in a ``language``: exactly one of the two.
 _BODY_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -247,11 +234,7 @@ class TaskCreate(_Input):
     description: Description = ""
     technical_specs: TechnicalSpecs | None = None
     acceptance_criteria: Criteria = Field(default_factory=list)
-    task_type: Annotated[
-        TaskType,
-        AfterValidator(_runnable_type),
-        WithJsonSchema({"type": "string", "enum": [t.value for t in CREATABLE_TYPES]}),
-    ] = TaskType.SIMPLE
+    task_type: TaskType = TaskType.SIMPLE
     priority: TaskPriority = TaskPriority.NORMAL
     dependencies: Annotated[list[TaskDependency], Field(max_length=1000)] = Field(
         default_factory=list
@@ -276,6 +259,13 @@ class TaskCreate(_Input):
     #: Resource limits of its command (see :mod:`taskqueue._limits`); None: the operator's.
     limits: TaskLimits | None = None
     ai_reviews_required: Annotated[int, Field(ge=0, le=100), StrictInteger] = 3
+    #: A Workflow task's phases, given inline (see :class:`~taskqueue.models.PhaseSpec`).
+    phases: Phases | None = None
+    #: Or the name of a workflow of its project (the latest version, or ``workflow_version``).
+    workflow: WorkflowName | None = None
+    workflow_version: Annotated[int, Field(ge=1, le=INT64_MAX), StrictInteger] | None = None
+    #: How many times a review may send the workflow back (default: the workflow's, or 3).
+    max_review_rounds: Rounds | None = None
     #: Only items of a batch have refs (:class:`BatchTaskItem`); always None here.
     ref: SkipJsonSchema[Ref | None] = None
 
@@ -296,6 +286,34 @@ class TaskCreate(_Input):
             known = ", ".join(language.name for language in LANGUAGES)
             raise ValueError(f"unknown language {value!r}; known languages: {known}")
         return name
+
+    @model_validator(mode="after")
+    def _workflow_fields(self) -> TaskCreate:
+        problem: tuple[tuple[str | int, ...], str] | None = None
+        given = [
+            name
+            for name in ("phases", "workflow", "workflow_version", "max_review_rounds")
+            if getattr(self, name) is not None
+        ]
+        if self.task_type is not TaskType.WORKFLOW:
+            if given:
+                problem = (given[0],), 'it belongs to a task of task_type "Workflow"'
+        elif self.phases is not None and self.workflow is not None:
+            problem = ("workflow",), "give phases or the name of a workflow, not both"
+        elif self.workflow_version is not None and self.workflow is None:
+            problem = ("workflow_version",), "a version of which workflow? give workflow too"
+        elif self.workflow is not None and self.project_id is None:
+            problem = ("workflow",), "workflows belong to a project: give project_id too"
+        elif self.phases is not None:
+            found = check_phases(self.phases)
+            if found is not None:
+                problem = ("phases", *found[0]), found[1]
+        if problem is None:
+            return self
+        error = PydanticCustomError("workflow_field", problem[1])
+        raise ValidationError.from_exception_data(
+            type(self).__name__, [InitErrorDetails(type=error, loc=problem[0], input=None)]
+        )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskCreate:
@@ -330,6 +348,18 @@ class TaskCreate(_Input):
     def _command_or_code(self) -> TaskCreate:
         has_code = self.language is not None or self.code is not None
         if self.command is not None and not has_code:
+            return self
+        # A workflow whose phases each bring a body needs none of its own (a named workflow's
+        # phases are checked when the store reads them).
+        if (
+            self.task_type is TaskType.WORKFLOW
+            and not has_code
+            and self.command is None
+            and (
+                self.workflow is not None
+                or (self.phases is not None and all(p.review or p.has_body for p in self.phases))
+            )
+        ):
             return self
         if self.command is not None:
             loc, msg = "command", "give either command, or language and code, not both"

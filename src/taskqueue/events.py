@@ -35,6 +35,10 @@ TASK_EVENT_TYPES: tuple[str, ...] = (
     "task.cancelled",
     "task.updated",
     "task.deleted",
+    "task.phase_started",
+    "task.phase_completed",
+    "task.review_requested",
+    "task.reviewed",
 )
 
 #: Every event type the server writes.

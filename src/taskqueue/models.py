@@ -47,6 +47,22 @@ from taskqueue._schedule_models import (
     ScheduleRun,
     ScheduleRunList,
 )
+from taskqueue._workflow_models import (
+    DevelopmentWorkflow,
+    PendingReview,
+    PhaseSpec,
+    Review,
+    ReviewCreate,
+    ReviewLink,
+    ReviewLinkCreate,
+    ReviewList,
+    TaskPhase,
+    TaskResult,
+    WorkflowCreate,
+    WorkflowList,
+    WorkflowPhase,
+    WorkflowRef,
+)
 
 __all__ = [
     "MAX_JSON_FIELD_BYTES",
@@ -66,6 +82,7 @@ __all__ = [
     "BatchTaskUpdate",
     "CodeResult",
     "DependencyRef",
+    "DevelopmentWorkflow",
     "ErrorBody",
     "ErrorInfo",
     "ExecuteRequest",
@@ -82,10 +99,17 @@ __all__ = [
     "NewApiKey",
     "NewWebhook",
     "NextRuns",
+    "PendingReview",
+    "PhaseSpec",
     "Project",
     "ProjectCreate",
     "ProjectList",
     "ProjectUpdate",
+    "Review",
+    "ReviewCreate",
+    "ReviewLink",
+    "ReviewLinkCreate",
+    "ReviewList",
     "Schedule",
     "ScheduleInfo",
     "ScheduleRun",
@@ -97,6 +121,7 @@ __all__ = [
     "TaskIdRef",
     "TaskLimits",
     "TaskList",
+    "TaskPhase",
     "TaskPriority",
     "TaskResult",
     "TaskStatus",
@@ -116,6 +141,10 @@ __all__ = [
     "Worker",
     "WorkerList",
     "WorkerStatus",
+    "WorkflowCreate",
+    "WorkflowList",
+    "WorkflowPhase",
+    "WorkflowRef",
 ]
 
 
@@ -189,18 +218,6 @@ class ApiKeyList(_Output):
 # Tasks
 
 
-class TaskResult(_Output):
-    """What the last attempt of a task produced."""
-
-    exit_code: int | None = None
-    output: Any = None
-    stdout_tail: str = ""
-    stderr_tail: str = ""
-    duration_ms: int | None = None
-    error: str | None = None
-    failure_reason: FailureReason | None = None
-
-
 class Task(_Output):
     """A unit of work and everything known about it."""
 
@@ -223,10 +240,18 @@ class Task(_Output):
     status_reason: str | None = None
     failure_reason: FailureReason | None = None
     result: TaskResult | None = None
-    phases: list[dict[str, Any]] = Field(default_factory=list)
-    current_phase: TaskStatus | None = None
+    #: A Workflow task's phases and where each is (empty for other tasks).
+    phases: list[TaskPhase] = Field(default_factory=list)
+    #: The phase a Workflow task is in (its last one once it ended); None for other tasks.
+    current_phase: str | None = None
     ai_reviews_required: int = 3
+    #: Approvals the open review gate has (it resets each round).
     ai_reviews_completed: int = 0
+    #: The project workflow a Workflow task walks (None: phases given inline, or the default).
+    development_workflow: WorkflowRef | None = None
+    #: How many times a review sent the workflow back, and how many times it may.
+    review_rounds: int = 0
+    max_review_rounds: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
@@ -275,6 +300,8 @@ class Attempt(_Output):
     number: int
     worker_id: str | None = None
     status: TaskStatus
+    #: The workflow phase the attempt ran (None for other tasks).
+    phase: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
     exit_code: int | None = None

@@ -108,6 +108,8 @@ class Target:
     path: str
     body: Any = None
     params: dict[str, Any] | None = None
+    #: A form body (what a browser posts) instead of JSON.
+    form: dict[str, str] | None = None
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Case:
     good: int
     #: The status a key of every scope limited to the other project gets.
     limited: int
+    #: A public route's status for any caller, with or without a (good or bad) key.
+    public: int = 200
 
 
 def _fresh_task(w: Walk, suffix: str = "", body: Any = None, **params: Any) -> Target:
@@ -173,6 +177,20 @@ def _fresh_schedule(w: Walk, suffix: str, **params: Any) -> Target:
     return Target(f"/api/tasks/{task}{suffix}", None, params or None)
 
 
+def _fresh_workflow_task(w: Walk, suffix: str, body: Any = None) -> Target:
+    # No worker runs in the walk: the workflow never reaches its gate, so a review or a link
+    # is refused (409) once the caller is let through.
+    task = w.task(task_type="Workflow")
+    return Target(f"/api/tasks/{task}{suffix}", body)
+
+
+def _fresh_workflow(w: Walk) -> Target:
+    name = unique("wf")
+    body = {"name": name, "phases": [{"name": "build", "command": "true"}]}
+    ok(w.admin.post(f"/api/projects/{w.project_a}/workflows", json=body), 201)
+    return Target(f"/api/projects/{w.project_a}/workflows/{name}")
+
+
 def _new_task_body(w: Walk) -> dict[str, Any]:
     return {"name": unique("new"), "command": "true", "project_id": w.project_a}
 
@@ -226,6 +244,39 @@ CASES: dict[tuple[str, str], Case] = {
         lambda w: _fresh_schedule(w, "/trigger"), 201, 404
     ),
     ("/api/batches/{batch_id}", "GET"): Case(_fresh_batch, 200, 404),
+    ("/api/tasks/{task_id}/reviews", "GET"): Case(
+        lambda w: _fresh_workflow_task(w, "/reviews"), 200, 404
+    ),
+    ("/api/tasks/{task_id}/reviews", "POST"): Case(
+        lambda w: _fresh_workflow_task(w, "/reviews", {"verdict": "approve"}), 409, 404
+    ),
+    ("/api/tasks/{task_id}/review-links", "POST"): Case(
+        lambda w: _fresh_workflow_task(w, "/review-links", {"reviewer": "r"}), 409, 404
+    ),
+    ("/api/projects/{project_id}/workflows", "GET"): Case(
+        lambda w: Target(f"/api/projects/{w.project_a}/workflows"), 200, 404
+    ),
+    ("/api/projects/{project_id}/workflows", "POST"): Case(
+        lambda w: Target(
+            f"/api/projects/{w.project_a}/workflows",
+            {"name": unique("wf"), "phases": [{"name": "build", "command": "true"}]},
+        ),
+        201,
+        404,
+    ),
+    ("/api/projects/{project_id}/workflows/{name}", "GET"): Case(_fresh_workflow, 200, 404),
+    ("/api/projects/{project_id}/workflows/{name}", "DELETE"): Case(_fresh_workflow, 204, 404),
+    # An approval link's token is its credential: no key is needed, none is looked at. A
+    # token no link has is a 404 page for everyone.
+    ("/reviews/{token}", "GET"): Case(
+        lambda w: Target(f"/reviews/{uuid.uuid4().hex}"), 404, 404, public=404
+    ),
+    ("/reviews/{token}", "POST"): Case(
+        lambda w: Target(f"/reviews/{uuid.uuid4().hex}", form={"verdict": "approve"}),
+        404,
+        404,
+        public=404,
+    ),
     ("/api/workers", "GET"): Case(lambda w: Target("/api/workers"), 200, 200),
     ("/api/languages", "GET"): Case(lambda w: Target("/api/languages"), 200, 200),
     ("/api/events", "GET"): Case(
@@ -290,7 +341,9 @@ def test_every_route_declares_a_valid_scope() -> None:
         assert isinstance(SCOPES[path][method], Scope), f"{method} {path}"
     assert {(p, m) for p, ms in SCOPES.items() for m in ms} == set(ROUTES), "scopes of no route"
     for path, method in ROUTES:
-        if method != "GET":  # nothing that changes anything is open, or needs only read
+        if method != "GET" and path != "/reviews/{token}":
+            # Nothing that changes anything is open, or needs only read (but the page of an
+            # approval link, whose token is the credential).
             assert SCOPES[path][method] in (Scope.WRITE, Scope.ADMIN), f"{method} {path}"
     assert SCOPES["/api/health"]["GET"] is Scope.PUBLIC
     assert SCOPES["/"]["GET"] is Scope.PUBLIC
@@ -318,6 +371,10 @@ def _send(
             {"X-API-Key": key} if header == "x-api-key" else {"Authorization": f"Bearer {key}"}
         )
     if client is not None:
+        if target.form is not None:
+            return client.request(
+                method, target.path, params=target.params, data=target.form, headers=headers
+            )
         return client.request(
             method, target.path, params=target.params, json=target.body, headers=headers
         )
@@ -335,7 +392,7 @@ def _refusal(response: httpx.Response, status: int, key: str | None, what: str) 
         assert key not in str(response.headers), f"{where} echoes the key in a header"
     if status == 401:
         assert response.headers.get("www-authenticate", "").startswith("Bearer"), where
-    if status >= 400:
+    if status >= 400 and response.headers["content-type"].startswith("application/json"):
         assert response.json()["error"]["message"], where
 
 
@@ -350,7 +407,7 @@ def test_route_refuses_every_wrong_key(walk: Walk, path: str, method: str) -> No
         for label in ("none", "wrong", "wrong-tail", "revoked", "expired"):
             key = walk.keys.get(label)
             response = _send(walk, method, target, key)
-            _refusal(response, 200, key, label)
+            _refusal(response, case.public, key, label)
             if path == "/api/health":  # without a usable key: up, not what it holds
                 assert response.json()["tasks"] == {}, label
     else:
@@ -389,7 +446,8 @@ def test_route_refuses_every_wrong_key(walk: Walk, path: str, method: str) -> No
     assert response.status_code == case.good, response.text
     if response.content:
         assert_no_secret(response.text, known, "an answer")
-        walk.server.remember(response.json())
+        if response.headers["content-type"].startswith("application/json"):
+            walk.server.remember(response.json())
 
 
 def test_limited_key_sees_nothing_of_other_projects(walk: Walk) -> None:

@@ -56,7 +56,7 @@ def test_defaults_follow_the_seed() -> None:
     [
         ("environment", {"1BAD": "x"}, "not a valid environment variable name"),
         ("name", "a\x00b", "must not contain NUL"),
-        ("task_type", "Workflow", "not supported yet"),
+        ("task_type", "Batch", "Input should be"),
         ("metadata", {"x": "y" * 300_000}, "bytes of JSON"),
         ("queue", "has space", "pattern"),
         ("unknown", 1, "Extra inputs are not permitted"),

@@ -42,6 +42,9 @@ class Transition(str, Enum):
     CANCEL = "cancel"  # cancelled by request (a running command is stopped)
     CASCADE_CANCEL = "cascade_cancel"  # a dependency ended Failed or Cancelled
     REQUEUE = "requeue"  # a manual retry of a Failed or Cancelled task
+    ADVANCE = "advance"  # a workflow phase succeeded: the workflow queues for its next phase
+    APPROVE = "approve"  # the last phase of a workflow, a review gate, got its approvals
+    REJECT = "reject"  # a review rejected a workflow that has no review round left
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ RULES: Final[dict[Transition, Rule]] = {
     Transition.CANCEL: Rule(frozenset({_P, _R}), _X),
     Transition.CASCADE_CANCEL: Rule(frozenset({_P}), _X),
     Transition.REQUEUE: Rule(frozenset({_F, _X}), _P),
+    # A workflow between its phases is Pending (waiting at a review gate, or to be claimed).
+    Transition.ADVANCE: Rule(frozenset({_R}), _P),
+    Transition.APPROVE: Rule(frozenset({_P}), _C),
+    Transition.REJECT: Rule(frozenset({_P}), _F),
 }
 
 #: Fields that change how a task runs: they may change only while it is Pending.

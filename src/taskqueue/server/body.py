@@ -203,12 +203,13 @@ async def decode_body(model: type[M], body: bytes) -> M:
     return await anyio.to_thread.run_sync(_decode_large, model, body)
 
 
-async def read_request_body(request: Request) -> bytes:
-    """The request body, refusing non-JSON content types and bodies over the limit."""
+async def read_request_body(request: Request, media_type: str = "application/json") -> bytes:
+    """The request body, refusing content types other than ``media_type``, and over the limit."""
     content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
+    if content_type.split(";")[0].strip().lower() != media_type:
+        shown = "JSON" if media_type == "application/json" else "a form"
         raise ApiError(
-            415, "send the body as JSON with the header 'Content-Type: application/json'"
+            415, f"send the body as {shown} with the header 'Content-Type: {media_type}'"
         )
     cached: bytes | None = getattr(request, "_body", None)
     if cached is not None:  # read already (to check a signature)

@@ -111,11 +111,22 @@ def _media_type(value: bytes) -> str:
     return value.decode("latin-1").split(";")[0].strip().lower()
 
 
-def content_type_refusal(headers: dict[bytes, bytes]) -> str | None:
+#: Pages a browser posts a form to: approval links, whose token is their credential (the
+#: origin checks still apply). Their routes take nothing but the form.
+FORM_PATHS = ("/reviews/",)
+
+
+def content_type_refusal(headers: dict[bytes, bytes], path: str = "") -> str | None:
     """Why a state-changing request's body or content type is refused, or None."""
     content_type = headers.get(b"content-type")
     length = headers.get(b"content-length", b"0").strip()
     has_body = b"transfer-encoding" in headers or length not in (b"", b"0")
+    if (
+        path.startswith(FORM_PATHS)
+        and content_type is not None
+        and _media_type(content_type) == "application/x-www-form-urlencoded"
+    ):
+        return None
     if has_body:
         if content_type is None or _media_type(content_type) != "application/json":
             return JSON_ONLY
@@ -199,7 +210,7 @@ class OriginGuardMiddleware:
                 "server accepts state-changing requests only from its own origin or one "
                 "allowed with --allow-origin"
             )
-        message = content_type_refusal(headers)
+        message = content_type_refusal(headers, scope.get("path", ""))
         return None if message is None else (415, message)
 
     async def _preflight(

@@ -25,6 +25,7 @@ from taskqueue.models import (
     BatchExecuteResponse,
     BatchTaskCreate,
     BatchTaskUpdate,
+    DevelopmentWorkflow,
     ErrorBody,
     ExecuteRequest,
     ExecutionResult,
@@ -41,6 +42,11 @@ from taskqueue.models import (
     ProjectCreate,
     ProjectList,
     ProjectUpdate,
+    Review,
+    ReviewCreate,
+    ReviewLink,
+    ReviewLinkCreate,
+    ReviewList,
     ScheduleRun,
     ScheduleRunList,
     Task,
@@ -59,6 +65,8 @@ from taskqueue.models import (
     WebhookRotate,
     WebhookUpdate,
     WorkerList,
+    WorkflowCreate,
+    WorkflowList,
 )
 from taskqueue.server.events import EventsQuery
 from taskqueue.server.functions import WaitMsQuery
@@ -77,6 +85,12 @@ from taskqueue.server.params import (
     WaitQuery,
 )
 from taskqueue.server.schedules import NextQuery
+from taskqueue.server.workflows import (
+    TOKEN_SCHEMA,
+    WORKFLOW_NAME_SCHEMA,
+    ReviewForm,
+    VersionQuery,
+)
 
 __all__ = ["ERRORS", "OPERATIONS", "Operation", "openapi_document"]
 
@@ -97,6 +111,8 @@ ERRORS: dict[str, str] = {
     "whose creation has since been deleted) or "
     "names what is not there or cannot be used (a dependency or project that does not exist, a "
     "dependency that already failed, a ref that no earlier item of the batch has)",
+    "410": "The approval link was used already (each works once), has expired, or the review "
+    "it was for is over",
     "413": "The body is over the limit (16 MiB by default)",
     "415": "The body is not sent as `application/json`",
     "422": "A field, query parameter, header or path id breaks this document; `details` names each",
@@ -122,7 +138,14 @@ _HEADERS = {
     "RateLimit-Policy": "The key's limit: burst and window in seconds",
 }
 #: Operations anyone may call without a key.
-PUBLIC = frozenset({("/", "GET"), ("/api/health", "GET")})
+PUBLIC = frozenset(
+    {
+        ("/", "GET"),
+        ("/api/health", "GET"),
+        ("/reviews/{token}", "GET"),  # the token is the credential
+        ("/reviews/{token}", "POST"),
+    }
+)
 #: The ways a request may carry its credentials (any one of them).
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "An API key, `tq_…`"},
@@ -158,6 +181,13 @@ class Operation:
     headers: tuple[dict[str, Any], ...] = ()
     #: Another success status with the same body, and when it is answered (202: not done yet).
     pending: tuple[str, str] | None = None
+    #: Schemas of path parameters that are not ids (an id: a UUID).
+    path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: A page for browsers: the success (and ``html_errors``) answered as HTML.
+    html: bool = False
+    html_errors: tuple[str, ...] = ()
+    #: The body is a form (``application/x-www-form-urlencoded``) of this model.
+    form: type[pydantic.BaseModel] | None = None
 
 
 _FOLLOW = {
@@ -395,6 +425,44 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "POST": Operation("testWebhook", "Send a webhook.test event to the subscription now",
                           response=WebhookDelivery, tags=("webhooks",)),
     },
+    "/api/tasks/{task_id}/reviews": {
+        "GET": Operation("listReviews", "Every review of a Workflow task, and the review gate "
+                         "it waits at", response=ReviewList, tags=("workflows",)),
+        "POST": Operation("submitReview", "Approve or reject the review gate a Workflow task "
+                          "waits at (409: it waits at none, or this reviewer reviewed this "
+                          "round)", "201", Review, ReviewCreate, conflicts=True,
+                          tags=("workflows",)),
+    },
+    "/api/tasks/{task_id}/review-links": {
+        "POST": Operation("createReviewLink", "A single-use approval link for a reviewer "
+                          "outside the API, to the gate the task waits at", "201", ReviewLink,
+                          ReviewLinkCreate, conflicts=True, tags=("workflows",)),
+    },
+    "/api/projects/{project_id}/workflows": {
+        "GET": Operation("listWorkflows", "The latest version of each workflow of a project",
+                         response=WorkflowList, tags=("workflows",)),
+        "POST": Operation("createWorkflow", "Store a named workflow of a project (its next "
+                          "version if the name exists)", "201", DevelopmentWorkflow,
+                          WorkflowCreate, conflicts=True, idempotent=True,
+                          tags=("workflows",)),
+    },
+    "/api/projects/{project_id}/workflows/{name}": {
+        "GET": Operation("getWorkflow", "One version of a project's workflow (the latest by "
+                         "default)", response=DevelopmentWorkflow, query=VersionQuery,
+                         path_schemas={"name": WORKFLOW_NAME_SCHEMA}, tags=("workflows",)),
+        "DELETE": Operation("deleteWorkflow", "Delete every version of a project's workflow "
+                            "(tasks keep the phases they copied)", "204",
+                            path_schemas={"name": WORKFLOW_NAME_SCHEMA}, tags=("workflows",)),
+    },
+    "/reviews/{token}": {
+        "GET": Operation("openReviewLink", "The page of an approval link: what is to be "
+                         "approved, and a form (nothing changes)", html=True,
+                         html_errors=("404", "410"), path_schemas={"token": TOKEN_SCHEMA},
+                         tags=("workflows",)),
+        "POST": Operation("decideReviewLink", "Approve or reject by an approval link, once",
+                          html=True, html_errors=("404", "409", "410"), form=ReviewForm,
+                          path_schemas={"token": TOKEN_SCHEMA}, tags=("workflows",)),
+    },
 }  # fmt: skip
 
 
@@ -417,6 +485,14 @@ def _error(status: str) -> dict[str, Any]:
     }
 
 
+def _html_error(status: str) -> dict[str, Any]:
+    return {
+        "description": ERRORS[status],
+        "headers": {"X-Request-ID": _header("X-Request-ID")},
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+
+
 def _statuses(path: str, method: str, op: Operation) -> list[str]:
     codes = set(_EVERYWHERE)
     if (path, method) not in PUBLIC:
@@ -425,7 +501,7 @@ def _statuses(path: str, method: str, op: Operation) -> list[str]:
         codes |= {"404"}
     if method != "GET":
         codes |= {"400", "415"}
-    if op.body is not None:
+    if op.body is not None or op.form is not None:
         codes |= {"408", "413"}
     if op.conflicts:
         codes |= {"409"}
@@ -456,6 +532,8 @@ def _success(op: Operation) -> dict[str, Any]:
     }
     if op.response is not None:
         ok["content"] = {"application/json": {"schema": ref(op.response)}, **op.extra_content}
+    if op.html:
+        ok["content"] = {"text/html": {"schema": {"type": "string"}}}
     if op.creates is not None:
         ok["links"] = _links(op.creates)
     return ok
@@ -467,7 +545,7 @@ def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            "schema": op.path_schemas.get(name, {"type": "string", "format": "uuid"}),
         }
         for name in re.findall(r"\{(\w+)\}", path)
     ]
@@ -502,6 +580,7 @@ def _operation(path: str, method: str, op: Operation) -> dict[str, Any]:
             "headers": {"Location": _header("Location", required=True)},
         }
     responses.update({status: _error(status) for status in _statuses(path, method, op)})
+    responses.update({status: _html_error(status) for status in op.html_errors})
     result: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -515,6 +594,11 @@ def _operation(path: str, method: str, op: Operation) -> dict[str, Any]:
         result["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": ref(op.body)}},
+        }
+    if op.form is not None:
+        result["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": ref(op.form)}},
         }
     return result
 

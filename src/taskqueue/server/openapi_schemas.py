@@ -27,6 +27,7 @@ from taskqueue.models import (
     BatchTaskItem,
     BatchTaskUpdate,
     DependencyRef,
+    DevelopmentWorkflow,
     ErrorBody,
     ExecuteRequest,
     ExecutionResult,
@@ -43,6 +44,11 @@ from taskqueue.models import (
     ProjectCreate,
     ProjectList,
     ProjectUpdate,
+    Review,
+    ReviewCreate,
+    ReviewLink,
+    ReviewLinkCreate,
+    ReviewList,
     ScheduleRun,
     ScheduleRunList,
     Task,
@@ -62,7 +68,10 @@ from taskqueue.models import (
     WebhookRotate,
     WebhookUpdate,
     WorkerList,
+    WorkflowCreate,
+    WorkflowList,
 )
+from taskqueue.server.workflows import ReviewForm
 
 __all__ = ["REF", "ServerInfo", "component_schemas", "parameter_schemas", "ref"]
 
@@ -101,6 +110,10 @@ _REQUESTS: tuple[type[pydantic.BaseModel], ...] = (
     WebhookRedeliver,
     ExecuteRequest,
     BatchExecuteRequest,
+    WorkflowCreate,
+    ReviewCreate,
+    ReviewLinkCreate,
+    ReviewForm,
 )
 _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     ApiKey,
@@ -133,6 +146,11 @@ _RESPONSES: tuple[type[pydantic.BaseModel], ...] = (
     ScheduleRun,
     ScheduleRunList,
     NextRuns,
+    DevelopmentWorkflow,
+    WorkflowList,
+    Review,
+    ReviewList,
+    ReviewLink,
 )
 
 

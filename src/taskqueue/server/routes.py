@@ -54,6 +54,7 @@ from taskqueue.server.params import (
 from taskqueue.server.responses import json_response, page_response, parse_body, store_of
 from taskqueue.server.schedules import SCHEDULE_ENDPOINTS, SCHEDULE_SCOPES, check_schedules
 from taskqueue.server.webhooks import WEBHOOK_ENDPOINTS, WEBHOOK_SCOPES
+from taskqueue.server.workflows import WORKFLOW_ENDPOINTS, WORKFLOW_SCOPES
 from taskqueue.store import NotFound, Store
 
 __all__ = ["routes"]
@@ -468,6 +469,7 @@ ENDPOINTS.update(WEBHOOK_ENDPOINTS)
 ENDPOINTS.update(LANGUAGE_ENDPOINTS)
 ENDPOINTS.update(FUNCTION_ENDPOINTS)
 ENDPOINTS.update(SCHEDULE_ENDPOINTS)
+ENDPOINTS.update(WORKFLOW_ENDPOINTS)
 
 _R, _W, _A = Scope.READ, Scope.WRITE, Scope.ADMIN
 #: The scope each method of each path needs (every one of :data:`ENDPOINTS` must have one).
@@ -491,6 +493,7 @@ SCOPES: dict[str, dict[str, Scope]] = {
     **LANGUAGE_SCOPES,
     **FUNCTION_SCOPES,
     **SCHEDULE_SCOPES,
+    **WORKFLOW_SCOPES,
 }
 
 routes: list[Route] = [

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from taskqueue.engine.workflows import wire_status
+
 __all__ = [
     "attempt_to_dict",
     "dumps",
@@ -93,14 +95,17 @@ def task_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "retry_delay": row["retry_delay"],
         "environment": loads(row["environment"]),
         "working_directory": row["working_directory"],
-        "status": row["status"],
+        "status": wire_status(row["task_type"], row["status"], row["current_phase"]),
         "status_reason": row["status_reason"],
         "failure_reason": row["failure_reason"],
         "result": loads(row["result"]),
-        "phases": loads(row["phases"]),
+        "phases": [_phase_to_dict(p) for p in loads(row["phases"])],
         "current_phase": row["current_phase"],
         "ai_reviews_required": row["ai_reviews_required"],
         "ai_reviews_completed": row["ai_reviews_completed"],
+        "development_workflow": loads(row["development_workflow"]),
+        "review_rounds": row["review_rounds"] or 0,
+        "max_review_rounds": row["max_review_rounds"],
         "metadata": loads(row["metadata"]),
         "created_at": from_us(row["created_at"]),
         "updated_at": from_us(row["updated_at"]),
@@ -120,6 +125,15 @@ def task_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "idempotency_key": row["idempotency_key"],
         # A Scheduled task's schedule (filled in by the store: store.schedules.attach).
         "schedule": None,
+    }
+
+
+def _phase_to_dict(phase: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored workflow phase as its wire dict (its times as the wire writes times)."""
+    return {
+        **phase,
+        "started_at": from_us(phase["started_at"]),
+        "finished_at": from_us(phase["finished_at"]),
     }
 
 
@@ -150,4 +164,5 @@ def attempt_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "error": row["error"],
         "failure_reason": row["failure_reason"],
         "duration_ms": row["duration_ms"],
+        "phase": row["phase"],
     }

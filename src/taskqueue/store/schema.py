@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -44,6 +45,8 @@ __all__ = [
     "metadata",
     "output_chunks",
     "projects",
+    "review_links",
+    "reviews",
     "schedule_runs",
     "schedules",
     "task_deps",
@@ -52,6 +55,7 @@ __all__ = [
     "webhook_deliveries",
     "webhooks",
     "workers",
+    "workflows",
 ]
 
 metadata: MetaData = MetaData()
@@ -122,6 +126,10 @@ tasks: Table = Table(
     Column("current_phase", String(20)),
     Column("ai_reviews_required", Integer, nullable=False),
     Column("ai_reviews_completed", Integer, nullable=False),
+    # A Workflow task's: times a review sent it back, how many it may, the workflow it copied.
+    Column("review_rounds", Integer),
+    Column("max_review_rounds", Integer),
+    Column("development_workflow", Text),
     Column("metadata", Text, nullable=False),
     Column("created_at", _TIME, nullable=False, index=True),
     Column("updated_at", _TIME, nullable=False),
@@ -197,6 +205,8 @@ attempts: Table = Table(
     Column("error", Text),
     Column("duration_ms", BigInteger),
     Column("failure_reason", String(30)),
+    # The workflow phase the attempt ran (NULL for other tasks).
+    Column("phase", String(20)),
 )
 
 output_chunks: Table = Table(
@@ -411,5 +421,50 @@ schedule_runs: Table = Table(
     Column("kind", String(10), nullable=False),
     Column("child_id", _ID),
     Column("skipped", String(20)),
+    Column("created_at", _TIME, nullable=False),
+)
+
+#: Each version of a project's named workflows (a task copies the phases of the one it names).
+workflows: Table = Table(
+    "workflows",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("project_id", _ID, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("phases", Text, nullable=False),
+    Column("max_review_rounds", Integer, nullable=False),
+    Column("created_at", _TIME, nullable=False),
+    UniqueConstraint("project_id", "name", "version", name="uq_workflows_version"),
+)
+
+#: One row per verdict on a review gate: a reviewer counts once per (phase, round).
+reviews: Table = Table(
+    "reviews",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("phase", String(20), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("verdict", String(10), nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("via", String(10), nullable=False),
+    Column("created_at", _TIME, nullable=False),
+    UniqueConstraint("task_id", "phase", "round", "reviewer", name="uq_reviews_once"),
+)
+
+#: Single-use approval links: the SHA-256 of each token, for one reviewer, gate and round.
+review_links: Table = Table(
+    "review_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("task_id", _ID, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("phase", String(20), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("expires_at", _TIME, nullable=False),
+    Column("used_at", _TIME),
     Column("created_at", _TIME, nullable=False),
 )

@@ -49,6 +49,7 @@ from taskqueue.store.transitions import Claimed, Outcome
 from taskqueue.store.visibility import Projects
 from taskqueue.store.waiters import Waiters
 from taskqueue.store.webhookstore import WebhookStore
+from taskqueue.store.workflowstore import WorkflowStore
 
 __all__ = ["Store"]
 
@@ -110,6 +111,8 @@ class Store:
         self.functions: FunctionStore = FunctionStore(self.db, self.waiters, self._write, clock)
         #: Scheduled tasks: firing their slots, their runs.
         self.schedules: ScheduleStore = ScheduleStore(self.db, self._write, clock)
+        #: Workflow tasks: project workflows, reviews, approval links.
+        self.workflows: WorkflowStore = WorkflowStore(self.db, self._write, clock)
 
     # ------------------------------------------------------------------ lifecycle
 

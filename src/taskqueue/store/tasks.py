@@ -10,7 +10,15 @@ from typing import Any
 
 from taskqueue.engine import PRIORITY_RANK, delete_refusal, edit_refusal
 from taskqueue.models import TaskCreate, TaskFilters, TaskStatus, TaskType, TaskUpdate
-from taskqueue.store import dependencies, functions, idempotency, outbox, schedules, transitions
+from taskqueue.store import (
+    dependencies,
+    functions,
+    idempotency,
+    outbox,
+    schedules,
+    transitions,
+    workflows,
+)
 from taskqueue.store.codec import dumps, task_to_dict, to_us
 from taskqueue.store.errors import Conflict, InvalidInput, NotFound, StoreError
 from taskqueue.store.ids import new_id
@@ -166,14 +174,17 @@ def create_tasks(
     if replay is not None:
         return list(replay)
     _check_projects(tx, items, batch, projects)
+    walks = workflows.workflow_columns(tx, items, batch)
     new_ids = [new_id() for _ in items]
     found = dependencies.resolve(tx, items, new_ids, batch, projects)
     key = idem.key if idem is not None else None
     rows: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
-    for item, task_id, dep_ids, refs in zip(items, new_ids, found.ids, found.refs, strict=True):
+    for item, task_id, dep_ids, refs, walk in zip(
+        items, new_ids, found.ids, found.refs, walks, strict=True
+    ):
         waiting = sum(1 for d in dep_ids if found.statuses.get(d) != _C)
-        rows.append(new_task_row(item, task_id, dep_ids, waiting, now, key))
+        rows.append({**new_task_row(item, task_id, dep_ids, waiting, now, key), **walk})
         edges.extend({"task_id": task_id, "depends_on": d, "ref": refs.get(d)} for d in dep_ids)
     transitions.create(tx, fx, rows, now)
     insert_rows(tx, "task_deps", edges)
@@ -278,8 +289,11 @@ def list_tasks(
     """A page of tasks matching ``filters`` within ``projects``, and how many match."""
     visible, params = project_condition(projects)
     conditions: list[str] = [visible] if visible else []
+    if filters.status is not None:
+        condition, values = workflows.status_condition(filters.status.value)
+        conditions.append(condition)
+        params.extend(values)
     for column, value in (
-        ("status", filters.status.value if filters.status else None),
         ("project_id", str(filters.project_id) if filters.project_id else None),
         ("priority", filters.priority.value if filters.priority else None),
         ("task_type", filters.task_type.value if filters.task_type else None),

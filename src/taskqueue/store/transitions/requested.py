@@ -16,6 +16,7 @@ from taskqueue.store.codec import loads, task_to_dict
 from taskqueue.store.errors import Conflict
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.sql import Tx
+from taskqueue.store.transitions import phases
 from taskqueue.store.transitions.statements import (
     _CANCEL,
     _CASCADE_CANCEL,
@@ -56,6 +57,8 @@ def cancel(
         outcome = Outcome(False, error=reason, reason=code)
         tx.execute(_END_ATTEMPT, _end_attempt(row, TaskStatus.CANCELLED, outcome, now))
         fx.stop_running.add((task_id, row["lease_token"]))
+    if row["task_type"] == phases.WORKFLOW:
+        phases.ended(tx, row, TaskStatus.CANCELLED, now, None)
     tx.execute(_CANCEL, (reason, code.value, now, now, task_id))
     outbox.emit(tx, fx, "task.cancelled", now, task_id, row["project_id"], {"reason": reason})
     fx.changed.add(task_id)
@@ -126,6 +129,8 @@ def requeue(tx: Tx, fx: Effects, task_id: str, now: int) -> dict[str, Any]:
     row = locked_task_row(tx, task_id)
     _check(Transition.REQUEUE, row["status"])
     waiting = dependencies.count_waiting(tx, loads(row["dependencies"]))
+    if row["task_type"] == phases.WORKFLOW:
+        waiting = phases.reopen(tx, fx, row, now) or waiting
     tx.execute(_REQUEUE, (now, now, waiting, task_id))
     outbox.emit(
         tx, fx, "task.retrying", now, task_id, row["project_id"], {"reason": "manual retry"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from taskqueue.engine import (
@@ -20,6 +21,7 @@ from taskqueue.store.ids import new_token
 from taskqueue.store.pipeline import Effects
 from taskqueue.store.schema import RUNNABLE_SQL
 from taskqueue.store.sql import Tx, chunks, insert_rows, marks
+from taskqueue.store.transitions import gates, phases
 from taskqueue.store.transitions.requested import cascade_cancel, settle_batches
 from taskqueue.store.transitions.statements import (
     _COMPLETE,
@@ -118,7 +120,7 @@ def claim(
     rows = tx.execute(
         f"{statement} RETURNING id, name, command, environment, working_directory, timeout,"
         " attempt, input, project_id, priority_rank, run_at, seq, language, code, limits,"
-        " output_schema, dependencies",
+        " output_schema, dependencies, task_type, phases, current_phase, review_rounds",
         (token, now + lease_us, worker_id, now, now, *queues, now, *languages, limit),
     ).fetchall()
     if not rows:
@@ -134,6 +136,7 @@ def claim(
                 "worker_id": worker_id,
                 "status": _R,
                 "started_at": now,
+                "phase": r["current_phase"] if r["task_type"] == phases.WORKFLOW else None,
             }
             for r in rows
         ],
@@ -155,6 +158,13 @@ def claim(
     fx.changed.update(r["id"] for r in rows)
     produced = dependencies.outputs(tx, [r["id"] for r in rows if r["dependencies"] != "[]"])
     return [
+        _workflow_claim(tx, fx, r, claimed, now) if r["task_type"] == phases.WORKFLOW else claimed
+        for r, claimed in zip(rows, _claimed(rows, token, produced), strict=True)
+    ]
+
+
+def _claimed(rows: list[Any], token: str, produced: dict[str, Any]) -> list[Claimed]:
+    return [
         Claimed(
             id=r["id"],
             name=r["name"],
@@ -174,6 +184,25 @@ def claim(
         )
         for r in rows
     ]
+
+
+def _workflow_claim(tx: Tx, fx: Effects, row: Any, claimed: Claimed, now: int) -> Claimed:
+    """A workflow's claim runs its current phase: that phase's body, timeout and input."""
+    phase, given = phases.claimed_phase(tx, fx, row, now)
+    environment = {
+        **claimed.environment,
+        "TASKQUEUE_PHASE": phase["name"],
+        "TASKQUEUE_ROUND": str(phases.round_of(row)),
+    }
+    return replace(
+        claimed,
+        command=phase["command"] or "",
+        language=phase["language"],
+        code=phase["code"],
+        timeout=phase["timeout"],
+        environment=environment,
+        input=given,
+    )
 
 
 def has_runnable(tx: Tx, queues: list[str], now: int, languages: Sequence[str] = ()) -> bool:
@@ -222,7 +251,9 @@ def finish_many(
             results.append(None)
             continue
         del held[task_id]  # the same lease never ends twice
-        if outcome.success:
+        if outcome.success and row["task_type"] == phases.WORKFLOW:
+            results.append(_phase_succeeded(tx, fx, row, outcome, now, completed))
+        elif outcome.success:
             completed.append((row, outcome))
             results.append(RULES[Transition.COMPLETE].target.value)
         else:
@@ -230,6 +261,23 @@ def finish_many(
     if completed:
         _complete(tx, fx, completed, now)
     return results
+
+
+def _phase_succeeded(
+    tx: Tx,
+    fx: Effects,
+    lease: Any,
+    outcome: Outcome,
+    now: int,
+    completed: list[tuple[Any, Outcome]],
+) -> str:
+    """A workflow phase's attempt succeeded: its next phase, or (the last) the task completes."""
+    row = tx.execute("SELECT * FROM tasks WHERE id = ?", (lease["id"],)).fetchone()
+    if gates.succeeded(tx, fx, row, _result_json(outcome), now):
+        completed.append((lease, outcome))
+        return RULES[Transition.COMPLETE].target.value
+    tx.execute(_END_ATTEMPT, _end_attempt(lease, TaskStatus.COMPLETED, outcome, now))
+    return RULES[Transition.ADVANCE].target.value
 
 
 def _complete(tx: Tx, fx: Effects, completed: list[tuple[Any, Outcome]], now: int) -> None:
@@ -265,9 +313,12 @@ def _fail_or_retry(
 ) -> str:
     """Running → Pending after a backoff if retries remain, else Running → Failed (cascading)."""
     tx.execute(_END_ATTEMPT, _end_attempt(row, TaskStatus.FAILED, outcome, now))
-    decision = after_failure(
-        row["retries_used"], row["retry_attempts"], row["retry_delay"], rng=rng
-    )
+    retry_attempts, retry_delay = row["retry_attempts"], row["retry_delay"]
+    workflow = None
+    if row["task_type"] == phases.WORKFLOW:
+        workflow = tx.execute("SELECT * FROM tasks WHERE id = ?", (row["id"],)).fetchone()
+        retry_attempts, retry_delay = phases.retry_settings(workflow)
+    decision = after_failure(row["retries_used"], retry_attempts, retry_delay, rng=rng)
     task_id, project_id, attempt = row["id"], row["project_id"], row["attempt"]
     result = _result_json(outcome)
     reason = outcome.reason.value if outcome.reason is not None else None
@@ -289,6 +340,8 @@ def _fail_or_retry(
         fx.changed.add(task_id)
         return RULES[Transition.RETRY].target.value
     assert isinstance(decision, Fail)
+    if workflow is not None:
+        phases.ended(tx, workflow, TaskStatus.FAILED, now, result)
     tx.execute(_FAIL, (now, now, result, outcome.error, reason, task_id))
     data = {
         "attempt": attempt,

@@ -85,7 +85,7 @@ _END_ATTEMPT = (
 #: What the settling of a running attempt reads of its task.
 _LEASE_COLUMNS = (
     "id, attempt, retries_used, retry_attempts, retry_delay, project_id, started_at, lease_token,"
-    " batch_id, waiting_on"
+    " batch_id, waiting_on, task_type"
 )
 #: Cancel a batch's items that have not started (its stop on the first error).
 _SKIP = _update(
