@@ -44,6 +44,48 @@ BACKENDS = ("sqlite", "postgresql")
 _ON_EVERY_BACKEND = ("integration", "e2e")
 
 
+#: The test files that take longest (minutes of servers, partitions, fuzzing), longest first.
+#: They are handed out first: ``--dist loadfile`` gives each worker whole files in collection
+#: order, and a long file handed out last keeps one worker busy while the other sits idle.
+SLOW_FILES = (
+    "integration/test_schemathesis.py",
+    "pg/test_netns.py",
+    "cli/test_database_options.py",
+    "pg/test_chaos.py",
+    "docs/test_doc_examples.py",
+    "integration/test_promises.py",
+    "integration/test_schedules.py",
+    "cli/test_server_commands.py",
+    "integration/test_remote_serving.py",
+    "integration/test_workflows.py",
+    "pg/test_postgres.py",
+    "integration/test_webhooks.py",
+    "integration/test_auth.py",
+    "integration/test_nats.py",
+    "integration/test_hostile_input.py",
+    "integration/test_workers_and_housekeeping.py",
+    "integration/test_functions.py",
+    "e2e/test_cli.py",
+    "integration/test_webhooks_durability.py",
+    "pg/test_restart.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests of :data:`SLOW_FILES` first, in that order (the rest keep theirs)."""
+    root = Path(__file__).parent
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+
+    def key(item: pytest.Item) -> int:
+        try:
+            name = item.path.relative_to(root).as_posix()
+        except ValueError:  # pragma: no cover - a test outside tests/
+            return len(rank)
+        return rank.get(name, len(rank))
+
+    items.sort(key=key)  # stable: each file's tests keep their order
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run each database test of the integration and e2e suites once per backend.
 

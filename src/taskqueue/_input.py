@@ -37,6 +37,8 @@ class _Input(BaseModel):
         extra="forbid",
         str_max_length=1_000_000,
         allow_inf_nan=False,
+        # Built on first use: a CLI command that never validates a body does not pay for it.
+        defer_build=True,
     )
 
     @model_validator(mode="before")

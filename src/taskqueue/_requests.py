@@ -295,7 +295,8 @@ class TaskCreate(_Input):
             for name in ("phases", "workflow", "workflow_version", "max_review_rounds")
             if getattr(self, name) is not None
         ]
-        if self.task_type is not TaskType.WORKFLOW:
+        # A Scheduled task given phases makes Workflow tasks of them at each slot.
+        if self.task_type not in (TaskType.WORKFLOW, TaskType.SCHEDULED):
             if given:
                 problem = (given[0],), 'it belongs to a task of task_type "Workflow"'
         elif self.phases is not None and self.workflow is not None:
@@ -352,7 +353,7 @@ class TaskCreate(_Input):
         # A workflow whose phases each bring a body needs none of its own (a named workflow's
         # phases are checked when the store reads them).
         if (
-            self.task_type is TaskType.WORKFLOW
+            self.task_type in (TaskType.WORKFLOW, TaskType.SCHEDULED)
             and not has_code
             and self.command is None
             and (

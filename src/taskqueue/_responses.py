@@ -21,4 +21,6 @@ class OutputModel(BaseModel):
         populate_by_name=True,
         extra="ignore",
         json_schema_serialization_defaults_required=True,
+        # Built on first use: a CLI command that never validates a body does not pay for it.
+        defer_build=True,
     )

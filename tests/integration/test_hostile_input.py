@@ -316,7 +316,15 @@ CREATE_TASK_CASES = [
     pytest.param({"json": task(priority="Urgent")}, 422, ["priority"], id="priority-urgent"),
     pytest.param({"json": task(priority="high")}, 422, ["priority"], id="priority-lowercase"),
     pytest.param({"json": task(task_type="Bogus")}, 422, ["task_type"], id="task-type-unknown"),
-    pytest.param({"json": task(task_type="Workflow")}, 422, ["task_type"], id="task-type-unrun"),
+    pytest.param(
+        {"json": task(phases=[{"name": "a"}])}, 422, ["phases"], id="phases-on-a-simple-task"
+    ),
+    pytest.param(
+        {"json": task(task_type="Workflow", phases=[{"name": "r", "review": True}])},
+        422,
+        ["phases", 0, "review"],
+        id="workflow-starting-at-a-gate",
+    ),
     # huge strings
     pytest.param({"json": task(name="n" * 1_000_000)}, 422, ["name"], id="name-1mb"),
     pytest.param({"json": task(command="c" * 70_000)}, 422, ["command"], id="command-70kb"),

@@ -1,8 +1,8 @@
 """The row of a child task: a run of a template (a Function definition, a Scheduled task).
 
-The child is a Simple task with every field of its template (priority, queue, environment,
-limits, project...) and a life of its own: a new id, no attempt yet, ``parent_id`` naming the
-template.
+The child is a Simple task (a Workflow task, for a Scheduled task given phases) with every
+field of its template (priority, queue, environment, limits, project...) and a life of its own:
+a new id, no attempt yet, ``parent_id`` naming the template.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskqueue.models import TaskType
+from taskqueue.store.codec import loads
 from taskqueue.store.ids import new_id
 from taskqueue.store.schema import tasks as tasks_table
 
@@ -57,5 +58,9 @@ def child_row(template: Any, now: int, **fields: Any) -> dict[str, Any]:
             "waiting_on": 0,
         }
     )
+    phases = loads(template["phases"])
+    if phases and template["task_type"] == TaskType.SCHEDULED.value:
+        # A Scheduled task with phases makes workflows, each walking them from the first.
+        row.update(task_type=TaskType.WORKFLOW.value, current_phase=phases[0]["name"])
     row.update(fields)
     return row

@@ -161,6 +161,8 @@ def delete_workflow(tx: Tx, project_id: str, name: str, projects: Projects = Non
 def workflow_columns(tx: Tx, items: Sequence[TaskCreate], batch: bool) -> list[dict[str, Any]]:
     """The workflow columns of each new task (empty for tasks that are not workflows).
 
+    A Scheduled task given phases (or a workflow) keeps them for the Workflow tasks it makes.
+
     A task walks its inline ``phases``, the project workflow it names, or the default six;
     each phase resolved against the task's own body and settings. Refused (all items) when a
     named workflow does not exist or a phase would run nothing.
@@ -168,7 +170,11 @@ def workflow_columns(tx: Tx, items: Sequence[TaskCreate], batch: bool) -> list[d
     columns: list[dict[str, Any]] = []
     details: list[dict[str, Any]] = []
     for i, item in enumerate(items):
-        if item.task_type is not TaskType.WORKFLOW:
+        walks = item.task_type is TaskType.WORKFLOW or (
+            item.task_type is TaskType.SCHEDULED
+            and (item.phases is not None or item.workflow is not None)
+        )
+        if not walks:
             columns.append({})
             continue
         where: list[Any] = ["tasks", i] if batch else []
