@@ -21,6 +21,7 @@ FILES: list[tuple[Path, Path]] = [
     (CLIENT / "_async_code.py", CLIENT / "_sync_code.py"),
     (CLIENT / "_async_functions.py", CLIENT / "_sync_functions.py"),
     (CLIENT / "_async_schedules.py", CLIENT / "_sync_schedules.py"),
+    (CLIENT / "_async_workflows.py", CLIENT / "_sync_workflows.py"),
     (CLIENT / "_async_client.py", CLIENT / "_sync_client.py"),
 ]
 
@@ -58,6 +59,12 @@ RULES: list[tuple[str, str]] = [
     ),
     (r"\bfrom taskqueue\.client\._async_schedules\b", "from taskqueue.client._sync_schedules"),
     (r"\bAsyncSchedulesMixin\b", "SyncSchedulesMixin"),
+    (
+        r'^"""The async client.s workflow methods: .*"""',
+        '"""The sync client\'s workflow methods, GENERATED from ``_async_workflows.py``."""',
+    ),
+    (r"\bfrom taskqueue\.client\._async_workflows\b", "from taskqueue.client._sync_workflows"),
+    (r"\bAsyncWorkflowsMixin\b", "SyncWorkflowsMixin"),
     (r"\bfrom taskqueue\.client\._async_code\b", "from taskqueue.client._sync_code"),
     (r"\bAsyncCodeMixin\b", "SyncCodeMixin"),
     (r"\bfrom taskqueue\.client\._async_functions\b", "from taskqueue.client._sync_functions"),

@@ -23,7 +23,31 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "tasks create": (
         "taskqueue tasks create backup 'tar czf /tmp/home.tgz ~' --priority high",
         "taskqueue tasks create report ./report.sh --depends-on 4e1b2c --retry-attempts 2",
+        "taskqueue tasks create feature ./agent.sh --type workflow --reviews-required 2",
     ),
+    "tasks review": (
+        "taskqueue tasks review 4e1b2c --approve -m 'looks good'",
+        "taskqueue tasks review 4e1b2c --reject -m 'handle the empty input' --reviewer alice",
+    ),
+    "tasks reviews": ("taskqueue tasks reviews 4e1b2c", "taskqueue tasks reviews 4e1b2c --json"),
+    "tasks review-link": (
+        "taskqueue tasks review-link 4e1b2c --reviewer alice@example.com",
+        "taskqueue tasks review-link 4e1b2c --reviewer bob --expires-in 3600 --json",
+    ),
+    "workflows": (
+        "taskqueue workflows create web release --phases @release.json",
+        "taskqueue workflows list web",
+    ),
+    "workflows create": (
+        "taskqueue workflows create web release --phases @release.json",
+        'taskqueue workflows create web quick --phases \'[{"name": "build", "command": "make"}]\'',
+    ),
+    "workflows list": ("taskqueue workflows list web", "taskqueue workflows list web --json"),
+    "workflows get": (
+        "taskqueue workflows get web release",
+        "taskqueue workflows get web release --version 1 --json",
+    ),
+    "workflows delete": ("taskqueue workflows delete web release",),
     "tasks list": (
         "taskqueue tasks list --status Failed --limit 20",
         "taskqueue tasks list --all -o json | jq '.[].name'",

@@ -45,6 +45,7 @@ from taskqueue.cli.status import health, workers
 from taskqueue.cli.submit import submit
 from taskqueue.cli.tasks import tasks
 from taskqueue.cli.webhooks import webhooks
+from taskqueue.cli.workflows import workflows
 
 if TYPE_CHECKING:
     from taskqueue._limits import LimitPolicy
@@ -297,6 +298,7 @@ main.add_command(events)
 main.add_command(webhooks)
 main.add_command(functions)
 main.add_command(schedules)
+main.add_command(workflows)
 main.add_command(execute)
 main.add_command(batch_execute)
 tasks.add_command(watch)

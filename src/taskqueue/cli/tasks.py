@@ -21,14 +21,15 @@ from taskqueue.cli._context import (
     status_style,
 )
 from taskqueue.cli._ids import resolve_project, resolve_task, resolve_tasks, short_id
+from taskqueue.cli.workflows import phase_table, read_phases, review_commands, workflow_summary
 from taskqueue.errors import TaskNotFoundError, TaskQueueTimeoutError
 from taskqueue.models import Attempt, LogChunk, Task, TaskFilters, TaskPriority, TaskStatus
 
 __all__ = ["task_detail", "task_table", "tasks", "write_chunk"]
 
 PRIORITIES = click.Choice([p.value for p in TaskPriority], case_sensitive=False)
-#: The statuses a task can have in this version (workflow phases come with workflows).
-RUN_STATUSES = ("Pending", "Running", "Completed", "Failed", "Cancelled")
+#: The statuses a task can have: the queue's, and the phases a workflow shows as its status.
+RUN_STATUSES = tuple(status.value for status in TaskStatus)
 STATUSES = click.Choice(RUN_STATUSES, case_sensitive=False)
 
 
@@ -119,8 +120,12 @@ def task_detail(task: Task) -> Table:
         rows += [("exit code", str(result.exit_code)), ("duration", duration(result.duration_ms))]
         if result.error:
             rows.append(("error", result.error))
+    if task.phases:
+        rows.append(("workflow", workflow_summary(task)))
     for name, value in rows:
         table.add_row(name, value)
+    if task.phases:
+        table.add_row("phases", phase_table(task))
     return table
 
 
@@ -170,6 +175,19 @@ def tasks() -> None:
 @click.option("--queue", default=None)
 @click.option("--metadata", default=None, help="JSON object.")
 @click.option("--input", "input_json", default=None, help="JSON given to the command.")
+@click.option(
+    "--type",
+    "task_type",
+    type=click.Choice(["simple", "workflow"], case_sensitive=False),
+    default=None,
+    help="workflow: walk phases (the default six, unless --workflow or --phases).",
+)
+@click.option("--workflow", default=None, help="Walk this workflow of the task's project.")
+@click.option("--phases", "phases_json", default=None, metavar="JSON|@FILE|-",
+              help="Walk these phases (a JSON list).")  # fmt: skip
+@click.option("--reviews-required", type=click.IntRange(0, 100), default=None,
+              help="Approvals a review gate needs (default 3).")  # fmt: skip
+@click.option("--max-review-rounds", type=click.IntRange(0, 100), default=None)
 @click.option("--interactive", "-i", is_flag=True, help="Prompt for each field.")
 @client_command
 def create_task(
@@ -188,9 +206,14 @@ def create_task(
     queue: str | None,
     metadata: str | None,
     input_json: str | None,
+    task_type: str | None,
+    workflow: str | None,
+    phases_json: str | None,
+    reviews_required: int | None,
+    max_review_rounds: int | None,
     interactive: bool,
 ) -> None:
-    """Create a task that runs COMMAND."""
+    """Create a task that runs COMMAND (or a Workflow task that walks phases)."""
     if interactive:
         name = click.prompt("Name", default=name)
         command = click.prompt("Command", default=command)
@@ -212,9 +235,16 @@ def create_task(
             type=click.IntRange(0, 100),
             default=3 if retry_attempts is None else retry_attempts,
         )
-    if not name or not command:
+    phases = read_phases(phases_json) if phases_json is not None else None
+    walks = (task_type or "").lower() == "workflow" or workflow is not None or phases is not None
+    if not name or not (command or (walks and (workflow or phases))):
         raise click.UsageError("give NAME and COMMAND (or --interactive)")
     fields: dict[str, Any] = {
+        "task_type": "Workflow" if walks else None,
+        "workflow": workflow,
+        "phases": phases,
+        "ai_reviews_required": reviews_required,
+        "max_review_rounds": max_review_rounds,
         "description": description,
         "priority": _canonical(priority, [p.value for p in TaskPriority]),
         "timeout": timeout,
@@ -425,3 +455,7 @@ def task_attempts(ctx: CliContext, task_id: str) -> None:
     """Every attempt of a task."""
     found = ctx.client.get_attempts(resolve_task(ctx, task_id))
     ctx.emit(found, lambda: attempt_table(found) if found else "no attempts yet")
+
+
+for _command in review_commands:
+    tasks.add_command(_command)

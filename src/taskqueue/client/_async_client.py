@@ -17,6 +17,7 @@ from taskqueue.client._async_events import AsyncEventsMixin
 from taskqueue.client._async_functions import AsyncFunctionsMixin
 from taskqueue.client._async_schedules import AsyncSchedulesMixin
 from taskqueue.client._async_webhooks import AsyncWebhooksMixin
+from taskqueue.client._async_workflows import AsyncWorkflowsMixin
 from taskqueue.client._base import (
     NOT_GIVEN,
     NotGiven,
@@ -66,6 +67,7 @@ class AsyncTaskQueueClient(
     AsyncWebhooksMixin,
     AsyncFunctionsMixin,
     AsyncSchedulesMixin,
+    AsyncWorkflowsMixin,
     AsyncCodeMixin,
 ):
     """Async client for the taskqueue API.

@@ -27,6 +27,7 @@ from taskqueue.client._sync_events import SyncEventsMixin
 from taskqueue.client._sync_functions import SyncFunctionsMixin
 from taskqueue.client._sync_schedules import SyncSchedulesMixin
 from taskqueue.client._sync_webhooks import SyncWebhooksMixin
+from taskqueue.client._sync_workflows import SyncWorkflowsMixin
 from taskqueue.client._wire import TransportError, encode_url
 from taskqueue.errors import ProjectNotFoundError, TaskNotFoundError, TaskQueueTimeoutError
 from taskqueue.models import (
@@ -65,6 +66,7 @@ class TaskQueueClient(
     SyncWebhooksMixin,
     SyncFunctionsMixin,
     SyncSchedulesMixin,
+    SyncWorkflowsMixin,
     SyncCodeMixin,
 ):
     """Sync client for the taskqueue API: the async client's methods, blocking.
