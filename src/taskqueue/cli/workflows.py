@@ -159,7 +159,7 @@ def review_link(ctx: CliContext, task_id: str, reviewer: str, expires_in: int | 
 
 
 #: The commands ``taskqueue tasks`` takes for reviews.
-review_commands = (review_task, list_task_reviews, review_link)
+review_commands: tuple[click.Command, ...] = (review_task, list_task_reviews, review_link)
 
 
 # ---------------------------------------------------------------------------- workflows ...
