@@ -45,8 +45,9 @@ _ON_EVERY_BACKEND = ("integration", "e2e")
 
 
 #: The test files that take longest (minutes of servers, partitions, fuzzing), longest first.
-#: They are handed out first: ``--dist loadfile`` gives each worker whole files in collection
-#: order, and a long file handed out last keeps one worker busy while the other sits idle.
+#: They are handed out first: ``--dist loadfile --no-loadscope-reorder`` gives each worker whole
+#: files in collection order (without the flag, files with the most tests go first, and a long
+#: file of one test, handed out last, keeps one worker busy while the other sits idle).
 SLOW_FILES = (
     "integration/test_schemathesis.py",
     "pg/test_netns.py",

@@ -34,8 +34,7 @@ from tests.conftest import ServerProcess, free_port, wait_status
         (["--format", "xml", "tasks", "list"], "'xml' is not one of"),
         (["tasks", "list", "-o", "xml"], "'xml' is not one of"),
         (["tasks", "list", "--status", "Sleeping"], "'Sleeping' is not one of"),
-        # Workflow phases and task types that do not run yet are not offered.
-        (["tasks", "list", "--status", "Finalized"], "'Finalized' is not one of"),
+        (["tasks", "list", "--status", "Reviewing"], "'Reviewing' is not one of"),
         (["tasks", "list", "--type", "Workflow"], "No such option '--type'"),
         (["tasks", "create", "x", "true", "--priority", "Urgent"], "'Urgent' is not one of"),
         (["tasks", "create", "x", "true", "--timeout", "0"], "--timeout"),

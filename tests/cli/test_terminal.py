@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from taskqueue import __version__
+from taskqueue.models import TaskStatus
 from tests.cli.helpers import ANSI, cli, get, make_task, on_a_pty, sub_env, tq
 from tests.conftest import BIN, ServerProcess, wait_status
 
@@ -253,8 +254,8 @@ def test_completion_offers_commands_and_choices() -> None:
     assert "tasks" in complete("taskqueue ta")
     assert set(complete("taskqueue tasks c")) == {"create", "cancel"}
     offered = {c.lower() for c in complete("taskqueue tasks list --status P")}
-    assert offered == {"pending"}  # workflow phases (Planning...) do not happen in this version
+    assert offered == {"pending", "planning"}  # Planning: a workflow's first phase
     every = {c.lower() for c in complete("taskqueue tasks list --status ")}
-    assert every == {"pending", "running", "completed", "failed", "cancelled"}
+    assert every == {s.value.lower() for s in TaskStatus}  # the queue's and the workflow phases
     assert set(complete("taskqueue -o ")) == {"table", "json", "yaml"}
     assert "--format" in complete("taskqueue tasks get --f")
