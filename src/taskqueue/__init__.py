@@ -5,10 +5,17 @@ Every exception of the SDK's hierarchy is importable from here (and from
 :class:`TaskQueueConnectionError` and :class:`TaskQueueTimeoutError` that shadow Python's
 builtins in a module that imports them bare, and are left out of ``__all__`` so that
 ``from taskqueue import *`` never does.
+
+The clients are imported on first use (:pep:`562`): ``taskqueue server`` and the models do not
+pay for building them.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from taskqueue._version import __version__
-from taskqueue.client import NOT_GIVEN, AsyncTaskQueueClient, NotGiven, TaskQueueClient
 from taskqueue.errors import (
     APIError,
     AuthenticationError,
@@ -87,6 +94,9 @@ from taskqueue.models import (
     WorkflowPhase,
     WorkflowRef,
 )
+
+if TYPE_CHECKING:
+    from taskqueue.client import NOT_GIVEN, AsyncTaskQueueClient, NotGiven, TaskQueueClient
 
 __all__ = [
     "NOT_GIVEN",
@@ -167,3 +177,20 @@ __all__ = [
     "__version__",
     "detect_language",
 ]
+
+
+_CLIENT_NAMES = frozenset({"NOT_GIVEN", "AsyncTaskQueueClient", "NotGiven", "TaskQueueClient"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import a client (or ``NOT_GIVEN``) the first time it is asked for."""
+    if name not in _CLIENT_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("taskqueue.client"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, those imported on first use among them."""
+    return sorted({*globals(), *__all__})

@@ -23,14 +23,13 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
 import pydantic
 from rich.console import Console
 from rich.table import Table
 
-from taskqueue.client import TaskQueueClient
 from taskqueue.client._config import RETRY_BACKOFF_ENV
 from taskqueue.errors import (
     APIError,
@@ -42,6 +41,9 @@ from taskqueue.errors import (
     TaskQueueError,
     TaskQueueTimeoutError,
 )
+
+if TYPE_CHECKING:
+    from taskqueue.client import TaskQueueClient
 
 __all__ = [
     "EXIT_CONNECTION",
@@ -137,6 +139,8 @@ class CliContext:
         if self._client is None:
             # A person is waiting: retry, but give up within a few seconds (unless the
             # environment sets the backoff, which the SDK then reads).
+            from taskqueue.client import TaskQueueClient  # here: `taskqueue server` needs none
+
             backoff = None if os.environ.get(RETRY_BACKOFF_ENV) else _RETRY_BACKOFF_S
             self._client = TaskQueueClient(
                 self.base_url,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Literal
 
 import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -74,8 +77,19 @@ class ServerSettings:
     max_request_wait: float = 300.0
 
 
+_document_lock = threading.Lock()
+
+
+@functools.cache
+def _rendered_document() -> bytes:
+    with _document_lock:  # built once, by the first request that asks
+        return orjson.dumps(openapi_document())
+
+
 async def _openapi(request: Request) -> Response:
-    document: bytes = request.app.state.openapi
+    # Built on first use (a third of a second of schema generation that a server which is
+    # never asked for its document does not pay at start), off the event loop.
+    document = await run_in_threadpool(_rendered_document)
     return Response(document, media_type="application/json")
 
 
@@ -117,7 +131,6 @@ def create_app(
     app.state.auth = auth
     app.state.events = hub  # ended before the server drains (see cli.serve)
     app.state.webhook_sender = sender
-    app.state.openapi = orjson.dumps(openapi_document())
     app.add_middleware(OriginGuardMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(HostGuardMiddleware, allowed_hosts=settings.allowed_hosts)
     # Outside the host guard: it checks the host a trusted proxy says the client asked for.
