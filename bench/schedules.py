@@ -294,7 +294,28 @@ def minute_figure(server: Server, api: httpx.Client, schedules: int, rate: float
         f" {fmt(with_slot['rate'])} tasks/s ({with_slot['seconds']:.1f} s)")  # fmt: skip
     verdict = "meets" if ratio >= DRAIN_GOAL else "misses"
     say(f"  ratio over the minute {ratio:.3f} ({verdict} the goal >= {DRAIN_GOAL})")
+    _, children = in_window(server.db, "bench-minute-fire", with_slot["began"], with_slot["ended"])
+    say(f"  children started during that drain: {children:,}")
+    for label, run in (("alone", alone), ("with the slot", with_slot)):
+        rates = ended_per_bucket(server.db, f"bench-minute-{'base' if run is alone else 'fire'}",
+                                 run["began"], start_at if run is with_slot else None)  # fmt: skip
+        say(f"  tasks/s per 10 s of the drain {label}: {rates}")
     return ratio
+
+
+def ended_per_bucket(db: Path, label: str, began: float, slot: float | None) -> str:
+    """The drain's rate in each 10 s from its start (the slot's bucket marked with ``*``)."""
+    reader = _reader(db)
+    try:
+        rows = reader.execute(
+            "SELECT (finished_at - ?) / 10000000 AS bucket, count(*) FROM tasks"
+            " WHERE name LIKE ? GROUP BY bucket ORDER BY bucket",
+            (int(began * 1e6), f"{label}-%"),
+        ).fetchall()
+    finally:
+        reader.close()
+    mark = None if slot is None else int((slot - began) // 10)
+    return " ".join(f"{count / 10:.0f}{'*' if bucket == mark else ''}" for bucket, count in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
