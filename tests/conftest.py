@@ -58,7 +58,7 @@ SLOW_FILES = (
     "integration/test_schedules.py",
     "cli/test_server_commands.py",
     "integration/test_remote_serving.py",
-    "integration/test_workflows.py",
+    "integration/test_workflow_gates.py",
     "pg/test_postgres.py",
     "integration/test_webhooks.py",
     "integration/test_auth.py",

@@ -185,3 +185,40 @@ def test_a_worker_without_the_language_never_claims_it_and_one_with_it_does(
         worker.terminate()
         worker.wait(30)
         log.close()
+
+
+def test_each_phase_of_a_workflow_goes_to_a_worker_with_its_language(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = make_server("--workers", "4", "--languages", "bash")
+    log = (tmp_path / "worker.log").open("ab")
+    worker = subprocess.Popen(
+        [str(BIN), "worker", "--db", str(server.db), "--languages", "python3",
+         "--concurrency", "1", "--presence-interval", "0.2"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            wait_until(lambda: _languages(api)["python3"]["workers"] == 1, 30, "python3 worker")
+            workers = {w["pid"]: w["id"] for w in api.get("/api/workers").json()["workers"]}
+            phases = [
+                {"name": "first", "language": "bash", "code": "echo one"},
+                {"name": "second", "language": "python3", "code": "print('two')"},
+                {"name": "third", "language": "bash", "code": "echo three"},
+            ]
+            made = api.post("/api/tasks", json={"name": "wf", "task_type": "Workflow",
+                                                "phases": phases})  # fmt: skip
+            assert made.status_code == 201, made.text
+            assert made.json()["language"] == "bash"
+            task = wait_status(api, made.json()["id"])
+            assert task["status"] == "Completed", task
+            attempts = api.get(f"/api/tasks/{task['id']}/attempts").json()["attempts"]
+            by_phase = {a["phase"]: a["worker_id"] for a in attempts}
+            assert by_phase["second"] == workers[worker.pid], attempts
+            assert by_phase["first"] != workers[worker.pid], attempts
+            assert by_phase["third"] != workers[worker.pid], attempts
+            assert [p["status"] for p in task["phases"]] == ["Completed"] * 3
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        log.close()

@@ -61,6 +61,10 @@ def child_row(template: Any, now: int, **fields: Any) -> dict[str, Any]:
     phases = loads(template["phases"])
     if phases and template["task_type"] == TaskType.SCHEDULED.value:
         # A Scheduled task with phases makes workflows, each walking them from the first.
-        row.update(task_type=TaskType.WORKFLOW.value, current_phase=phases[0]["name"])
+        row.update(
+            task_type=TaskType.WORKFLOW.value,
+            current_phase=phases[0]["name"],
+            language=phases[0].get("language"),
+        )
     row.update(fields)
     return row

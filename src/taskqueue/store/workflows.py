@@ -208,6 +208,8 @@ def workflow_columns(tx: Tx, items: Sequence[TaskCreate], batch: bool) -> list[d
             {
                 "phases": dumps(resolved),
                 "current_phase": resolved[0]["name"],
+                # Workers are picked by the language of the phase that runs next.
+                "language": resolved[0]["language"],
                 "review_rounds": 0,
                 "max_review_rounds": DEFAULT_MAX_ROUNDS if rounds is None else rounds,
                 "development_workflow": dumps(ref) if ref is not None else None,

@@ -35,7 +35,7 @@ __all__ = ["not_waiting", "open_gate", "review", "review_to_dict", "succeeded"]
 
 _ADVANCE = _update(
     Transition.ADVANCE,
-    f"{_CLEAR_LEASE}, current_phase = ?, phases = ?, retries_used = 0, run_at = ?,"
+    f"{_CLEAR_LEASE}, current_phase = ?, language = ?, phases = ?, retries_used = 0, run_at = ?,"
     " updated_at = ?, result = ?, waiting_on = ?, ai_reviews_completed = ?,"
     " status_reason = NULL, failure_reason = NULL",
     _HELD,
@@ -54,7 +54,8 @@ _REJECT = _update(
 )
 #: A Pending workflow moves to another phase (a gate passed, or a rejection sent it back).
 _MOVE = (
-    "UPDATE tasks SET current_phase = ?, phases = ?, waiting_on = ?, run_at = ?, updated_at = ?,"
+    "UPDATE tasks SET current_phase = ?, language = ?, phases = ?, waiting_on = ?, run_at = ?,"
+    " updated_at = ?,"
     " ai_reviews_completed = ?, review_rounds = ?, retries_used = 0 WHERE id = ?"
     f" AND status = '{PENDING}'"
 )
@@ -121,17 +122,23 @@ def _enter(
     if not phases[i]["review"]:
         phases[i].update(status=PENDING, started_at=None, finished_at=None)
         fx.wake = True
-    name = phases[i]["name"]
+    # The task's language is its next run phase's: workers are picked by it (a gate keeps
+    # the one before, it is never claimed).
+    name, language = phases[i]["name"], phases[i]["language"]
+    if phases[i]["review"]:
+        language = row["language"]
     if running:
         tx.execute(
             _ADVANCE,
-            (name, dumps(phases), now, now, result, waiting, approvals, row["id"],
+            (name, language, dumps(phases), now, now, result, waiting, approvals, row["id"],
              row["lease_token"]),
         )  # fmt: skip
     else:
         tx.execute(
-            _MOVE, (name, dumps(phases), waiting, now, now, approvals, review_rounds, row["id"])
-        )
+            _MOVE,
+            (name, language, dumps(phases), waiting, now, now, approvals, review_rounds,
+             row["id"]),
+        )  # fmt: skip
     return False
 
 
