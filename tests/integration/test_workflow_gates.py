@@ -451,3 +451,22 @@ def test_reviews_are_refused_where_no_gate_waits(shared: httpx.Client) -> None:
     assert nobody.json()["error"]["details"][0]["loc"] == ["body", "reviewer"]
     assert shared.get(f"/api/tasks/{flow['id']}/reviews").json()["reviews"] == []
     shared.post(f"/api/tasks/{flow['id']}/cancel")
+
+
+def test_the_body_of_a_task_with_phases_cannot_change(shared: httpx.Client) -> None:
+    flow = _workflow(shared, name="fixed", run_at="2999-01-01T00:00:00Z",
+                     phases=[{"name": "a", "command": "echo a"}, {"name": "b"}],
+                     command="echo fallback")  # fmt: skip
+    for field, value in (("command", "echo other"), ("code", "print(1)")):
+        refused = shared.put(f"/api/tasks/{flow['id']}", json={field: value})
+        assert refused.status_code == 409, refused.text
+        detail = refused.json()["error"]["details"][0]
+        assert detail["loc"] == [field]
+        assert "runs phases" in detail["msg"]
+    after = _get(shared, flow["id"])
+    assert after["command"] == "echo fallback"
+    assert [p["command"] for p in after["phases"]] == ["echo a", "echo fallback"]
+    assert after["updated_at"] == flow["updated_at"]
+    renamed = shared.put(f"/api/tasks/{flow['id']}", json={"name": "renamed"})
+    assert renamed.status_code == 200, renamed.text
+    shared.delete(f"/api/tasks/{flow['id']}")

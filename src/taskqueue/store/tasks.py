@@ -249,7 +249,19 @@ def _invalid(loc: str, msg: str) -> InvalidInput:
 
 
 def _check_body_fields(row: Any, given: dict[str, Any]) -> None:
-    """Refuse changes of a body the task does not have, or of schemas outside definitions."""
+    """Refuse changes of a body the task does not have, or of schemas outside definitions.
+
+    A task with phases (a Workflow task, or a Scheduled one that makes workflows) runs the
+    bodies its phases were given when it was made: its own command and code do not change.
+    """
+    if row["phases"] not in (None, "[]"):
+        for name in ("command", "code"):
+            if name in given:
+                raise _invalid(
+                    name,
+                    f"this task runs phases, each with the body it was given when the task was "
+                    f"made; its {name} cannot change (make a new task with new phases)",
+                )
     if "command" in given and row["language"] is not None:
         raise _invalid("command", "this task runs code, not a command")
     if "code" in given and row["language"] is None:
