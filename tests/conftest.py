@@ -37,6 +37,33 @@ BIN = Path(sys.executable).parent / "taskqueue"
 
 T = TypeVar("T")
 
+
+def _shared_default_tls() -> None:
+    """Give every httpx client of the tests one default TLS context instead of one each.
+
+    httpx loads certifi's bundle into a new context for each client it makes (about 60 ms of
+    CPU), and the tests make thousands (every ``httpx.get`` of a poll is one). The context
+    is the same for all; a test that passes its own (``verify=``) keeps it.
+    """
+    from httpx._transports import default  # the transports' name for it
+
+    make = default.create_ssl_context
+    shared: dict[bool, ssl.SSLContext] = {}
+
+    def create_ssl_context(
+        verify: ssl.SSLContext | str | bool = True, cert: Any = None, trust_env: bool = True
+    ) -> ssl.SSLContext:
+        if verify is not True or cert is not None:
+            return make(verify=verify, cert=cert, trust_env=trust_env)
+        if trust_env not in shared:
+            shared[trust_env] = make(verify=True, trust_env=trust_env)
+        return shared[trust_env]
+
+    default.create_ssl_context = create_ssl_context  # type: ignore[assignment]
+
+
+_shared_default_tls()
+
 #: The backends the database tests of ``tests/integration`` and ``tests/e2e`` each run on.
 BACKENDS = ("sqlite", "postgresql")
 
