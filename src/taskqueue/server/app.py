@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -78,12 +77,14 @@ class ServerSettings:
 
 
 _document_lock = threading.Lock()
+_document: list[bytes] = []  # the rendered document, once built
 
 
-@functools.cache
 def _rendered_document() -> bytes:
     with _document_lock:  # built once, by the first request that asks
-        return orjson.dumps(openapi_document())
+        if not _document:
+            _document.append(orjson.dumps(openapi_document()))
+        return _document[0]
 
 
 async def _openapi(request: Request) -> Response:
