@@ -8,8 +8,9 @@ offers it does; a language no live worker offers, or none of the table, is refus
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +160,12 @@ def test_the_claim_takes_code_tasks_only_in_the_languages_offered(db_url: str) -
     run_store(db_url, body)
 
 
-def test_a_worker_without_the_language_never_claims_it_and_one_with_it_does(
+@contextlib.contextmanager
+def _bash_server_and_python3_worker(
     make_server: Callable[..., ServerProcess], tmp_path: Path
-) -> None:
+) -> Iterator[tuple[httpx.Client, str]]:
+    """A server whose workers offer only bash, and a worker offering only python3: the API
+    and the python3 worker's id, once it is seen."""
     server = make_server("--workers", "4", "--languages", "bash")
     log = (tmp_path / "worker.log").open("ab")
     worker = subprocess.Popen(
@@ -173,52 +177,45 @@ def test_a_worker_without_the_language_never_claims_it_and_one_with_it_does(
         with httpx.Client(base_url=server.url, timeout=30) as api:
             wait_until(lambda: _languages(api)["python3"]["workers"] == 1, 30, "python3 worker")
             workers = {w["pid"]: w["id"] for w in api.get("/api/workers").json()["workers"]}
-            code = {"language": "python3", "code": "print('routed')"}
-            ids = [api.post("/api/tasks", json={"name": f"py{i}", **code}).json()["id"]
-                   for i in range(5)]  # fmt: skip
-            for task_id in ids:
-                task = wait_status(api, task_id)
-                assert task["status"] == "Completed", task
-                attempts = api.get(f"/api/tasks/{task_id}/attempts").json()["attempts"]
-                assert [a["worker_id"] for a in attempts] == [workers[worker.pid]]
+            yield api, workers[worker.pid]
     finally:
         worker.terminate()
         worker.wait(30)
         log.close()
+
+
+def test_a_worker_without_the_language_never_claims_it_and_one_with_it_does(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    with _bash_server_and_python3_worker(make_server, tmp_path) as (api, python3_worker):
+        code = {"language": "python3", "code": "print('routed')"}
+        ids = [api.post("/api/tasks", json={"name": f"py{i}", **code}).json()["id"]
+               for i in range(5)]  # fmt: skip
+        for task_id in ids:
+            task = wait_status(api, task_id)
+            assert task["status"] == "Completed", task
+            attempts = api.get(f"/api/tasks/{task_id}/attempts").json()["attempts"]
+            assert [a["worker_id"] for a in attempts] == [python3_worker]
 
 
 def test_each_phase_of_a_workflow_goes_to_a_worker_with_its_language(
     make_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    server = make_server("--workers", "4", "--languages", "bash")
-    log = (tmp_path / "worker.log").open("ab")
-    worker = subprocess.Popen(
-        [str(BIN), "worker", "--db", str(server.db), "--languages", "python3",
-         "--concurrency", "1", "--presence-interval", "0.2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as api:
-            wait_until(lambda: _languages(api)["python3"]["workers"] == 1, 30, "python3 worker")
-            workers = {w["pid"]: w["id"] for w in api.get("/api/workers").json()["workers"]}
-            phases = [
-                {"name": "first", "language": "bash", "code": "echo one"},
-                {"name": "second", "language": "python3", "code": "print('two')"},
-                {"name": "third", "language": "bash", "code": "echo three"},
-            ]
-            made = api.post("/api/tasks", json={"name": "wf", "task_type": "Workflow",
-                                                "phases": phases})  # fmt: skip
-            assert made.status_code == 201, made.text
-            assert made.json()["language"] == "bash"
-            task = wait_status(api, made.json()["id"])
-            assert task["status"] == "Completed", task
-            attempts = api.get(f"/api/tasks/{task['id']}/attempts").json()["attempts"]
-            by_phase = {a["phase"]: a["worker_id"] for a in attempts}
-            assert by_phase["second"] == workers[worker.pid], attempts
-            assert by_phase["first"] != workers[worker.pid], attempts
-            assert by_phase["third"] != workers[worker.pid], attempts
-            assert [p["status"] for p in task["phases"]] == ["Completed"] * 3
-    finally:
-        worker.terminate()
-        worker.wait(30)
-        log.close()
+    with _bash_server_and_python3_worker(make_server, tmp_path) as (api, python3_worker):
+        phases = [
+            {"name": "first", "language": "bash", "code": "echo one"},
+            {"name": "second", "language": "python3", "code": "print('two')"},
+            {"name": "third", "language": "bash", "code": "echo three"},
+        ]
+        made = api.post("/api/tasks", json={"name": "wf", "task_type": "Workflow",
+                                            "phases": phases})  # fmt: skip
+        assert made.status_code == 201, made.text
+        assert made.json()["language"] == "bash"
+        task = wait_status(api, made.json()["id"])
+        assert task["status"] == "Completed", task
+        attempts = api.get(f"/api/tasks/{task['id']}/attempts").json()["attempts"]
+        by_phase = {a["phase"]: a["worker_id"] for a in attempts}
+        assert by_phase["second"] == python3_worker, attempts
+        assert by_phase["first"] != python3_worker, attempts
+        assert by_phase["third"] != python3_worker, attempts
+        assert [p["status"] for p in task["phases"]] == ["Completed"] * 3
